@@ -1,0 +1,1 @@
+"""Model downloader (HuggingFace, S3, TOS, GCS, HTTP)."""

@@ -1,0 +1,3 @@
+from aibrix.downloader.cli import main
+
+main()

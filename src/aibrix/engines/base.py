@@ -1,0 +1,112 @@
+"""The small interface every engine adapter implements, plus shared reply handling."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import httpx
+
+from aibrix.engines.client import EngineClient
+from aibrix.engines.errors import EngineError, EngineRejected, NotSupported
+
+ModelCard = dict[str, Any]
+
+
+class Engine:
+    """An inference engine seen through its management API.
+
+    Subclasses set the class attributes and override the adapter calls their engine supports.
+    """
+
+    name: ClassVar[str]
+    metrics_path: ClassVar[str] = "/metrics"
+    health_path: ClassVar[str] = "/health"
+    models_path: ClassVar[str] = "/v1/models"
+    supports_lora: ClassVar[bool] = False
+    lora_hint: ClassVar[str] = "this engine has no API to load LoRA adapters at run time"
+
+    def __init__(self, client: EngineClient) -> None:
+        self.client = client
+
+    async def health(self, *, timeout: float) -> None:
+        """Return when the engine answers its health check with 2xx; raise EngineError otherwise."""
+        response = await self.client.request("GET", self.health_path, timeout=timeout)
+        if not response.is_success:
+            raise EngineError(
+                f"engine health check {self.health_path} answered {response.status_code}: {error_message(response)}",
+                status=503,
+                type="EngineNotReady",
+            )
+
+    async def list_models(self, *, auth: str | None = None) -> list[ModelCard]:
+        """The engine's OpenAI model cards, as the engine reports them."""
+        response = await self.client.request("GET", self.models_path, auth=auth)
+        raise_for_engine_error(response)
+        try:
+            data = response.json()["data"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EngineError(f"engine answered {self.models_path} with an unexpected body: {response.text[:200]!r}") from exc
+        return [card for card in data if isinstance(card, dict) and "id" in card]
+
+    async def adapter_path(self, lora_name: str, *, auth: str | None = None) -> str | None:
+        """The path the engine reports for a loaded adapter (an adapter card's ``root``), if it lists one."""
+        for card in await self.list_models(auth=auth):
+            if card.get("id") == lora_name and card.get("parent"):
+                return card.get("root")
+        return None
+
+    async def load_adapter(self, lora_name: str, lora_path: str, *, auth: str | None = None) -> str:
+        """Load an adapter; return the engine's success message."""
+        raise NotSupported(f"{self.name}: {self.lora_hint}")
+
+    async def unload_adapter(self, lora_name: str, *, auth: str | None = None) -> str:
+        """Unload an adapter; return the engine's success message."""
+        raise NotSupported(f"{self.name}: {self.lora_hint}")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def error_message(response: httpx.Response) -> str:
+    """The human message inside an engine error body, whatever shape the engine uses."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        for key in ("message", "error_message", "detail", "error"):
+            if body.get(key):
+                return body[key] if isinstance(body[key], str) else json.dumps(body[key])
+    return response.text.strip()[:500]
+
+
+def error_type(response: httpx.Response) -> str | None:
+    """The error ``type`` inside a vLLM-style error body (flat or nested), if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    nested = body.get("error")
+    if isinstance(nested, dict):
+        return nested.get("type")
+    value = body.get("type")
+    return value if isinstance(value, str) else None
+
+
+def engine_error(response: httpx.Response) -> EngineError:
+    """The fitting EngineError for a non-2xx reply: 4xx pass through, 5xx become 502."""
+    message = error_message(response)
+    if response.status_code < 500:
+        return EngineRejected(message, status=response.status_code, type=error_type(response) or "EngineRejected")
+    return EngineError(f"engine failed with {response.status_code}: {message}", status=502, type="EngineError")
+
+
+def raise_for_engine_error(response: httpx.Response) -> None:
+    if not response.is_success:
+        raise engine_error(response)

@@ -1,0 +1,59 @@
+"""Engine failures, each carrying the HTTP status the runtime answers with."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """An engine call that did not succeed; ``status`` and ``type`` become the API error."""
+
+    status: int = 502
+    type: str = "EngineError"
+
+    def __init__(self, message: str, *, status: int | None = None, type: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+
+
+class EngineUnavailable(EngineError):
+    """The engine could not be reached (refused, reset, DNS)."""
+
+    status = 502
+    type = "EngineUnavailable"
+
+
+class EngineTimeout(EngineError):
+    """The engine accepted the connection but did not answer in time."""
+
+    status = 504
+    type = "EngineTimeout"
+
+
+class EngineRejected(EngineError):
+    """The engine answered with an error of its own; its status (4xx) and message pass through."""
+
+    type = "EngineRejected"
+
+
+class NotSupported(EngineError):
+    """The engine has no API for this operation (or it is switched off)."""
+
+    status = 501
+    type = "NotSupported"
+
+
+class AdapterAlreadyLoaded(EngineError):
+    """The engine already holds an adapter under this name."""
+
+    status = 409
+    type = "AdapterAlreadyLoaded"
+
+
+class AdapterNotFound(EngineError):
+    """The engine holds no adapter under this name."""
+
+    status = 404
+    type = "AdapterNotFound"

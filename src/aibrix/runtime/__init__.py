@@ -1,0 +1,1 @@
+"""The runtime sidecar: HTTP API over the engine layer."""

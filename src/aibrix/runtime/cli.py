@@ -1,0 +1,44 @@
+"""``aibrix_runtime``: start the runtime sidecar."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from aibrix.runtime.settings import SettingsError, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings = load_settings(argv)
+    except SettingsError as exc:
+        print(f"aibrix_runtime: invalid setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    import uvicorn
+
+    from aibrix.runtime.app import build_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "debug":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aibrix.runtime").info(
+        "aibrix runtime for %s at %s listening on %s:%d",
+        settings.engine,
+        settings.engine_endpoint,
+        settings.host,
+        settings.port,
+    )
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

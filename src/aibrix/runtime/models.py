@@ -1,0 +1,66 @@
+"""Request bodies of the runtime API, validated before anything reaches the engine."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from aibrix.runtime.errors import APIError
+
+# Kubernetes object names (DNS-1123 subdomain): the controller names adapters after ModelAdapter objects.
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _adapter_name(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        raise ValueError(
+            "must be a Kubernetes object name: at most 253 lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+AdapterName = Annotated[str, AfterValidator(_adapter_name)]
+
+
+class LoadAdapterRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lora_name: AdapterName
+    lora_path: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_no_control_chars)]
+
+
+class UnloadAdapterRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lora_name: AdapterName
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def parse_body(raw: bytes, model: type[Body]) -> Body:
+    """Parse a JSON body into ``model``: 400 when it is not JSON, 422 naming each bad field."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc}", "BadRequest") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", "BadRequest")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise APIError(422, problems, "ValidationError") from None

@@ -1,0 +1,124 @@
+"""Runtime settings: environment variables from the AIBrix docs, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from aibrix.engines import ENGINES
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+# setting name -> environment variable
+ENV_VARS = {
+    "engine": "INFERENCE_ENGINE",
+    "engine_endpoint": "INFERENCE_ENGINE_ENDPOINT",
+    "engine_api_key": "INFERENCE_ENGINE_API_KEY",
+    "engine_version": "INFERENCE_ENGINE_VERSION",
+    "engine_timeout": "INFERENCE_ENGINE_TIMEOUT",
+    "ready_timeout": "RUNTIME_READY_TIMEOUT",
+    "ready_cache_seconds": "RUNTIME_READY_CACHE_SECONDS",
+    "metric_scrape_path": "METRIC_SCRAPE_PATH",
+    "log_level": "RUNTIME_LOG_LEVEL",
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the runtime cannot use; the message names the variable or flag."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    engine: str = "vllm"
+    engine_endpoint: str = "http://localhost:8000"
+    engine_api_key: SecretStr | None = None
+    engine_version: str | None = None
+    engine_timeout: float = Field(60.0, gt=0, le=3600)
+    ready_timeout: float = Field(1.0, gt=0, le=60)
+    ready_cache_seconds: float = Field(1.0, ge=0, le=60)
+    metric_scrape_path: str | None = None
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    log_level: LogLevel = "info"
+    enable_docs: bool = False
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ENGINES:
+            raise ValueError(f"expected one of {', '.join(ENGINES)}")
+        return value
+
+    @field_validator("engine_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+            raise ValueError("expected an http:// or https:// URL such as http://localhost:8000")
+        return value
+
+    @field_validator("metric_scrape_path")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith("/"):
+            raise ValueError("expected a path starting with '/', such as /metrics")
+        return value
+
+    @property
+    def scrape_path(self) -> str:
+        return self.metric_scrape_path or ENGINES[self.engine].metrics_path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aibrix_runtime",
+        description="AIBrix AI Engine Runtime: a management sidecar for an LLM inference engine.",
+    )
+    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    parser.add_argument("--engine", help=f"engine kind, one of {', '.join(ENGINES)} (env INFERENCE_ENGINE)")
+    parser.add_argument("--engine-endpoint", help="engine base URL (env INFERENCE_ENGINE_ENDPOINT)")
+    parser.add_argument("--engine-timeout", type=float, help="seconds allowed for one engine call (default 60)")
+    parser.add_argument("--log-level", choices=list(LogLevel.__args__), help="log level (default info)")
+    parser.add_argument(
+        "--enable-docs",
+        "--enable-fastapi-docs",
+        dest="enable_docs",
+        action="store_true",
+        default=None,
+        help="serve the OpenAPI schema at /openapi.json and docs at /docs",
+    )
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` then ``argv``; raise SettingsError naming the bad variable or flag."""
+    environ = os.environ if environ is None else environ
+    args = vars(_parser().parse_args(argv))
+    values: dict[str, object] = {}
+    origin: dict[str, str] = {}
+    for field, var in ENV_VARS.items():
+        if environ.get(var, "") != "":
+            values[field], origin[field] = environ[var], var
+    for field, value in args.items():
+        if value is not None:
+            values[field], origin[field] = value, "--" + field.replace("_", "-")
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            name = origin.get(field, field)
+            shown = "<hidden>" if field == "engine_api_key" else repr(values.get(field))
+            problems.append(f"{name}={shown}: {error['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("; ".join(problems)) from None

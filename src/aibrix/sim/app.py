@@ -1,0 +1,65 @@
+"""The simulator's ASGI app: one engine's routes behind that engine's API-key rule and 404 body."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aibrix.sim.engine import SimEngine, Timing
+from aibrix.sim.metrics import SGLangMetrics, VLLMMetrics
+from aibrix.sim.sglang import sglang_auth_exempt, sglang_routes
+from aibrix.sim.vllm import vllm_auth_exempt, vllm_routes
+
+SIM_ENGINES = ("vllm", "sglang")
+
+
+class APIKeyMiddleware:
+    """Answers 401 ``{"error": "Unauthorized"}`` without the right bearer key, as vLLM and SGLang do."""
+
+    def __init__(self, app: ASGIApp, api_key: str, exempt: Callable[[str], bool]) -> None:
+        self.app, self.expected, self.exempt = app, f"Bearer {api_key}", exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.exempt(scope["path"]):
+            headers = dict(scope["headers"])
+            if headers.get(b"authorization", b"").decode() != self.expected:
+                await JSONResponse({"error": "Unauthorized"}, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """FastAPI's default body for unknown routes, which both engines inherit."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+def build_sim_app(
+    engine: str,
+    model: str,
+    *,
+    api_key: str | None = None,
+    allow_lora: bool = True,
+    error_style: str = "nested",
+    timing: Timing | None = None,
+    max_running: int = 64,
+) -> Starlette:
+    if engine == "vllm":
+        state = SimEngine(model, VLLMMetrics(model), timing or Timing(), max_running=max_running)
+        routes, exempt = vllm_routes(state, error_style=error_style, allow_lora=allow_lora), vllm_auth_exempt
+    elif engine == "sglang":
+        metrics = SGLangMetrics(model, max_total_tokens=65536)
+        state = SimEngine(model, metrics, timing or Timing(), max_running=max_running, kv_capacity_tokens=65536)
+        routes, exempt = sglang_routes(state), sglang_auth_exempt
+    else:
+        raise ValueError(f"the simulator knows {', '.join(SIM_ENGINES)}, not {engine!r}")
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found})
+    app.state.engine = state
+    if api_key:
+        app.add_middleware(APIKeyMiddleware, api_key=api_key, exempt=exempt)
+    return app

@@ -1,0 +1,44 @@
+"""``aibrix_engine_sim``: a GPU-free stand-in for vLLM or SGLang with their management API and metrics."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from aibrix.sim.app import SIM_ENGINES, build_sim_app
+from aibrix.sim.engine import Timing
+from aibrix.sim.vllm import runtime_lora_allowed
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="aibrix_engine_sim", description=__doc__)
+    parser.add_argument("--engine", choices=SIM_ENGINES, default="vllm")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model", default="Qwen/Qwen2.5-Coder-1.5B-Instruct", help="served model name")
+    parser.add_argument("--api-key", default=os.environ.get("SIM_API_KEY"), help="require this bearer key")
+    parser.add_argument("--error-style", choices=("nested", "flat"), default="nested",
+                        help="vLLM error bodies: nested (current) or flat (vLLM <= 0.9)")
+    parser.add_argument("--ttft-ms", type=float, default=20.0, help="base time to first token")
+    parser.add_argument("--itl-ms", type=float, default=5.0, help="time between generated tokens")
+    parser.add_argument("--lora-load-ms", type=float, default=0.0, help="time an adapter load takes")
+    parser.add_argument("--max-running", type=int, default=64, help="requests run at once; the rest wait")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    app = build_sim_app(
+        args.engine,
+        args.model,
+        api_key=args.api_key,
+        allow_lora=args.engine != "vllm" or runtime_lora_allowed(),
+        error_style=args.error_style,
+        timing=Timing(ttft=args.ttft_ms / 1000, itl=args.itl_ms / 1000, lora_load=args.lora_load_ms / 1000),
+        max_running=args.max_running,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

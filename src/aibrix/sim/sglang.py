@@ -1,0 +1,85 @@
+"""SGLang's management routes as the real server answers them.
+
+Sources (sgl-project/sglang): python/sglang/srt/entrypoints/http_server.py (routes; 200 on success and 400 on any
+failure for the LoRA routes; the API-key middleware leaving /health and /metrics open); managers/io_struct.py
+(LoRAUpdateOutput ``{success, error_message, loaded_adapters}``); lora/lora_manager.py and lora/lora_registry.py
+(messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aibrix.sim.engine import SimEngine
+from aibrix.sim.openai import completion_handler, read_json
+
+
+def sglang_error(code: int, message: str, type: str) -> Response:
+    """SGLang's OpenAI-route error body (python/sglang/srt/entrypoints/openai/protocol.py ErrorResponse)."""
+    return JSONResponse({"object": "error", "message": message, "type": type, "param": None, "code": code},
+                        status_code=code)
+
+
+def sglang_routes(engine: SimEngine) -> list[Route]:
+    def update_result(success: bool, error_message: str = "", with_adapters: bool = True) -> Response:
+        body = {
+            "success": success,
+            "error_message": error_message,
+            "loaded_adapters": dict(engine.adapters) if with_adapters else None,
+        }
+        return JSONResponse(body, status_code=200 if success else 400)
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def models(request: Request) -> Response:
+        card = {"id": engine.model, "object": "model", "created": engine.created, "owned_by": "sglang",
+                "root": engine.model, "max_model_len": 32768}
+        return JSONResponse({"object": "list", "data": [card]})
+
+    async def load(request: Request) -> Response:
+        body = await read_json(request)
+        name, path = body.get("lora_name"), body.get("lora_path")
+        if not name or not path:
+            return update_result(False, "lora_name and lora_path are required", with_adapters=False)
+        if name in engine.adapters:
+            return update_result(False, f"Failed to load LoRA adapter {name} because it is already loaded")
+        await asyncio.sleep(engine.timing.lora_load)
+        if path.startswith("/") and not os.path.isdir(path):
+            return update_result(False, f"Can't find 'adapter_config.json' at '{path}'")
+        engine.adapters[name] = path
+        return update_result(True)
+
+    async def unload(request: Request) -> Response:
+        body = await read_json(request)
+        name = body.get("lora_name")
+        if name not in engine.adapters:
+            loaded = ", ".join(repr(n) for n in engine.adapters)
+            return update_result(
+                False, f"LoRA with name {name} does not exist. Loaded LoRAs: dict_keys([{loaded}])", with_adapters=False
+            )
+        del engine.adapters[name]
+        return update_result(True)
+
+    async def metrics(request: Request) -> Response:
+        return Response(engine.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/health_generate", health, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/completions", completion_handler(False, sglang_error), methods=["POST"]),
+        Route("/v1/chat/completions", completion_handler(True, sglang_error), methods=["POST"]),
+        Route("/load_lora_adapter", load, methods=["POST"]),
+        Route("/unload_lora_adapter", unload, methods=["POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def sglang_auth_exempt(path: str) -> bool:
+    return path.startswith("/health") or path.startswith("/metrics")
