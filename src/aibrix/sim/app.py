@@ -48,6 +48,7 @@ def build_sim_app(
     error_style: str = "nested",
     timing: Timing | None = None,
     max_running: int = 64,
+    sglang_lists_adapters: bool = True,
 ) -> Starlette:
     if engine == "vllm":
         state = SimEngine(model, VLLMMetrics(model), timing or Timing(), max_running=max_running)
@@ -55,7 +56,7 @@ def build_sim_app(
     elif engine == "sglang":
         metrics = SGLangMetrics(model, max_total_tokens=65536)
         state = SimEngine(model, metrics, timing or Timing(), max_running=max_running, kv_capacity_tokens=65536)
-        routes, exempt = sglang_routes(state), sglang_auth_exempt
+        routes, exempt = sglang_routes(state, list_adapters=sglang_lists_adapters), sglang_auth_exempt
     else:
         raise ValueError(f"the simulator knows {', '.join(SIM_ENGINES)}, not {engine!r}")
     app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found})

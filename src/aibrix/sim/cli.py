@@ -20,6 +20,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key", default=os.environ.get("SIM_API_KEY"), help="require this bearer key")
     parser.add_argument("--error-style", choices=("nested", "flat"), default="nested",
                         help="vLLM error bodies: nested (current) or flat (vLLM <= 0.9)")
+    parser.add_argument("--sglang-legacy-models", action="store_true",
+                        help="SGLang before PR #12229: /v1/models lists the base model only")
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="base time to first token")
     parser.add_argument("--itl-ms", type=float, default=5.0, help="time between generated tokens")
     parser.add_argument("--lora-load-ms", type=float, default=0.0, help="time an adapter load takes")
@@ -36,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         error_style=args.error_style,
         timing=Timing(ttft=args.ttft_ms / 1000, itl=args.itl_ms / 1000, lora_load=args.lora_load_ms / 1000),
         max_running=args.max_running,
+        sglang_lists_adapters=not args.sglang_legacy_models,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

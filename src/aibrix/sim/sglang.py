@@ -3,7 +3,8 @@
 Sources (sgl-project/sglang): python/sglang/srt/entrypoints/http_server.py (routes; 200 on success and 400 on any
 failure for the LoRA routes; the API-key middleware leaving /health and /metrics open); managers/io_struct.py
 (LoRAUpdateOutput ``{success, error_message, loaded_adapters}``); lora/lora_manager.py and lora/lora_registry.py
-(messages).
+(messages). Since sgl-project/sglang PR #12229 (Oct 2025) /v1/models also lists loaded adapters (``id`` the
+lora_name, ``root`` its path, ``parent`` the base model); ``list_adapters=False`` reproduces older releases.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def sglang_error(code: int, message: str, type: str) -> Response:
                         status_code=code)
 
 
-def sglang_routes(engine: SimEngine) -> list[Route]:
+def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Route]:
     def update_result(success: bool, error_message: str = "", with_adapters: bool = True) -> Response:
         body = {
             "success": success,
@@ -38,9 +39,13 @@ def sglang_routes(engine: SimEngine) -> list[Route]:
         return Response(status_code=200)
 
     async def models(request: Request) -> Response:
-        card = {"id": engine.model, "object": "model", "created": engine.created, "owned_by": "sglang",
-                "root": engine.model, "max_model_len": 32768}
-        return JSONResponse({"object": "list", "data": [card]})
+        cards = [{"id": engine.model, "object": "model", "created": engine.created, "owned_by": "sglang",
+                  "root": engine.model, "parent": None, "max_model_len": 32768}]
+        if list_adapters:
+            cards += [{"id": name, "object": "model", "created": engine.created, "owned_by": "sglang",
+                       "root": path, "parent": engine.model, "max_model_len": None}
+                      for name, path in engine.adapters.items()]
+        return JSONResponse({"object": "list", "data": cards})
 
     async def load(request: Request) -> Response:
         body = await read_json(request)

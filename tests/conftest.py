@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from procs import Proc, start_runtime, start_sim  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["vllm", "sglang"])
+def stack(request: pytest.FixtureRequest) -> Iterator[tuple[str, Proc, Proc]]:
+    """An engine simulator and a runtime in front of it, for each engine with a LoRA API."""
+    sim = start_sim(request.param, "--lora-load-ms", "20")
+    runtime = start_runtime(request.param, sim.url)
+    yield request.param, sim, runtime
+    runtime.stop()
+    sim.stop()
+
+
+@pytest.fixture
+def adapter_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "my-lora"
+    path.mkdir()
+    (path / "adapter_config.json").write_text('{"r": 8}')
+    return path
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as c:
+        yield c

@@ -1,0 +1,84 @@
+"""Start the runtime and the engine simulator as real processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import httpx
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class Proc:
+    """A child process serving HTTP on ``port``; ``stop()`` ends it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, argv: Sequence[str], port: int, env: dict[str, str] | None = None) -> None:
+        self.argv, self.port = list(argv), port
+        self.url = f"http://{HOST}:{port}"
+        full_env = {**os.environ, **(env or {})}
+        self.popen = subprocess.Popen(
+            self.argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_http(self, path: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.argv} exited with {self.popen.returncode}: {self.output()}")
+            try:
+                httpx.get(self.url + path, timeout=0.5)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{self.argv} did not serve {path} within {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        if self.popen.poll() is None or self.popen.stdout is None:
+            return ""
+        return self.popen.stdout.read().decode(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=5)
+
+
+def start_sim(engine: str = "vllm", *args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
+    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true", **(env or {})}
+    port = port or free_port()
+    proc = Proc(
+        [sys.executable, "-m", "aibrix.sim.cli", "--engine", engine, "--port", str(port),
+         "--model", "base-model", "--ttft-ms", "1", "--itl-ms", "1", *args],
+        port,
+        env,
+    )
+    proc.wait_http("/health")
+    return proc
+
+
+def start_runtime(engine: str, engine_url: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+    port = free_port()
+    proc = Proc(
+        [sys.executable, "-m", "aibrix.runtime.cli", "--host", HOST, "--port", str(port), *args],
+        port,
+        {"INFERENCE_ENGINE": engine, "INFERENCE_ENGINE_ENDPOINT": engine_url, **(env or {})},
+    )
+    proc.wait_http("/healthz")
+    return proc
