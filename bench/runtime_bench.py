@@ -34,11 +34,19 @@ def rss_kb(pid: int) -> int:
 def start(binary: str, engine_url: str) -> tuple[subprocess.Popen[bytes], str, float]:
     """Start a runtime; return it, its URL and the seconds until /ready first answered 200."""
     port = free_port()
-    env = {**os.environ, "INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": engine_url,
-           "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp()}
+    env = {
+        **os.environ,
+        "INFERENCE_ENGINE": "vllm",
+        "INFERENCE_ENGINE_ENDPOINT": engine_url,
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
+    }
     began = time.perf_counter()
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = began + 30
     while time.perf_counter() < deadline:
@@ -101,8 +109,10 @@ def main() -> None:
         procs = {name: start(binary, sim.url)[:2] for name, binary in runtimes.items()}
         with httpx.Client(timeout=30) as client:
             targets = {"direct": (f"{sim.url}/v1/load_lora_adapter", f"{sim.url}/v1/unload_lora_adapter")}
-            targets |= {name: (f"{url}/v1/lora_adapter/load", f"{url}/v1/lora_adapter/unload")
-                        for name, (_, url) in procs.items()}
+            targets |= {
+                name: (f"{url}/v1/lora_adapter/load", f"{url}/v1/lora_adapter/unload")
+                for name, (_, url) in procs.items()
+            }
             samples: dict[str, list[float]] = {name: [] for name in targets}
             for _ in range(5):  # interleave so drift hits every target alike
                 for name, (load_url, unload_url) in targets.items():
@@ -117,16 +127,24 @@ def main() -> None:
         sim.stop()
 
     print(f"direct engine load p50: {direct * 1000:.2f} ms ({args.rounds} loads each)\n")
-    print("| runtime | start-up to /ready 200 (s, median of %d) | idle RSS (MB) | load p50 (ms) | overhead over direct (ms) |"
-          % args.starts)
+    header = f"| runtime | start-up to /ready 200 (s, median of {args.starts}) | idle RSS (MB) | load p50 (ms) |"
+    print(header + " overhead over direct (ms) |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['startup_s']:.3f} | {r['rss_mb']:.1f} | {r['load_p50_ms']:.2f} | {r['load_overhead_ms']:.2f} |")
+        cells = [
+            f"{r['startup_s']:.3f}",
+            f"{r['rss_mb']:.1f}",
+            f"{r['load_p50_ms']:.2f}",
+            f"{r['load_overhead_ms']:.2f}",
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     if len(results) == 2:
         ours, up = results["ours"], results["upstream 0.8.0"]
-        print(f"\nratios upstream/ours: start-up {up['startup_s'] / ours['startup_s']:.2f}x, "
-              f"RSS {up['rss_mb'] / ours['rss_mb']:.2f}x, "
-              f"load overhead {up['load_overhead_ms'] / max(ours['load_overhead_ms'], 1e-3):.2f}x")
+        print(
+            f"\nratios upstream/ours: start-up {up['startup_s'] / ours['startup_s']:.2f}x, "
+            f"RSS {up['rss_mb'] / ours['rss_mb']:.2f}x, "
+            f"load overhead {up['load_overhead_ms'] / max(ours['load_overhead_ms'], 1e-3):.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,20 @@ def main() -> None:
         (adapter / "adapter_config.json").write_text('{"r": 16, "lora_alpha": 32}')
         logs = open(Path(work, "logs.txt"), "wb")
         engine = subprocess.Popen(
-            [BIN / "aibrix_engine_sim", "--engine", "vllm", "--host", "127.0.0.1", "--port", str(ENGINE_PORT),
-             "--model", "Qwen/Qwen2.5-Coder-1.5B-Instruct"],
-            env={**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true"}, stdout=logs, stderr=logs,
+            [
+                BIN / "aibrix_engine_sim",
+                "--engine",
+                "vllm",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ENGINE_PORT),
+                "--model",
+                "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            ],
+            env={**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true"},
+            stdout=logs,
+            stderr=logs,
         )
         runtime = None
         try:
@@ -54,9 +65,13 @@ def main() -> None:
             print(f"engine simulator (vLLM) on :{ENGINE_PORT}")
             runtime = subprocess.Popen(
                 [BIN / "aibrix_runtime", "--host", "127.0.0.1", "--port", str(RUNTIME_PORT)],
-                env={**os.environ, "INFERENCE_ENGINE": "vllm",
-                     "INFERENCE_ENGINE_ENDPOINT": f"http://127.0.0.1:{ENGINE_PORT}"},
-                stdout=logs, stderr=logs,
+                env={
+                    **os.environ,
+                    "INFERENCE_ENGINE": "vllm",
+                    "INFERENCE_ENGINE_ENDPOINT": f"http://127.0.0.1:{ENGINE_PORT}",
+                },
+                stdout=logs,
+                stderr=logs,
             )
             r = f"http://127.0.0.1:{RUNTIME_PORT}"
             wait_for(f"{r}/healthz", runtime)

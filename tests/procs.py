@@ -64,8 +64,22 @@ def start_sim(engine: str = "vllm", *args: str, port: int | None = None, env: di
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true", **(env or {})}
     port = port or free_port()
     proc = Proc(
-        [sys.executable, "-m", "aibrix.sim.cli", "--engine", engine, "--port", str(port),
-         "--model", "base-model", "--ttft-ms", "1", "--itl-ms", "1", *args],
+        [
+            sys.executable,
+            "-m",
+            "aibrix.sim.cli",
+            "--engine",
+            engine,
+            "--port",
+            str(port),
+            "--model",
+            "base-model",
+            "--ttft-ms",
+            "1",
+            "--itl-ms",
+            "1",
+            *args,
+        ],
         port,
         env,
     )

@@ -145,3 +145,21 @@ def test_older_sglang_models_list_still_shows_runtime_loaded_adapters(client, ad
     finally:
         runtime.stop()
         sim.stop()
+
+
+def test_openapi_docs_only_when_enabled(client):
+    sim = start_sim("vllm")
+    plain = start_runtime("vllm", sim.url)
+    documented = start_runtime("vllm", sim.url, "--enable-fastapi-docs")
+    try:
+        assert client.get(f"{plain.url}/openapi.json").status_code == 404
+        schema = client.get(f"{documented.url}/openapi.json").json()
+        load_op = schema["paths"]["/v1/lora_adapter/load"]["post"]
+        assert {"200", "409", "422", "502", "504"} <= set(load_op["responses"])
+        body = schema["components"]["schemas"]["LoadAdapterRequest"]
+        assert set(body["required"]) == {"lora_name", "lora_path"}
+        assert client.get(f"{documented.url}/docs").status_code == 200
+    finally:
+        documented.stop()
+        plain.stop()
+        sim.stop()

@@ -64,7 +64,10 @@ def test_vllm_load_and_error_bodies(vllm, tmp_path):
     missing = httpx.post(url, json={"lora_name": "x", "lora_path": "/nope"}, headers=AUTH)
     assert missing.status_code == 404
     assert missing.json()["error"] == {
-        "message": "Loading lora x failed: No adapter found for /nope", "type": "NotFoundError", "param": None, "code": 404
+        "message": "Loading lora x failed: No adapter found for /nope",
+        "type": "NotFoundError",
+        "param": None,
+        "code": 404,
     }
     gone = httpx.post(f"{vllm.url}/v1/unload_lora_adapter", json={"lora_name": "ghost"}, headers=AUTH)
     assert (gone.status_code, gone.json()["error"]["type"]) == (404, "NotFoundError")
@@ -112,8 +115,9 @@ def test_completions_generate_tokens_for_base_and_adapters(vllm, tmp_path):
     assert reply["choices"][0]["text"].split() == ["tok0", "tok1", "tok2"]
     unknown = httpx.post(f"{vllm.url}/v1/completions", json={**body, "model": "nope"}, headers=AUTH)
     assert unknown.status_code == 404
-    httpx.post(f"{vllm.url}/v1/load_lora_adapter", json={"lora_name": "chat-lora", "lora_path": str(tmp_path)},
-               headers=AUTH)
+    httpx.post(
+        f"{vllm.url}/v1/load_lora_adapter", json={"lora_name": "chat-lora", "lora_path": str(tmp_path)}, headers=AUTH
+    )
     chat = {"model": "chat-lora", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     reply = httpx.post(f"{vllm.url}/v1/chat/completions", json=chat, headers=AUTH).json()
     assert reply["object"] == "chat.completion"
@@ -131,8 +135,12 @@ def test_streaming_completion_ends_with_done(sglang):
 @pytest.mark.parametrize(
     "engine, running, prompt, success",
     [
-        ("vllm", "vllm:num_requests_running{}", "vllm:prompt_tokens_total{}",
-         "vllm:request_success_total{finished_reason=length}"),
+        (
+            "vllm",
+            "vllm:num_requests_running{}",
+            "vllm:prompt_tokens_total{}",
+            "vllm:request_success_total{finished_reason=length}",
+        ),
         ("sglang", "sglang:num_running_reqs{}", "sglang:prompt_tokens_total{}", "sglang:num_requests_total{}"),
     ],
 )

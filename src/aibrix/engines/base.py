@@ -46,7 +46,9 @@ class Engine:
         try:
             data = response.json()["data"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise EngineError(f"engine answered {self.models_path} with an unexpected body: {response.text[:200]!r}") from exc
+            raise EngineError(
+                f"engine answered {self.models_path} with an unexpected body: {response.text[:200]!r}"
+            ) from exc
         return [card for card in data if isinstance(card, dict) and "id" in card]
 
     async def adapter_path(self, lora_name: str, *, auth: str | None = None) -> str | None:

@@ -42,7 +42,9 @@ class SGLangEngine(Engine):
     def _check(response: httpx.Response) -> str:
         """The failure message of a reply ("" on success); raises where the API itself is unavailable."""
         if response.status_code == 404:
-            raise NotSupported("sglang does not expose /load_lora_adapter: upgrade SGLang or start it with --enable-lora")
+            raise NotSupported(
+                "sglang does not expose /load_lora_adapter: upgrade SGLang or start it with --enable-lora"
+            )
         if response.is_success:
             return ""
         message = error_message(response) or f"sglang answered {response.status_code}"

@@ -34,7 +34,9 @@ class VLLMEngine(Engine):
         raise engine_error(response)
 
     async def unload_adapter(self, lora_name: str, *, auth: str | None = None) -> str:
-        response = await self.client.request("POST", "/v1/unload_lora_adapter", json={"lora_name": lora_name}, auth=auth)
+        response = await self.client.request(
+            "POST", "/v1/unload_lora_adapter", json={"lora_name": lora_name}, auth=auth
+        )
         if response.is_success:
             return response.text
         self._raise_if_route_missing(response)

@@ -26,7 +26,10 @@ _ERROR = {
 def _op(summary: str, ok: str, errors: dict[str, str], body: type | None = None) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": ok}}
     for code, text in errors.items():
-        responses[code] = {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        responses[code] = {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     if body is not None:
         op["requestBody"] = {
@@ -40,13 +43,20 @@ ENGINE_ERRORS = {"502": "engine unreachable or failed", "504": "engine timed out
 
 
 def openapi_schema() -> dict[str, Any]:
-    adapter_errors = {"400": "body is not JSON", "422": "invalid field", "501": "engine has no LoRA API", **ENGINE_ERRORS}
+    adapter_errors = {
+        "400": "body is not JSON",
+        "422": "invalid field",
+        "501": "engine has no LoRA API",
+        **ENGINE_ERRORS,
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "AIBrix AI Engine Runtime", "version": __version__},
         "paths": {
             "/healthz": {"get": _op("Liveness of the runtime process", "alive", {})},
-            "/ready": {"get": _op("Readiness: the engine answers its health check", "ready", {"503": "engine not ready"})},
+            "/ready": {
+                "get": _op("Readiness: the engine answers its health check", "ready", {"503": "engine not ready"})
+            },
             "/v1/models": {"get": _op("Engine models and adapters as OpenAI model cards", "model list", ENGINE_ERRORS)},
             "/v1/lora_adapter/load": {
                 "post": _op(
@@ -57,7 +67,9 @@ def openapi_schema() -> dict[str, Any]:
                 )
             },
             "/v1/lora_adapter/unload": {
-                "post": _op("Unload a LoRA adapter", "unloaded", {**adapter_errors, "404": "not loaded"}, UnloadAdapterRequest)
+                "post": _op(
+                    "Unload a LoRA adapter", "unloaded", {**adapter_errors, "404": "not loaded"}, UnloadAdapterRequest
+                )
             },
             "/metrics": {"get": _op("Engine metrics in Prometheus text format", "metrics", {})},
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", help=f"engine kind, one of {', '.join(ENGINES)} (env INFERENCE_ENGINE)")
     parser.add_argument("--engine-endpoint", help="engine base URL (env INFERENCE_ENGINE_ENDPOINT)")
     parser.add_argument("--engine-timeout", type=float, help="seconds allowed for one engine call (default 60)")
-    parser.add_argument("--log-level", choices=list(LogLevel.__args__), help="log level (default info)")
+    parser.add_argument("--log-level", choices=list(get_args(LogLevel)), help="log level (default info)")
     parser.add_argument(
         "--enable-docs",
         "--enable-fastapi-docs",
@@ -113,7 +113,7 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
         if value is not None:
             values[field], origin[field] = value, "--" + field.replace("_", "-")
     try:
-        return Settings(**values)
+        return Settings.model_validate(values)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

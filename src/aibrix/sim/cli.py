@@ -18,10 +18,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model", default="Qwen/Qwen2.5-Coder-1.5B-Instruct", help="served model name")
     parser.add_argument("--api-key", default=os.environ.get("SIM_API_KEY"), help="require this bearer key")
-    parser.add_argument("--error-style", choices=("nested", "flat"), default="nested",
-                        help="vLLM error bodies: nested (current) or flat (vLLM <= 0.9)")
-    parser.add_argument("--sglang-legacy-models", action="store_true",
-                        help="SGLang before PR #12229: /v1/models lists the base model only")
+    parser.add_argument(
+        "--error-style",
+        choices=("nested", "flat"),
+        default="nested",
+        help="vLLM error bodies: nested (current) or flat (vLLM <= 0.9)",
+    )
+    parser.add_argument(
+        "--sglang-legacy-models",
+        action="store_true",
+        help="SGLang before PR #12229: /v1/models lists the base model only",
+    )
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="base time to first token")
     parser.add_argument("--itl-ms", type=float, default=5.0, help="time between generated tokens")
     parser.add_argument("--lora-load-ms", type=float, default=0.0, help="time an adapter load takes")

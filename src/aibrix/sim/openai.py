@@ -70,11 +70,21 @@ def completion_handler(chat: bool, error: ErrorFn) -> Callable[[Request], Any]:
 
             async def events() -> AsyncIterator[bytes]:
                 async for token in engine.generate(prompt_tokens, max_tokens):
-                    chunk = {"id": request_id, "object": kind + (".chunk" if chat else ""), "created": created,
-                             "model": model, "choices": [choice(token, None, True)]}
+                    chunk = {
+                        "id": request_id,
+                        "object": kind + (".chunk" if chat else ""),
+                        "created": created,
+                        "model": model,
+                        "choices": [choice(token, None, True)],
+                    }
                     yield f"data: {json.dumps(chunk)}\n\n".encode()
-                last = {"id": request_id, "object": kind + (".chunk" if chat else ""), "created": created,
-                        "model": model, "choices": [choice("", "length", True)]}
+                last = {
+                    "id": request_id,
+                    "object": kind + (".chunk" if chat else ""),
+                    "created": created,
+                    "model": model,
+                    "choices": [choice("", "length", True)],
+                }
                 yield f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode()
 
             return StreamingResponse(events(), media_type="text/event-stream")
@@ -87,8 +97,11 @@ def completion_handler(chat: bool, error: ErrorFn) -> Callable[[Request], Any]:
                 "created": created,
                 "model": model,
                 "choices": [choice(text, "length", False)],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": max_tokens,
-                          "total_tokens": prompt_tokens + max_tokens},
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": max_tokens,
+                    "total_tokens": prompt_tokens + max_tokens,
+                },
             }
         )
 

@@ -22,8 +22,9 @@ from aibrix.sim.openai import completion_handler, read_json
 
 def sglang_error(code: int, message: str, type: str) -> Response:
     """SGLang's OpenAI-route error body (python/sglang/srt/entrypoints/openai/protocol.py ErrorResponse)."""
-    return JSONResponse({"object": "error", "message": message, "type": type, "param": None, "code": code},
-                        status_code=code)
+    return JSONResponse(
+        {"object": "error", "message": message, "type": type, "param": None, "code": code}, status_code=code
+    )
 
 
 def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Route]:
@@ -39,12 +40,30 @@ def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Rout
         return Response(status_code=200)
 
     async def models(request: Request) -> Response:
-        cards = [{"id": engine.model, "object": "model", "created": engine.created, "owned_by": "sglang",
-                  "root": engine.model, "parent": None, "max_model_len": 32768}]
+        cards = [
+            {
+                "id": engine.model,
+                "object": "model",
+                "created": engine.created,
+                "owned_by": "sglang",
+                "root": engine.model,
+                "parent": None,
+                "max_model_len": 32768,
+            }
+        ]
         if list_adapters:
-            cards += [{"id": name, "object": "model", "created": engine.created, "owned_by": "sglang",
-                       "root": path, "parent": engine.model, "max_model_len": None}
-                      for name, path in engine.adapters.items()]
+            cards += [
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": engine.created,
+                    "owned_by": "sglang",
+                    "root": path,
+                    "parent": engine.model,
+                    "max_model_len": None,
+                }
+                for name, path in engine.adapters.items()
+            ]
         return JSONResponse({"object": "list", "data": cards})
 
     async def load(request: Request) -> Response:

@@ -107,5 +107,3 @@ def vllm_routes(engine: SimEngine, *, error_style: str, allow_lora: bool) -> lis
 def vllm_auth_exempt(path: str) -> bool:
     """vLLM's API-key middleware only guards paths under /v1."""
     return not path.startswith("/v1")
-
-
