@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from aibrix.sim.metrics import EngineMetrics
+from aibrix.sim.metrics import EngineMetrics, FinishedRequest
 
 
 @dataclass
@@ -76,13 +76,15 @@ class SimEngine:
                 self._publish()
                 finished = generated == max_tokens
                 self.metrics.finished(
-                    prompt_tokens=prompt_tokens,
-                    generated=generated,
-                    ttft=ttft,
-                    itls=itls,
-                    e2e=time.perf_counter() - arrived,
-                    queued=started - arrived,
-                    reason="length" if finished else "abort",
+                    FinishedRequest(
+                        prompt_tokens=prompt_tokens,
+                        generated=generated,
+                        ttft=ttft,
+                        itls=itls,
+                        e2e=time.perf_counter() - arrived,
+                        queued=started - arrived,
+                        reason="length" if finished else "abort",
+                    )
                 )
 
 
