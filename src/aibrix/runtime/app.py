@@ -12,12 +12,13 @@ from starlette.routing import Route
 
 from aibrix import __version__
 from aibrix.engines import EngineClient, create_engine
-from aibrix.engines.errors import EngineError
 from aibrix.runtime.adapters import AdapterService
 from aibrix.runtime.errors import EXCEPTION_HANDLERS, error_response
 from aibrix.runtime.models import LoadAdapterRequest, UnloadAdapterRequest, parse_body
 from aibrix.runtime.readiness import ReadinessProbe
+from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
+from aibrix.runtime.telemetry import RequestMetricsMiddleware, Telemetry, track_adapter_operation
 
 
 def _auth(request: Request) -> str | None:
@@ -46,7 +47,8 @@ async def list_models(request: Request) -> Response:
 
 async def load_adapter(request: Request) -> Response:
     body = parse_body(await request.body(), LoadAdapterRequest)
-    result = await _service(request).load(body.lora_name, body.lora_path, auth=_auth(request))
+    async with track_adapter_operation(request.app.state.telemetry, "load"):
+        result = await _service(request).load(body.lora_name, body.lora_path, auth=_auth(request))
     return JSONResponse(
         {
             "status": "loaded",
@@ -60,28 +62,13 @@ async def load_adapter(request: Request) -> Response:
 
 async def unload_adapter(request: Request) -> Response:
     body = parse_body(await request.body(), UnloadAdapterRequest)
-    message = await _service(request).unload(body.lora_name, auth=_auth(request))
+    async with track_adapter_operation(request.app.state.telemetry, "unload"):
+        message = await _service(request).unload(body.lora_name, auth=_auth(request))
     return JSONResponse({"status": "unloaded", "lora_name": body.lora_name, "message": message})
 
 
 async def metrics(request: Request) -> Response:
-    """The engine's own metrics, passed through; on failure a valid payload saying the engine is down."""
-    settings: Settings = request.app.state.settings
-    engine = _service(request).engine
-    try:
-        upstream = await engine.client.request("GET", settings.scrape_path, timeout=settings.ready_timeout * 5)
-    except EngineError as exc:
-        upstream, reason = None, exc.message
-    if upstream is not None and upstream.is_success:
-        return Response(upstream.content, media_type=upstream.headers.get("content-type", "text/plain"))
-    reason = reason if upstream is None else f"engine answered {upstream.status_code}"
-    body = (
-        f"# engine scrape failed: {reason.replace(chr(10), ' ')}\n"
-        "# HELP aibrix:engine_up Whether the last scrape of the engine succeeded.\n"
-        "# TYPE aibrix:engine_up gauge\n"
-        "aibrix:engine_up 0.0\n"
-    )
-    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(await request.app.state.scraper.scrape(), media_type=CONTENT_TYPE)
 
 
 ROUTES = [
@@ -116,6 +103,16 @@ def build_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.version = __version__
     app.state.adapters = AdapterService(engine)
+    app.state.telemetry = telemetry = Telemetry(settings.engine)
+    app.add_middleware(RequestMetricsMiddleware, telemetry=telemetry)
+    app.state.scraper = MetricsScraper(
+        engine,
+        telemetry,
+        path=settings.scrape_path,
+        timeout=settings.metrics_scrape_timeout,
+        transform=settings.transform_metrics,
+        rate_window=settings.metrics_rate_window,
+    )
     app.state.readiness = ReadinessProbe(
         engine, timeout=settings.ready_timeout, cache_seconds=settings.ready_cache_seconds
     )

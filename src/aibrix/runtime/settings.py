@@ -23,6 +23,10 @@ ENV_VARS = {
     "ready_timeout": "RUNTIME_READY_TIMEOUT",
     "ready_cache_seconds": "RUNTIME_READY_CACHE_SECONDS",
     "metric_scrape_path": "METRIC_SCRAPE_PATH",
+    "metrics_enable_transformation": "METRICS_ENABLE_TRANSFORMATION",
+    "metrics_raw_passthrough_mode": "METRICS_RAW_PASSTHROUGH_MODE",
+    "metrics_scrape_timeout": "METRICS_SCRAPE_TIMEOUT",
+    "metrics_rate_window": "METRICS_RATE_WINDOW_SECONDS",
     "log_level": "RUNTIME_LOG_LEVEL",
 }
 
@@ -42,6 +46,10 @@ class Settings(BaseModel):
     ready_timeout: float = Field(1.0, gt=0, le=60)
     ready_cache_seconds: float = Field(1.0, ge=0, le=60)
     metric_scrape_path: str | None = None
+    metrics_enable_transformation: bool = True
+    metrics_raw_passthrough_mode: bool = False
+    metrics_scrape_timeout: float = Field(3.0, gt=0, le=60)
+    metrics_rate_window: float = Field(10.0, gt=0, le=3600)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "info"
@@ -72,6 +80,11 @@ class Settings(BaseModel):
         if not value.startswith("/"):
             raise ValueError("expected a path starting with '/', such as /metrics")
         return value
+
+    @property
+    def transform_metrics(self) -> bool:
+        """METRICS_ENABLE_TRANSFORMATION=0 forces raw pass-through whatever METRICS_RAW_PASSTHROUGH_MODE says."""
+        return self.metrics_enable_transformation and not self.metrics_raw_passthrough_mode
 
     @property
     def scrape_path(self) -> str:

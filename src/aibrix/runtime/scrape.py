@@ -1,0 +1,71 @@
+"""GET /metrics: the engine's payload, its standard ``aibrix:`` families, and the runtime's own metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aibrix.engines import Engine
+from aibrix.engines.errors import EngineError
+from aibrix.metrics import Standardizer
+from aibrix.runtime.telemetry import Telemetry
+
+log = logging.getLogger("aibrix.runtime")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class MetricsScraper:
+    """Scrapes the engine once for any number of concurrent scrapers, and never fails because of the engine.
+
+    ``transform`` False is raw pass-through mode: the engine's bytes followed by the runtime's own metrics.
+    """
+
+    def __init__(
+        self, engine: Engine, telemetry: Telemetry, *, path: str, timeout: float, transform: bool, rate_window: float
+    ) -> None:
+        self.engine, self.telemetry = engine, telemetry
+        self.path, self.timeout, self.transform = path, timeout, transform
+        self.standardizer = Standardizer(engine.name, rate_window=rate_window)
+        self._inflight: asyncio.Future[bytes] | None = None
+
+    async def scrape(self) -> bytes:
+        if self._inflight is None:
+            future = asyncio.ensure_future(self._scrape())
+            self._inflight = future
+            future.add_done_callback(self._clear)
+        return await asyncio.shield(self._inflight)
+
+    def _clear(self, future: asyncio.Future[bytes]) -> None:
+        if self._inflight is future:
+            self._inflight = None
+
+    async def _scrape(self) -> bytes:
+        started = time.perf_counter()
+        parts: list[bytes] = []
+        try:
+            response = await self.engine.client.request("GET", self.path, timeout=self.timeout)
+            problem = None if response.status_code == 200 else f"engine answered {response.status_code} on {self.path}"
+        except EngineError as exc:
+            response, problem = None, exc.message
+        if response is not None and problem is None:
+            self.telemetry.engine_up.set(1)
+            payload = response.content
+            parts.append(payload if payload.endswith(b"\n") or not payload else payload + b"\n")
+            if self.transform:
+                parts.append(self._standard_families(response.text))
+        else:
+            self.telemetry.engine_up.set(0)
+            parts.append(f"# engine scrape failed: {' '.join(str(problem).split())}\n".encode())
+        self.telemetry.scrape_seconds.observe(time.perf_counter() - started)
+        parts.append(self.telemetry.render())
+        return b"".join(parts)
+
+    def _standard_families(self, text: str) -> bytes:
+        try:
+            return self.standardizer.render(text).encode()
+        except Exception:  # a scrape must never fail because of standardization: fall back to the raw payload
+            log.exception("metric standardization failed; serving the engine's raw payload for this scrape")
+            self.telemetry.fallbacks.inc()
+            return b""

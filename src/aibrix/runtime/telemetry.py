@@ -1,0 +1,120 @@
+"""The runtime's own metrics: its API traffic, adapter operations, downloads, scrapes, engine reachability."""
+
+from __future__ import annotations
+
+import time
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aibrix import __version__
+
+prometheus_client.disable_created_metrics()
+
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SLOW_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+class Telemetry:
+    def __init__(self, engine: str) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=False)
+        Gauge("aibrix:runtime_info", "Runtime version and engine kind.", ["version", "engine"], registry=r).labels(
+            __version__, engine
+        ).set(1)
+        self.engine_up = Gauge(
+            "aibrix:engine_up", "1 when the last scrape of the engine succeeded, else 0.", registry=r
+        )
+        self.requests = Counter(
+            "aibrix:runtime_requests", "Requests to the runtime API.", ["method", "route", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "aibrix:runtime_request_duration_seconds",
+            "Time to answer a request to the runtime API.",
+            ["method", "route"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.adapter_ops = Counter(
+            "aibrix:runtime_adapter_operations",
+            "Adapter operations by outcome (ok, or the error type).",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.adapter_seconds = Histogram(
+            "aibrix:runtime_adapter_operation_duration_seconds",
+            "Time an adapter operation took, engine call included.",
+            ["operation"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.download_bytes = Counter("aibrix:runtime_download_bytes", "Bytes downloaded by the runtime.", registry=r)
+        self.download_seconds = Histogram(
+            "aibrix:runtime_download_duration_seconds", "Time a download took.", buckets=SLOW_BUCKETS, registry=r
+        )
+        self.scrape_seconds = Histogram(
+            "aibrix:runtime_metrics_scrape_duration_seconds",
+            "Time to fetch and standardize the engine's metrics.",
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "aibrix:runtime_metrics_transform_fallbacks",
+            "Scrapes answered with the raw engine payload because standardization failed.",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every API request by route template, so label values stay bounded."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app, self.telemetry = app, telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = _route_of(scope)
+            self.telemetry.requests.labels(scope["method"], route, str(status)).inc()
+            self.telemetry.request_seconds.labels(scope["method"], route).observe(time.perf_counter() - started)
+
+
+def _route_of(scope: Scope) -> str:
+    router = scope["app"].router
+    for route in router.routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL or match == Match.PARTIAL:
+            return route.path
+    return "unmatched"
+
+
+class track_adapter_operation:  # noqa: N801 - used as a context manager, reads like one
+    """Counts one adapter operation with its outcome (``ok`` or the error's type) and times it."""
+
+    def __init__(self, telemetry: Telemetry, operation: str) -> None:
+        self.telemetry, self.operation = telemetry, operation
+
+    async def __aenter__(self) -> None:
+        self.started = time.perf_counter()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        outcome = "ok" if exc is None else getattr(exc, "type", type(exc).__name__)
+        self.telemetry.adapter_ops.labels(self.operation, outcome).inc()
+        self.telemetry.adapter_seconds.labels(self.operation).observe(time.perf_counter() - self.started)
