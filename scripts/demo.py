@@ -10,7 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import urllib.error
+import urllib.request
 
 ENGINE_PORT = int(os.environ.get("ENGINE_PORT", "8000"))
 RUNTIME_PORT = int(os.environ.get("RUNTIME_PORT", "8080"))
@@ -23,9 +24,11 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> 
         if proc.poll() is not None:
             raise SystemExit(f"demo: {proc.args[0]} exited early with {proc.returncode}; is port {url} taken?")
         try:
-            httpx.get(url, timeout=0.5)
+            urllib.request.urlopen(url, timeout=0.5).close()
             return
-        except httpx.TransportError:
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
             time.sleep(0.1)
     raise SystemExit(f"demo: {url} did not come up within {timeout:g}s")
 
@@ -33,8 +36,14 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> 
 def show(method: str, url: str, body: dict | None = None) -> None:
     data = f" -d '{json.dumps(body)}'" if body else ""
     print(f"\n$ curl -X {method} {url}{data}")
-    response = httpx.request(method, url, json=body, timeout=10)
-    print(f"HTTP {response.status_code}  {response.text}")
+    data = json.dumps(body).encode() if body else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    print(f"HTTP {status}  {text}")
 
 
 def main() -> None:

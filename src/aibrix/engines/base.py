@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-import httpx
-
-from aibrix.engines.client import EngineClient
+from aibrix.engines.client import EngineClient, Response
 from aibrix.engines.errors import EngineError, EngineRejected, NotSupported
 
 ModelCard = dict[str, Any]
@@ -70,7 +68,7 @@ class Engine:
         await self.client.aclose()
 
 
-def error_message(response: httpx.Response) -> str:
+def error_message(response: Response) -> str:
     """The human message inside an engine error body, whatever shape the engine uses."""
     try:
         body = response.json()
@@ -86,7 +84,7 @@ def error_message(response: httpx.Response) -> str:
     return response.text.strip()[:500]
 
 
-def error_type(response: httpx.Response) -> str | None:
+def error_type(response: Response) -> str | None:
     """The error ``type`` inside a vLLM-style error body (flat or nested), if any."""
     try:
         body = response.json()
@@ -101,7 +99,7 @@ def error_type(response: httpx.Response) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def engine_error(response: httpx.Response) -> EngineError:
+def engine_error(response: Response) -> EngineError:
     """The fitting EngineError for a non-2xx reply: 4xx pass through, 5xx become 502."""
     message = error_message(response)
     if response.status_code < 500:
@@ -109,6 +107,6 @@ def engine_error(response: httpx.Response) -> EngineError:
     return EngineError(f"engine failed with {response.status_code}: {message}", status=502, type="EngineError")
 
 
-def raise_for_engine_error(response: httpx.Response) -> None:
+def raise_for_engine_error(response: Response) -> None:
     if not response.is_success:
         raise engine_error(response)

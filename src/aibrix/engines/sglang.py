@@ -8,9 +8,8 @@ unknown unloads say "LoRA with name <n> does not exist"; a server without --enab
 
 from __future__ import annotations
 
-import httpx
-
 from aibrix.engines.base import Engine, engine_error, error_message
+from aibrix.engines.client import Response
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, NotSupported
 
 
@@ -39,7 +38,7 @@ class SGLangEngine(Engine):
         return f"LoRA adapter '{lora_name}' unloaded"
 
     @staticmethod
-    def _check(response: httpx.Response) -> str:
+    def _check(response: Response) -> str:
         """The failure message of a reply ("" on success); raises where the API itself is unavailable."""
         if response.status_code == 404:
             raise NotSupported(

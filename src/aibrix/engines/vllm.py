@@ -9,9 +9,8 @@ plain-text 200 ("Success: LoRA adapter '<name>' added successfully."); errors ar
 
 from __future__ import annotations
 
-import httpx
-
 from aibrix.engines.base import Engine, engine_error, error_message
+from aibrix.engines.client import Response
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, NotSupported
 
 ROUTE_MISSING = {"detail": "Not Found"}
@@ -46,7 +45,7 @@ class VLLMEngine(Engine):
         raise engine_error(response)
 
     @staticmethod
-    def _raise_if_route_missing(response: httpx.Response) -> None:
+    def _raise_if_route_missing(response: Response) -> None:
         if response.status_code == 404 and _json_or_none(response) == ROUTE_MISSING:
             raise NotSupported(
                 "vllm does not expose the LoRA adapter API: start it with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True "
@@ -54,7 +53,7 @@ class VLLMEngine(Engine):
             )
 
 
-def _json_or_none(response: httpx.Response) -> object:
+def _json_or_none(response: Response) -> object:
     try:
         return response.json()
     except ValueError:

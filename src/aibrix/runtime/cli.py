@@ -21,8 +21,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     from aibrix.runtime.app import build_app
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.log_level != "debug":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aibrix.runtime").info(
         "aibrix runtime for %s at %s listening on %s:%d",
         settings.engine,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aibrix.sim.engine import SimEngine, Timing
 from aibrix.sim.metrics import SGLangMetrics, VLLMMetrics
@@ -33,6 +34,34 @@ class APIKeyMiddleware:
         await self.app(scope, receive, send)
 
 
+class HTTPMetricsMiddleware:
+    """Records each request as vLLM's prometheus-fastapi-instrumentator does (http_* families)."""
+
+    def __init__(self, app: ASGIApp, metrics: VLLMMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status, sent = 500, 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        received = int(dict(scope["headers"]).get(b"content-length", b"0") or 0)
+        self.metrics.http_request(
+            scope["path"], scope["method"], status, time.perf_counter() - started, (received, sent)
+        )
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     """FastAPI's default body for unknown routes, which both engines inherit."""
     assert isinstance(exc, HTTPException)
@@ -49,9 +78,11 @@ def build_sim_app(
     timing: Timing | None = None,
     max_running: int = 64,
     sglang_lists_adapters: bool = True,
+    metrics_payload: bytes | None = None,
 ) -> Starlette:
     if engine == "vllm":
-        state = SimEngine(model, VLLMMetrics(model), timing or Timing(), max_running=max_running)
+        vllm_metrics = VLLMMetrics(model)
+        state = SimEngine(model, vllm_metrics, timing or Timing(), max_running=max_running)
         routes, exempt = vllm_routes(state, error_style=error_style, allow_lora=allow_lora), vllm_auth_exempt
     elif engine == "sglang":
         metrics = SGLangMetrics(model, max_total_tokens=65536)
@@ -59,8 +90,11 @@ def build_sim_app(
         routes, exempt = sglang_routes(state, list_adapters=sglang_lists_adapters), sglang_auth_exempt
     else:
         raise ValueError(f"the simulator knows {', '.join(SIM_ENGINES)}, not {engine!r}")
+    state.metrics_payload = metrics_payload
     app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found})
     app.state.engine = state
     if api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key, exempt=exempt)
+    if engine == "vllm":
+        app.add_middleware(HTTPMetricsMiddleware, metrics=vllm_metrics)
     return app

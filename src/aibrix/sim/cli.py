@@ -29,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="SGLang before PR #12229: /v1/models lists the base model only",
     )
+    parser.add_argument(
+        "--metrics-payload",
+        type=argparse.FileType("rb"),
+        help="serve this file at /metrics instead of live metrics (replay a captured payload)",
+    )
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="base time to first token")
     parser.add_argument("--itl-ms", type=float, default=5.0, help="time between generated tokens")
     parser.add_argument("--lora-load-ms", type=float, default=0.0, help="time an adapter load takes")
@@ -46,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         timing=Timing(ttft=args.ttft_ms / 1000, itl=args.itl_ms / 1000, lora_load=args.lora_load_ms / 1000),
         max_running=args.max_running,
         sglang_lists_adapters=not args.sglang_legacy_models,
+        metrics_payload=args.metrics_payload.read() if args.metrics_payload else None,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

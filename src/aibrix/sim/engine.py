@@ -28,6 +28,7 @@ class SimEngine:
     max_running: int = 64
     kv_capacity_tokens: int = 65536
     adapters: dict[str, str] = field(default_factory=dict)
+    metrics_payload: bytes | None = None  # served instead of live metrics when set (replay a capture)
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    Summary,
+    generate_latest,
+)
 
 # Bucket boundaries as each engine declares them.
 # fmt: off
@@ -22,6 +32,9 @@ VLLM_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0
                         240.0, 480.0, 960.0, 1920.0, 7680.0)
 VLLM_TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 VLLM_ITERATION_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+PARAM_N_BUCKETS = (1, 2, 5, 10, 20)
+HTTP_HIGHR_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 7.5,
+                      10.0, 30.0, 60.0)
 SGLANG_TTFT_BUCKETS = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400)
 SGLANG_ITL_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.060, 0.080,
                       0.100, 0.200, 0.400, 0.600, 0.800, 1.0, 2.0, 4.0, 6.0, 8.0)
@@ -135,7 +148,67 @@ class VLLMMetrics(EngineMetrics):
         self.gen_hist = self.histogram(
             "vllm:request_generation_tokens", "Number of generation tokens processed.", VLLM_TOKEN_BUCKETS
         )
+        self.phases = {
+            phase: self.histogram(f"vllm:request_{phase}_time_seconds", doc, VLLM_LATENCY_BUCKETS)
+            for phase, doc in (
+                ("inference", "Histogram of time spent in RUNNING phase for request."),
+                ("prefill", "Histogram of time spent in PREFILL phase for request."),
+                ("decode", "Histogram of time spent in DECODE phase for request."),
+            )
+        }
+        self.params_n = self.histogram(
+            "vllm:request_params_n", "Histogram of the n request parameter.", PARAM_N_BUCKETS
+        )
+        self.params_max_tokens = self.histogram(
+            "vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", VLLM_TOKEN_BUCKETS
+        )
+        self.max_generation = self.histogram(
+            "vllm:request_max_num_generation_tokens",
+            "Histogram of maximum number of requested generation tokens.",
+            VLLM_TOKEN_BUCKETS,
+        )
         self.lora_info.labels(self.max_lora, "", "").set_to_current_time()
+        # What vLLM's API server adds beside the engine metrics: process and Python collectors, and
+        # prometheus-fastapi-instrumentator's http_* families.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        http = ["handler", "method", "status"]
+        self.http_requests = Counter(
+            "http_requests", "Total number of requests by method, status and handler.", http, registry=self.registry
+        )
+        self.http_highr = Histogram(
+            "http_request_duration_highr_seconds",
+            "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations.",
+            buckets=HTTP_HIGHR_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important.",
+            ["handler", "method"],
+            buckets=(0.1, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.http_request_size = Summary(
+            "http_request_size_bytes",
+            "Content length of incoming requests by handler.",
+            ["handler"],
+            registry=self.registry,
+        )
+        self.http_response_size = Summary(
+            "http_response_size_bytes",
+            "Content length of outgoing responses by handler.",
+            ["handler"],
+            registry=self.registry,
+        )
+
+    def http_request(self, handler: str, method: str, status: int, seconds: float, sizes: tuple[int, int]) -> None:
+        self.http_requests.labels(handler, method, f"{status // 100}xx").inc()
+        self.http_highr.observe(seconds)
+        self.http_duration.labels(handler, method).observe(seconds)
+        self.http_request_size.labels(handler).observe(sizes[0])
+        self.http_response_size.labels(handler).observe(sizes[1])
 
     def set_load(self, running: int, waiting: int, kv_usage: float) -> None:
         self.running.set(running)
@@ -152,6 +225,12 @@ class VLLMMetrics(EngineMetrics):
             self.iteration.observe(1)
         self.queue.observe(r.queued)
         self.prompt_hist.observe(r.prompt_tokens)
+        self.phases["inference"].observe(r.e2e - r.queued)
+        self.phases["prefill"].observe(max(0.0, r.ttft - r.queued))
+        self.phases["decode"].observe(sum(r.itls))
+        self.params_n.observe(1)
+        self.params_max_tokens.observe(r.generated)
+        self.max_generation.observe(r.generated)
         self.gen_hist.observe(r.generated)
 
 

@@ -16,15 +16,6 @@ from aibrix.sim.engine import SimEngine, count_tokens
 ErrorFn = Callable[[int, str, str], Response]
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object, or {} when the body is not one (engines then report missing fields)."""
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _prompt_text(body: dict[str, Any], chat: bool) -> str:
     if chat:
         messages = body.get("messages")

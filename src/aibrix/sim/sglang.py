@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aibrix.sim.engine import SimEngine
-from aibrix.sim.openai import completion_handler, read_json
+from aibrix.sim.http import metrics_handler, read_json
+from aibrix.sim.openai import completion_handler
 
 
 def sglang_error(code: int, message: str, type: str) -> Response:
@@ -90,9 +91,6 @@ def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Rout
         del engine.adapters[name]
         return update_result(True)
 
-    async def metrics(request: Request) -> Response:
-        return Response(engine.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
     return [
         Route("/health", health, methods=["GET"]),
         Route("/health_generate", health, methods=["GET"]),
@@ -101,7 +99,7 @@ def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Rout
         Route("/v1/chat/completions", completion_handler(True, sglang_error), methods=["POST"]),
         Route("/load_lora_adapter", load, methods=["POST"]),
         Route("/unload_lora_adapter", unload, methods=["POST"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics", metrics_handler(engine), methods=["GET"]),
     ]
 
 

@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aibrix.sim.engine import SimEngine
-from aibrix.sim.openai import completion_handler, read_json
+from aibrix.sim.http import metrics_handler, read_json
+from aibrix.sim.openai import completion_handler
 
 
 def runtime_lora_allowed(environ: dict[str, str] | None = None) -> bool:
@@ -86,15 +87,12 @@ def vllm_routes(engine: SimEngine, *, error_style: str, allow_lora: bool) -> lis
             return error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
         return Response(f"Success: LoRA adapter '{name}' removed successfully.", status_code=200)
 
-    async def metrics(request: Request) -> Response:
-        return Response(engine.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/completions", completion_handler(False, error), methods=["POST"]),
         Route("/v1/chat/completions", completion_handler(True, error), methods=["POST"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics", metrics_handler(engine), methods=["GET"]),
     ]
     if allow_lora:
         routes += [
