@@ -23,10 +23,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from procs import start_sim  # noqa: E402
 from runtime_bench import OURS, start, stop  # noqa: E402
 
 from aibrix.metrics import Standardizer  # noqa: E402
+from procs import start_sim  # noqa: E402
 
 
 def capture_payload() -> str:
@@ -150,18 +150,16 @@ def main() -> None:
             sim.stop()
             os.unlink(f.name)
 
-    print(
-        f"\ntransformation alone, 8-engine payload, one core: {transform_mb_per_s(payloads['vLLM V1, 8 DP engines']):.0f} MB/s"
-    )
-    print(f"transformation alone, 1-engine payload, one core: {transform_mb_per_s(single):.0f} MB/s\n")
+    print()
+    for label, payload in payloads.items():
+        print(f"transformation alone, {label} payload, one core: {transform_mb_per_s(payload):.0f} MB/s")
+    print()
 
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write(payloads["vLLM V1, 8 DP engines"])
     sim = start_sim("vllm", "--metrics-payload", f.name)
     try:
-        print(
-            "| runtime | adapter load p50, idle (ms) | adapter load p50 under 20 concurrent scrapers of the 8-engine payload (ms) |"
-        )
+        print("| runtime | adapter load p50, idle (ms) | adapter load p50, 20 concurrent scrapers of 8 engines (ms) |")
         print("|---|---|---|")
         for name, (binary, path) in runtimes.items():
             proc, url, _ = start(binary, sim.url)

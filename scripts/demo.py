@@ -8,10 +8,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 ENGINE_PORT = int(os.environ.get("ENGINE_PORT", "8000"))
 RUNTIME_PORT = int(os.environ.get("RUNTIME_PORT", "8080"))

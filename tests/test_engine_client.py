@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from payload_server import PayloadServer
-from procs import free_port, start_sim
 
 from aibrix.engines import EngineClient
 from aibrix.engines.errors import EngineTimeout, EngineUnavailable
+from payload_server import PayloadServer
+from procs import free_port, start_sim
 
 
 def run(coro):

@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+
 from payload_server import PayloadServer
 from procs import start_runtime, start_sim
 from test_metrics_standardize import fixture, parsed

@@ -74,3 +74,22 @@ def test_settings_error_lists_every_problem():
     with pytest.raises(SettingsError) as info:
         load_settings([], {"INFERENCE_ENGINE": "x", "INFERENCE_ENGINE_ENDPOINT": "ftp://y"})
     assert "INFERENCE_ENGINE=" in str(info.value) and "INFERENCE_ENGINE_ENDPOINT=" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "env, transform",
+    [
+        ({}, True),
+        ({"METRICS_RAW_PASSTHROUGH_MODE": "1"}, False),
+        ({"METRICS_ENABLE_TRANSFORMATION": "0"}, False),
+        ({"METRICS_ENABLE_TRANSFORMATION": "false", "METRICS_RAW_PASSTHROUGH_MODE": "0"}, False),
+        ({"METRICS_ENABLE_TRANSFORMATION": "1", "METRICS_RAW_PASSTHROUGH_MODE": "0"}, True),
+    ],
+)
+def test_metrics_mode_priority(env, transform):
+    assert load_settings([], env).transform_metrics is transform
+
+
+def test_bad_metrics_switch_is_named():
+    with pytest.raises(SettingsError, match="METRICS_RAW_PASSTHROUGH_MODE='maybe'"):
+        load_settings([], {"METRICS_RAW_PASSTHROUGH_MODE": "maybe"})

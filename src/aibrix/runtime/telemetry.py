@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import time
 
-import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aibrix import __version__
-
-prometheus_client.disable_created_metrics()
+from aibrix.metrics.registry import Counter, Gauge, Histogram, Registry
 
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SLOW_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -19,54 +16,63 @@ SLOW_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 
 
 class Telemetry:
     def __init__(self, engine: str) -> None:
-        r = self.registry = CollectorRegistry(auto_describe=False)
-        Gauge("aibrix:runtime_info", "Runtime version and engine kind.", ["version", "engine"], registry=r).labels(
-            __version__, engine
-        ).set(1)
-        self.engine_up = Gauge(
-            "aibrix:engine_up", "1 when the last scrape of the engine succeeded, else 0.", registry=r
-        )
+        self.registry = Registry()
+        add = self.registry.add
+        info = Gauge("aibrix:runtime_info", "Runtime version and engine kind.", ["version", "engine"])
+        info.labels(__version__, engine).set(1)
+        add(info)
+        self.engine_up = Gauge("aibrix:engine_up", "1 when the last engine scrape succeeded, else 0.")
         self.requests = Counter(
-            "aibrix:runtime_requests", "Requests to the runtime API.", ["method", "route", "status"], registry=r
+            "aibrix:runtime_requests", "Requests to the runtime API.", ["method", "route", "status"]
         )
         self.request_seconds = Histogram(
             "aibrix:runtime_request_duration_seconds",
             "Time to answer a request to the runtime API.",
             ["method", "route"],
             buckets=FAST_BUCKETS,
-            registry=r,
         )
         self.adapter_ops = Counter(
             "aibrix:runtime_adapter_operations",
             "Adapter operations by outcome (ok, or the error type).",
             ["operation", "outcome"],
-            registry=r,
         )
         self.adapter_seconds = Histogram(
             "aibrix:runtime_adapter_operation_duration_seconds",
             "Time an adapter operation took, engine call included.",
             ["operation"],
             buckets=FAST_BUCKETS,
-            registry=r,
         )
-        self.download_bytes = Counter("aibrix:runtime_download_bytes", "Bytes downloaded by the runtime.", registry=r)
+        self.download_bytes = Counter("aibrix:runtime_download_bytes", "Bytes downloaded by the runtime.")
         self.download_seconds = Histogram(
-            "aibrix:runtime_download_duration_seconds", "Time a download took.", buckets=SLOW_BUCKETS, registry=r
+            "aibrix:runtime_download_duration_seconds", "Time a download took.", buckets=SLOW_BUCKETS
         )
         self.scrape_seconds = Histogram(
             "aibrix:runtime_metrics_scrape_duration_seconds",
             "Time to fetch and standardize the engine's metrics.",
             buckets=FAST_BUCKETS,
-            registry=r,
         )
         self.fallbacks = Counter(
             "aibrix:runtime_metrics_transform_fallbacks",
             "Scrapes answered with the raw engine payload because standardization failed.",
-            registry=r,
         )
+        for family in (
+            self.engine_up,
+            self.requests,
+            self.request_seconds,
+            self.adapter_ops,
+            self.adapter_seconds,
+            self.download_bytes,
+            self.download_seconds,
+            self.scrape_seconds,
+            self.fallbacks,
+        ):
+            add(family)
+        self.engine_up.set(0)
+        self.download_bytes.inc(0)
+        self.fallbacks.inc(0)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return self.registry.render().encode()
 
 
 class RequestMetricsMiddleware:
