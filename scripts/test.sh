@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
+scripts/fetch_promtool.sh
 exec .venv/bin/python -m pytest -q "$@"

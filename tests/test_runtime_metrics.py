@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -187,3 +189,41 @@ def test_sglang_simulator_metrics_are_standardized(client):
     finally:
         runtime.stop()
         sim.stop()
+
+
+PROMTOOL = Path(__file__).resolve().parents[1] / ".tools" / "promtool"
+# Lint remarks that follow from names fixed by the specification or by the engines themselves.
+ACCEPTED_LINT = (
+    "metric names should not contain ':'",  # aibrix:, vllm:, sglang:, llamacpp: namespaces
+    "metric names should not contain abbreviated units",  # aibrix:avg_*_throughput_toks_per_s
+    'non-counter metrics should not have "_total" suffix',  # vllm:iteration_tokens_total histogram
+)
+
+
+@pytest.mark.skipif(not PROMTOOL.exists(), reason="scripts/fetch_promtool.sh found no apt-get to fetch promtool")
+@pytest.mark.parametrize(
+    "engine, path, payload",
+    [
+        ("vllm", "/metrics", "vllm_v0_docs.txt"),
+        ("sglang", "/metrics", "sglang.txt"),
+        ("xllm", "/brpc_metrics", "xllm_brpc.txt"),
+        ("trtllm", "/prometheus/metrics", "trtllm.txt"),
+        ("tgi", "/metrics", "tgi.txt"),
+        ("llamacpp", "/metrics", "llamacpp.txt"),
+    ],
+)
+def test_prometheus_itself_accepts_the_output(client, engine, path, payload):
+    with PayloadServer({path: fixture(payload)}) as server:
+        runtime = start_runtime(engine, server.url)
+        try:
+            text = scrape(client, runtime.url).text
+        finally:
+            runtime.stop()
+    result = subprocess.run([str(PROMTOOL), "check", "metrics"], input=text, capture_output=True, text=True)
+    report = result.stdout + result.stderr
+    assert result.returncode in (0, 3), report  # 3: lint remarks only; 1: the text does not parse
+    # Remarks on the engine's own names are the engine's business; on the names we add, only the accepted ones.
+    ours = [line for line in report.splitlines() if line.startswith("aibrix:")]
+    assert ours, "promtool saw none of the aibrix: families"
+    unexpected = [line for line in ours if not line.endswith(ACCEPTED_LINT)]
+    assert not unexpected, unexpected
