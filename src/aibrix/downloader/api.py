@@ -1,0 +1,54 @@
+"""The library entry point shared by the CLI and the runtime: one download engine, no second implementation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from aibrix.downloader.transfer import Downloader, Progress, Result
+from aibrix.storage.base import BadSetting, BadURI, parse_suffixes
+from aibrix.storage.uri import open_source
+
+DEFAULT_LOCAL_DIR = "/tmp/aibrix/models/"
+
+
+def download_model(
+    model_uri: str,
+    local_dir: str | os.PathLike[str] | None = None,
+    model_name: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    threads: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Result:
+    """Download ``model_uri`` into ``<local_dir>/<model_name>/``; re-running skips what is already complete."""
+    env = os.environ if env is None else env
+    source = open_source(model_uri, env)
+    name = model_name or source.model_name
+    if not name or "/" in name or name in (".", "..") or "\x00" in name:
+        raise BadURI(f"model name {name!r} must be a single directory name")
+    suffixes = parse_suffixes(env.get("DOWNLOADER_ALLOW_FILE_SUFFIX"))
+    files = source.list_files(suffixes)
+    if not files:
+        raise BadURI(f"{source.describe()}: no files to download" + (" after the suffix filter" if suffixes else ""))
+    downloader = Downloader(
+        threads=threads or _int(env, "DOWNLOADER_NUM_THREADS", 16),
+        part_size=_int(env, "DOWNLOADER_PART_CHUNKSIZE", 64 << 20),
+        timeout=float(env.get("DOWNLOADER_TIMEOUT") or 60),
+    )
+    root = Path(local_dir or env.get("DOWNLOADER_LOCAL_DIR") or DEFAULT_LOCAL_DIR)
+    return downloader.download(files, root / name, on_progress=on_progress)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadSetting(f"{name}={value!r} is not a whole number") from None
+    if number < 1:
+        raise BadSetting(f"{name}={value!r} must be at least 1")
+    return number

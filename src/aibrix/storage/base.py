@@ -1,0 +1,71 @@
+"""What every storage backend hands the downloader: files as URLs with sizes and checksums."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class StorageError(Exception):
+    """A failure the user can act on; ``str()`` is one clear line."""
+
+    transient = False
+
+
+class NotFound(StorageError):
+    pass
+
+
+class AccessDenied(StorageError):
+    pass
+
+
+class BadURI(StorageError):
+    pass
+
+
+class BadSetting(StorageError):
+    pass
+
+
+class TransientError(StorageError):
+    """Worth retrying: connection reset, timeout, 5xx, throttling."""
+
+    transient = True
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file to fetch. ``path`` is relative to the model directory; ``version`` changes when the remote changes."""
+
+    path: str
+    size: int | None
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    digest: tuple[str, str] | None = None  # ("md5" | "sha256" | "git-sha1", lowercase hex)
+    version: str | None = None
+    ranges: bool = True  # the server honours Range requests
+
+
+def safe_relative(path: str) -> str:
+    """``path`` as a clean relative POSIX path, or BadURI when it could escape its directory."""
+    if not path or "\x00" in path or "\\" in path:
+        raise BadURI(f"refusing file name {path!r}")
+    clean = posixpath.normpath(path)
+    if clean.startswith("/") or clean == "." or clean.split("/")[0] == ".." or path.startswith("/"):
+        raise BadURI(f"refusing file name {path!r}: it would leave the model directory")
+    if any(part in ("", ".", "..") for part in path.strip("/").split("/")):
+        raise BadURI(f"refusing file name {path!r}: it has '.' or '..' components")
+    return clean
+
+
+def allowed(path: str, suffixes: tuple[str, ...]) -> bool:
+    """DOWNLOADER_ALLOW_FILE_SUFFIX filter: suffixes given with or without a leading dot."""
+    return not suffixes or any(path.endswith(suffix) for suffix in suffixes)
+
+
+def parse_suffixes(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple("." + s.strip().lstrip(".") for s in value.split(",") if s.strip())

@@ -1,0 +1,62 @@
+"""Small metadata requests (listings, HEADs) with a timeout, bounded retries for transient failures, and errors
+that say what went wrong."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from aibrix.storage.base import AccessDenied, NotFound, StorageError, TransientError
+
+RETRIABLE_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+def request(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    attempts: int = 4,
+    what: str = "",
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, lower-cased headers and body of ``url`` after redirects; raises StorageError for 4xx/5xx."""
+    delay = 0.25
+    for attempt in range(1, attempts + 1):
+        req = urllib.request.Request(url, method=method, headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+        except urllib.error.HTTPError as exc:
+            error: StorageError = classify(exc.code, what or url, exc.read()[:300].decode(errors="replace"))
+        except (OSError, urllib.error.URLError) as exc:
+            error = TransientError(f"{what or url}: {getattr(exc, 'reason', exc)}")
+        if not error.transient or attempt == attempts:
+            raise error
+        time.sleep(delay)
+        delay *= 2
+    raise AssertionError("unreachable")
+
+
+def request_json(url: str, **kwargs: Any) -> Any:
+    status, _, body = request(url, **kwargs)
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise StorageError(f"{kwargs.get('what') or url}: expected JSON, got {body[:100]!r}") from exc
+
+
+def classify(status: int, what: str, detail: str = "") -> StorageError:
+    """The StorageError for an HTTP status: 404 not found, 401/403 access denied, 408/429/5xx transient."""
+    suffix = f" ({detail.strip()})" if detail.strip() else ""
+    if status == 404:
+        return NotFound(f"{what}: not found{suffix}")
+    if status in (401, 403):
+        return AccessDenied(f"{what}: access denied (HTTP {status}){suffix}")
+    if status in RETRIABLE_STATUSES or status >= 500:
+        return TransientError(f"{what}: HTTP {status}{suffix}")
+    return StorageError(f"{what}: HTTP {status}{suffix}")

@@ -1,0 +1,114 @@
+"""S3 and S3-compatible stores (AWS, Ceph RGW, MinIO, Volcano Engine TOS at its tos-s3-* endpoints).
+
+botocore provides what is hard to get right (the whole credential chain: keys, shared config, web identity,
+container and instance roles; request signing; listing pages); the bytes are fetched by the downloader through
+presigned URLs, so every part is a plain ranged GET.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aibrix.storage.base import AccessDenied, NotFound, RemoteFile, StorageError, TransientError, allowed
+
+URL_LIFETIME = 12 * 3600
+
+
+class S3Source:
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        scheme: str = "s3",
+        endpoint: str | None = None,
+        region: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+        addressing_style: str | None = None,
+    ) -> None:
+        import botocore.session
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        self.bucket, self.key, self.scheme = bucket, key, scheme
+        session = botocore.session.get_session()
+        if access_key and secret_key:
+            session.set_credentials(access_key, secret_key, session_token)
+        signed = session.get_credentials() is not None
+        style = addressing_style or ("path" if endpoint else "auto")
+        config = Config(
+            signature_version="s3v4" if signed else UNSIGNED,
+            s3={"addressing_style": style},
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=32,
+        )
+        self.client: Any = session.create_client("s3", endpoint_url=endpoint, region_name=region, config=config)
+        self.model_name = posixpath.basename(key.rstrip("/")) or bucket
+
+    def describe(self) -> str:
+        return f"{self.scheme}://{self.bucket}/{self.key}"
+
+    def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
+        objects = self._list(self.key)
+        exact = [obj for obj in objects if obj["Key"] == self.key and not self.key.endswith("/")]
+        if exact:
+            base, chosen = posixpath.dirname(self.key), exact
+        else:
+            prefix = self.key.rstrip("/") + "/" if self.key else ""
+            base = prefix.rstrip("/")
+            chosen = [obj for obj in objects if obj["Key"].startswith(prefix) and not obj["Key"].endswith("/")]
+            if not chosen:
+                raise NotFound(f"{self.describe()}: no objects under this prefix")
+        chosen = [obj for obj in chosen if allowed(obj["Key"], suffixes)]
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(lambda obj: self._remote(obj, base), chosen))
+
+    def _list(self, prefix: str) -> list[dict[str, Any]]:
+        objects: list[dict[str, Any]] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.rstrip("/") if prefix else ""):
+                objects.extend(page.get("Contents", []))
+        except Exception as exc:  # botocore raises ClientError/EndpointConnectionError/NoCredentialsError ...
+            raise _storage_error(exc, self.describe()) from exc
+        return objects
+
+    def _remote(self, obj: dict[str, Any], base: str) -> RemoteFile:
+        key = obj["Key"]
+        etag = obj.get("ETag", "").strip('"')
+        digest = None
+        if len(etag) == 32 and "-" not in etag:
+            # A single-part upload's ETag is its MD5, except under SSE-KMS or SSE-C: ask before trusting it.
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+            except Exception as exc:
+                raise _storage_error(exc, f"{self.scheme}://{self.bucket}/{key}") from exc
+            if head.get("ServerSideEncryption") != "aws:kms" and not head.get("SSECustomerAlgorithm"):
+                digest = ("md5", etag.lower())
+        url = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=URL_LIFETIME
+        )
+        relative = key[len(base) :].lstrip("/") if base else key
+        return RemoteFile(relative, obj["Size"], url, {}, digest, etag or None)
+
+
+def _storage_error(exc: Exception, what: str) -> StorageError:
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    name = type(exc).__name__
+    if code in ("NoSuchBucket", "NoSuchKey", "404") or status == 404:
+        return NotFound(f"{what}: {'bucket does not exist' if code == 'NoSuchBucket' else 'not found'}")
+    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403") or status in (401, 403):
+        return AccessDenied(f"{what}: access denied ({code or status}); check the credentials")
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return AccessDenied(f"{what}: no usable credentials ({exc})")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"):
+        return TransientError(f"{what}: {exc}")
+    return StorageError(f"{what}: {name}: {exc}")

@@ -1,0 +1,32 @@
+"""A single file behind a plain http(s) URL."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
+
+from aibrix.storage.base import BadURI, RemoteFile, allowed
+from aibrix.storage.fetch import request
+
+
+class WebSource:
+    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None) -> None:
+        name = posixpath.basename(unquote(urlsplit(url).path))
+        if not name:
+            raise BadURI(f"{url!r} does not name a file")
+        self.url, self.headers, self.file_name = url, dict(headers or {}), name
+        self.model_name = name
+
+    def describe(self) -> str:
+        return self.url
+
+    def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
+        if not allowed(self.file_name, suffixes):
+            return []
+        _, headers, _ = request(self.url, method="HEAD", headers=self.headers, what=self.url)
+        size = int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None
+        etag = headers.get("etag")
+        ranges = headers.get("accept-ranges", "").lower() == "bytes" and size is not None
+        version = etag or (f"{size}:{headers['last-modified']}" if headers.get("last-modified") else None)
+        return [RemoteFile(self.file_name, size, self.url, self.headers, None, version, ranges)]
