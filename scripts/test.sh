@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
 scripts/fetch_promtool.sh
+scripts/install_services.sh
 exec .venv/bin/python -m pytest -q "$@"

@@ -28,8 +28,9 @@ class GCSSource:
         base: str | None = None,
         service_account_json: str | None = None,
         credentials_file: str | None = None,
+        page_size: int = 1000,
     ) -> None:
-        self.bucket, self.key = bucket, key
+        self.bucket, self.key, self.page_size = bucket, key, page_size
         self.base = (base or DEFAULT_BASE).rstrip("/")
         self.headers = _auth_headers(service_account_json, credentials_file)
         self.model_name = posixpath.basename(key.rstrip("/")) or bucket
@@ -66,7 +67,7 @@ class GCSSource:
         items: list[dict] = []
         token = None
         while True:
-            query = {"prefix": prefix, "maxResults": 1000, **({"pageToken": token} if token else {})}
+            query = {"prefix": prefix, "maxResults": self.page_size, **({"pageToken": token} if token else {})}
             url = f"{self.base}/storage/v1/b/{quote(self.bucket, safe='')}/o?{urlencode(query)}"
             page = request_json(url, headers=self.headers, what=self.describe())
             items.extend(page.get("items", []))

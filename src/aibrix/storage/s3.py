@@ -29,12 +29,13 @@ class S3Source:
         secret_key: str | None = None,
         session_token: str | None = None,
         addressing_style: str | None = None,
+        page_size: int = 1000,
     ) -> None:
         import botocore.session
         from botocore import UNSIGNED
         from botocore.config import Config
 
-        self.bucket, self.key, self.scheme = bucket, key, scheme
+        self.bucket, self.key, self.scheme, self.page_size = bucket, key, scheme, page_size
         session = botocore.session.get_session()
         if access_key and secret_key:
             session.set_credentials(access_key, secret_key, session_token)
@@ -73,7 +74,10 @@ class S3Source:
         objects: list[dict[str, Any]] = []
         paginator = self.client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.rstrip("/") if prefix else ""):
+            pages = paginator.paginate(
+                Bucket=self.bucket, Prefix=prefix.rstrip("/"), PaginationConfig={"PageSize": self.page_size}
+            )
+            for page in pages:
                 objects.extend(page.get("Contents", []))
         except Exception as exc:  # botocore raises ClientError/EndpointConnectionError/NoCredentialsError ...
             raise _storage_error(exc, self.describe()) from exc

@@ -26,6 +26,7 @@ def open_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
     """The source for ``uri``: s3://, tos://, gs:// (gcs://), http(s)://, huggingface:// (hf://), file:// or a
     local path, or a bare HuggingFace repository id ``organization/name``."""
     env = os.environ if env is None else env
+    page_size = int(env.get("DOWNLOADER_LIST_PAGE_SIZE") or 1000)
     uri = uri.strip()
     if not uri:
         raise BadURI("the model URI is empty")
@@ -49,6 +50,7 @@ def open_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
                 secret_key=env.get("AWS_SECRET_ACCESS_KEY"),
                 session_token=env.get("AWS_SESSION_TOKEN"),
                 addressing_style=env.get("DOWNLOADER_S3_ADDRESSING_STYLE") or ("path" if endpoint else None),
+                page_size=page_size,
             )
         endpoint = env.get("TOS_ENDPOINT") or None
         if endpoint and "://" not in endpoint:
@@ -63,6 +65,7 @@ def open_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
             secret_key=env.get("TOS_SECRET_KEY"),
             # TOS' S3 endpoints want virtual-hosted buckets; a test server on an IP address cannot do that.
             addressing_style=env.get("DOWNLOADER_S3_ADDRESSING_STYLE") or _tos_style(endpoint),
+            page_size=page_size,
         )
     if scheme in ("gs", "gcs"):
         bucket, _, key = rest.partition("/")
@@ -78,6 +81,7 @@ def open_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
             key,
             base=emulator or env.get("GCS_ENDPOINT") or None,
             credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
+            page_size=page_size,
         )
     if scheme in ("http", "https"):
         from aibrix.storage.web import WebSource
