@@ -70,7 +70,7 @@ ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" -i a
 ceph osd create >/dev/null
 ceph-osd -c "$conf" -i 0 --mkfs >/dev/null 2>&1
-ceph-osd -c "$conf" -i 0
+ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd-start.log"
 for _ in $(seq 1 100); do
   ceph osd stat 2>/dev/null | grep -q "1 up" && break
   sleep 0.2

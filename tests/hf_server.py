@@ -100,7 +100,7 @@ class HubServer:
                 sha = meta["lfs"]["sha256"]
                 headers = {
                     **common,
-                    "Location": f"/lfs/{m.group(1)}/{sha}",
+                    "Location": f"{self.url}/lfs/{m.group(1)}/{sha}",  # absolute, like the Hub's CDN links
                     "ETag": f'"{sha}"',
                     "X-Linked-Etag": f'"{sha}"',
                     "X-Linked-Size": str(meta["size"]),

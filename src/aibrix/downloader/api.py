@@ -36,6 +36,7 @@ def download_model(
         threads=threads or _int(env, "DOWNLOADER_NUM_THREADS", 16),
         part_size=_int(env, "DOWNLOADER_PART_CHUNKSIZE", 64 << 20),
         timeout=float(env.get("DOWNLOADER_TIMEOUT") or 60),
+        fsync=(env.get("DOWNLOADER_FSYNC") or "0").strip().lower() in ("1", "true", "yes", "on"),
     )
     root = Path(local_dir or env.get("DOWNLOADER_LOCAL_DIR") or DEFAULT_LOCAL_DIR)
     return downloader.download(files, root / name, on_progress=on_progress)

@@ -12,6 +12,7 @@ Safety rules it keeps:
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -26,12 +27,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from aibrix.storage.base import RemoteFile, StorageError, TransientError, safe_relative
 from aibrix.storage.fetch import classify
 
 STATE_DIR = ".aibrix"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+BOOT_ID = _boot_id()
 CHUNK = 1 << 20
 MIN_PART = 8 << 20
 MAX_ATTEMPTS = 5
@@ -76,8 +88,8 @@ class _Part:
 class _FileJob:
     """One file being downloaded: its partial file, its resume record, its parts still to fetch."""
 
-    def __init__(self, remote: RemoteFile, target: Path, state: Path, part_size: int) -> None:
-        self.remote, self.target = remote, target
+    def __init__(self, remote: RemoteFile, target: Path, state: Path, part_size: int, durable: bool) -> None:
+        self.remote, self.target, self.durable = remote, target, durable
         self.partial = state / "partial" / (remote.path + ".part")
         self.record = state / "partial" / (remote.path + ".json")
         self.part_size = part_size
@@ -91,6 +103,9 @@ class _FileJob:
             self.count = -(-size // part_size)
         self.done: set[int] = set()
         self.fd = -1
+        self.hasher = _new_hasher(remote.digest, size) if remote.digest else None
+        self._hash_lock = threading.Lock()
+        self._hashed_parts = 0  # parts 0.._hashed_parts-1 are in the hash
 
     def open(self) -> list[_Part]:
         self.partial.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +139,37 @@ class _FileJob:
         with self.lock:
             self.done.add(index)
             self._save()
-            return len(self.done) == self.count
+            last = len(self.done) == self.count
+        if self.durable:
+            _start_writeback(self.fd, index * self.part_size, self.part_size)
+        self.hash_ready_parts()
+        return last
+
+    def hash_ready_parts(self) -> None:
+        """Feed the hash with the finished parts that follow the hashed ones, while other parts still download:
+        the checksum is then ready almost as soon as the last byte lands."""
+        if self.hasher is None or not self._hash_lock.acquire(blocking=False):
+            return  # another worker is already hashing this file; it will pick up this part too
+        try:
+            while self._hashed_parts < self.count and self._hashed_parts in self.done:
+                start = self._hashed_parts * self.part_size
+                end = min(start + self.part_size, self.remote.size or 0)
+                while start < end:
+                    chunk = os.pread(self.fd, min(8 * CHUNK, end - start), start)
+                    if not chunk:
+                        raise StorageError(f"{self.remote.path}: partial file shorter than expected")
+                    self.hasher.update(chunk)
+                    start += len(chunk)
+                self._hashed_parts += 1
+        finally:
+            self._hash_lock.release()
+
+    def digest_matches(self) -> bool:
+        assert self.remote.digest is not None and self.hasher is not None
+        with self._hash_lock:
+            pass  # wait for a worker still hashing
+        self.hash_ready_parts()
+        return self._hashed_parts == self.count and self.hasher.hexdigest() == self.remote.digest[1].lower()
 
     def _save(self) -> None:
         record = {"version": self.remote.version, "size": self.remote.size, "part_size": self.part_size}
@@ -139,10 +184,13 @@ class _FileJob:
 class Downloader:
     """Fetches a list of remote files into ``dest`` with ``threads`` connections in all."""
 
-    def __init__(self, *, threads: int = 16, part_size: int = 64 << 20, timeout: float = 60.0) -> None:
+    def __init__(
+        self, *, threads: int = 16, part_size: int = 64 << 20, timeout: float = 60.0, fsync: bool = False
+    ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.threads = threads
+        self.fsync = fsync
         self.part_size = part_size
         self.timeout = timeout
         self._local = threading.local()
@@ -162,7 +210,7 @@ class Downloader:
                 if _is_complete(target, remote, state):
                     skipped += 1
                     continue
-                jobs.append(_FileJob(remote, target, state, self._part_size_for(remote, len(files))))
+                jobs.append(_FileJob(remote, target, state, self._part_size_for(remote, len(files)), self.fsync))
             total = sum(job.remote.size or 0 for job in jobs)
             progress = Progress(total, on_progress)
             self._run(jobs, progress, state)
@@ -373,19 +421,29 @@ def _complete(job: _FileJob, state: Path) -> None:
     size = os.fstat(job.fd).st_size
     if remote.size is not None and size != remote.size:
         raise StorageError(f"{remote.path}: got {size} bytes, expected {remote.size}")
-    if remote.digest is not None and not _digest_matches(job.fd, remote.digest, size):
+    if remote.digest is not None and not job.digest_matches():
         os.unlink(job.record)  # start over next time: the bytes are wrong
         raise StorageError(f"{remote.path}: {remote.digest[0]} checksum mismatch after download")
-    os.fsync(job.fd)
+    if job.durable:
+        os.fsync(job.fd)
     job.target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(job.partial, job.target)
-    _record_complete(job.target, remote, state)
+    _record_complete(job.target, remote, state, durable=job.durable)
     os.unlink(job.record)
 
 
-def _record_complete(target: Path, remote: RemoteFile, state: Path) -> None:
+def _record_complete(target: Path, remote: RemoteFile, state: Path, *, durable: bool) -> None:
+    """Remember that ``target`` is complete. Without fsync the bytes may still sit in the page cache, so the record
+    holds only until the machine reboots (boot id); after that the file is checked again."""
     stat = target.stat()
-    record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "version": remote.version, "digest": remote.digest}
+    record = {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "version": remote.version,
+        "digest": remote.digest,
+        "durable": durable,
+        "boot_id": BOOT_ID,
+    }
     _write_json(state / "complete" / (remote.path + ".json"), record)
 
 
@@ -404,6 +462,7 @@ def _is_complete(target: Path, remote: RemoteFile, state: Path) -> bool:
         and record.get("mtime_ns") == stat.st_mtime_ns
         and record.get("version") == remote.version
         and remote.version is not None
+        and (record.get("durable") or record.get("boot_id") == BOOT_ID)
     ):
         return True
     if remote.digest is None:
@@ -414,18 +473,41 @@ def _is_complete(target: Path, remote: RemoteFile, state: Path) -> bool:
     finally:
         os.close(fd)
     if matches:
-        _record_complete(target, remote, state)
+        _record_complete(target, remote, state, durable=False)
     return matches
 
 
-def _digest_matches(fd: int, digest: tuple[str, str], size: int) -> bool:
-    algorithm, expected = digest
+def _new_hasher(digest: tuple[str, str], size: int | None) -> Any:
+    algorithm = digest[0]
     if algorithm == "git-sha1":
-        hasher = hashlib.sha1(f"blob {size}\0".encode())
-    elif algorithm in ("md5", "sha256"):
-        hasher = hashlib.new(algorithm)
-    else:
-        return True  # an algorithm we cannot check proves nothing either way; size already matched
+        return hashlib.sha1(f"blob {size}\0".encode())
+    if algorithm in ("md5", "sha256"):
+        return hashlib.new(algorithm)
+    raise StorageError(f"unknown checksum algorithm {algorithm!r}")
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a finished part to disk now (Linux sync_file_range), so the final fsync
+    waits for little instead of the whole file."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE: start, do not wait
+
+
+def _load_sync_file_range() -> Any:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def _digest_matches(fd: int, digest: tuple[str, str], size: int) -> bool:
+    hasher = _new_hasher(digest, size)
+    expected = digest[1]
     offset = 0
     while chunk := os.pread(fd, 8 * CHUNK, offset):
         hasher.update(chunk)
