@@ -4,7 +4,7 @@
 #   scripts/ceph_rgw.sh stop DIR
 # One monitor, one OSD on memstore (RAM, no disks), no cephx, pool size 1, radosgw's beast frontend on
 # 127.0.0.1:$RGW_PORT, and an S3 user with the given keys. Everything lives in DIR; stop kills it and removes DIR.
-set -euo pipefail
+set -Eeuo pipefail
 cmd=${1:?start|stop}
 dir=$(realpath -m "${2:?directory}")
 conf="$dir/ceph.conf"
@@ -22,6 +22,12 @@ stop() {
 
 if [ "$cmd" = stop ]; then stop; exit 0; fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+
+on_error() {
+  echo "ceph_rgw.sh: '$BASH_COMMAND' failed (line $1)" >&2
+  tail -n 20 "$dir"/log/*.log >&2 2>/dev/null || true
+}
+trap 'on_error $LINENO' ERR
 
 port=${RGW_PORT:-7480}
 mon_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -64,13 +70,22 @@ rgw_dns_name = 127.0.0.1
 CONF
 touch "$dir/keyring"
 ceph() { command ceph -c "$conf" --connect-timeout 20 "$@"; }
+retry() { # daemons just started may refuse a moment longer on a loaded machine
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    "$@" && return 0
+    sleep $((attempt))
+  done
+  "$@"
+}
 
 monmaptool --create --addv a "[v1:127.0.0.1:$mon_port]" --fsid "$fsid" "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" -i a
-ceph osd create >/dev/null
-ceph-osd -c "$conf" -i 0 --mkfs >/dev/null 2>&1
-ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd-start.log"
+osd_uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
+retry ceph osd create "$osd_uuid" >/dev/null  # idempotent with a uuid, so a retry cannot add a second OSD
+ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >"$dir/log/osd-mkfs.log" 2>&1
+retry ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd-start.log"
 for _ in $(seq 1 100); do
   ceph osd stat 2>/dev/null | grep -q "1 up" && break
   sleep 0.2
