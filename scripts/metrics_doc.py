@@ -68,6 +68,7 @@ OWN_ROWS = [
      "adapter load/unload by outcome (`ok` or the error type)"),
     ("aibrix:runtime_adapter_operation_duration_seconds", "histogram", "`operation`",
      "their duration, engine call included"),
+    ("aibrix:runtime_adapter_reloads_total", "counter", "", "adapters loaded again after the engine lost them"),
     ("aibrix:runtime_download_bytes_total", "counter", "", "bytes downloaded by the runtime"),
     ("aibrix:runtime_download_duration_seconds", "histogram", "", "download durations"),
     ("aibrix:runtime_metrics_scrape_duration_seconds", "histogram", "",

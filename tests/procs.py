@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -88,11 +89,14 @@ def start_sim(engine: str = "vllm", *args: str, port: int | None = None, env: di
 
 
 def start_runtime(engine: str, engine_url: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+    """A runtime process; each gets its own adapter directory unless ``env`` names one (AIBRIX_ADAPTER_DIR)."""
     port = free_port()
+    base = {"INFERENCE_ENGINE": engine, "INFERENCE_ENGINE_ENDPOINT": engine_url,
+            "AIBRIX_ADAPTER_DIR": tempfile.mkdtemp(prefix="aibrix-adapters-")}  # fmt: skip
     proc = Proc(
         [sys.executable, "-m", "aibrix.runtime.cli", "--host", HOST, "--port", str(port), *args],
         port,
-        {"INFERENCE_ENGINE": engine, "INFERENCE_ENGINE_ENDPOINT": engine_url, **(env or {})},
+        {**base, **(env or {})},
     )
     proc.wait_http("/healthz")
     return proc

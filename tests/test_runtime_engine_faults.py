@@ -157,7 +157,8 @@ def test_openapi_docs_only_when_enabled(client):
         load_op = schema["paths"]["/v1/lora_adapter/load"]["post"]
         assert {"200", "409", "422", "502", "504"} <= set(load_op["responses"])
         body = schema["components"]["schemas"]["LoadAdapterRequest"]
-        assert set(body["required"]) == {"lora_name", "lora_path"}
+        assert body["required"] == ["lora_name"]
+        assert {"lora_path", "artifact_url", "credentials", "credentials_secret"} <= set(body["properties"])
         assert client.get(f"{documented.url}/docs").status_code == 200
     finally:
         documented.stop()

@@ -21,10 +21,11 @@ def download_model(
     env: Mapping[str, str] | None = None,
     threads: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    url_guard: Callable[[str], None] | None = None,
 ) -> Result:
     """Download ``model_uri`` into ``<local_dir>/<model_name>/``; re-running skips what is already complete."""
     env = os.environ if env is None else env
-    source = open_source(model_uri, env)
+    source = open_source(model_uri, env, url_guard=url_guard)
     name = model_name or source.model_name
     if not name or "/" in name or name in (".", "..") or "\x00" in name:
         raise BadURI(f"model name {name!r} must be a single directory name")
@@ -37,6 +38,7 @@ def download_model(
         part_size=_int(env, "DOWNLOADER_PART_CHUNKSIZE", 64 << 20),
         timeout=float(env.get("DOWNLOADER_TIMEOUT") or 60),
         fsync=(env.get("DOWNLOADER_FSYNC") or "0").strip().lower() in ("1", "true", "yes", "on"),
+        url_guard=url_guard,
     )
     root = Path(local_dir or env.get("DOWNLOADER_LOCAL_DIR") or DEFAULT_LOCAL_DIR)
     return downloader.download(files, root / name, on_progress=on_progress)

@@ -185,12 +185,19 @@ class Downloader:
     """Fetches a list of remote files into ``dest`` with ``threads`` connections in all."""
 
     def __init__(
-        self, *, threads: int = 16, part_size: int = 64 << 20, timeout: float = 60.0, fsync: bool = False
+        self,
+        *,
+        threads: int = 16,
+        part_size: int = 64 << 20,
+        timeout: float = 60.0,
+        fsync: bool = False,
+        url_guard: Callable[[str], None] | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.threads = threads
         self.fsync = fsync
+        self.url_guard = url_guard  # called with every URL fetched, redirects included (SSRF checks)
         self.part_size = part_size
         self.timeout = timeout
         self._local = threading.local()
@@ -310,6 +317,8 @@ class Downloader:
             headers["Range"] = f"bytes={part.start}-{'' if part.end < 0 else part.end}"
         url = remote.url
         for _ in range(6):  # redirects
+            if self.url_guard is not None:
+                self.url_guard(url)
             response = self._request(url, headers)
             if response.status in (301, 302, 303, 307, 308):
                 location = response.getheader("location", "")

@@ -1,15 +1,26 @@
-"""Adapter load/unload with idempotency and one-at-a-time handling per adapter name."""
+"""Adapter load/unload: idempotent, one operation per adapter name at a time, artifacts downloaded first when the
+controller delegates them, and a persisted record so adapters come back after engine or runtime restarts."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
 import posixpath
-from collections.abc import AsyncIterator
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 from aibrix.engines import Engine, ModelCard
-from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound
+from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
+
+log = logging.getLogger("aibrix.runtime")
+STATE_FILE = ".runtime-adapters.json"
 
 
 class KeyedLocks:
@@ -40,6 +51,23 @@ class KeyedLocks:
 class LoadResult:
     message: str
     already_loaded: bool
+    lora_path: str
+    download_seconds: float | None = None
+    load_seconds: float = 0.0
+
+
+@dataclass
+class ManagedAdapter:
+    """What the runtime knows of one adapter; persisted without credentials."""
+
+    name: str
+    lora_path: str
+    source: str  # redacted artifact URL, or the path the engine was given
+    delegated: bool  # files downloaded by the runtime into the adapter directory
+    state: str = "loaded"  # downloading | loading | loaded | failed
+    reason: str = ""
+    size_bytes: int = 0
+    updated: float = field(default_factory=time.time)
 
 
 def same_path(a: str | None, b: str) -> bool:
@@ -50,39 +78,104 @@ def same_path(a: str | None, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 
 
-class AdapterService:
-    """Loads and unloads adapters in the engine and remembers where each one came from."""
+def folder_size(path: str) -> int:
+    total = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
 
-    def __init__(self, engine: Engine) -> None:
+
+class AdapterService:
+    """Loads and unloads adapters in the engine and remembers them (in memory and under ``adapter_dir``)."""
+
+    def __init__(self, engine: Engine, adapter_dir: Path | None = None) -> None:
         self.engine = engine
         self.locks = KeyedLocks()
-        self.loaded: dict[str, str] = {}
+        self.adapter_dir = adapter_dir
+        self._engine_lists_adapters = False
+        self.managed: dict[str, ManagedAdapter] = self._read_state()
+        self.reloads = 0
 
-    async def load(self, name: str, path: str, *, auth: str | None = None) -> LoadResult:
+    @property
+    def loaded(self) -> dict[str, str]:
+        return {a.name: a.lora_path for a in self.managed.values() if a.state == "loaded"}
+
+    async def load(
+        self, name: str, path: str, *, auth: str | None = None, source: str | None = None, delegated: bool = False
+    ) -> LoadResult:
         async with self.locks.hold(name):
+            return await self._load_locked(name, path, auth=auth, source=source or path, delegated=delegated)
+
+    async def load_artifact(
+        self,
+        name: str,
+        source: str,
+        fetch: Callable[[], Any],
+        *,
+        auth: str | None = None,
+    ) -> LoadResult:
+        """Download with ``fetch`` (blocking; run in a thread) into the adapter directory, then load from there.
+        A failed download or load leaves neither files nor a half-registered adapter."""
+        async with self.locks.hold(name):
+            assert self.adapter_dir is not None
+            folder = self.adapter_dir / name
+            previous = self.managed.get(name)
+            in_use = previous is not None and previous.state == "loaded" and previous.lora_path == str(folder)
+            self._set(ManagedAdapter(name, str(folder), source, True, state="downloading"))
+            started = time.monotonic()
             try:
-                message = await self.engine.load_adapter(name, path, auth=auth)
-            except AdapterAlreadyLoaded as exc:
-                current = await self.engine.adapter_path(name, auth=auth) or self.loaded.get(name)
-                if not same_path(current, path):
-                    where = f"from {current!r}" if current else "from a path the engine does not report"
-                    raise AdapterAlreadyLoaded(
-                        f"adapter {name!r} is already loaded {where}; unload it before loading it from {path!r}"
-                    ) from exc
-                self.loaded[name] = current or path
-                return LoadResult(f"adapter {name!r} is already loaded from {path!r}", already_loaded=True)
-            self.loaded[name] = path
-            return LoadResult(message, already_loaded=False)
+                await asyncio.to_thread(fetch)
+                downloaded = time.monotonic() - started
+                self._set(ManagedAdapter(name, str(folder), source, True, state="loading"))
+                result = await self._load_locked(name, str(folder), auth=auth, source=source, delegated=True)
+            except BaseException as exc:
+                if in_use and previous is not None:
+                    self._set(previous)  # the engine still serves it from these files: keep both
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    self._set(ManagedAdapter(name, str(folder), source, True, state="failed", reason=_reason(exc)))
+                raise
+            return LoadResult(result.message, result.already_loaded, str(folder), downloaded, result.load_seconds)
 
-    async def unload(self, name: str, *, auth: str | None = None) -> str:
+    async def _load_locked(self, name: str, path: str, *, auth: str | None, source: str, delegated: bool) -> LoadResult:
+        started = time.monotonic()
+        try:
+            message = await self.engine.load_adapter(name, path, auth=auth)
+            already = False
+        except AdapterAlreadyLoaded as exc:
+            current = await self.engine.adapter_path(name, auth=auth) or self.loaded.get(name)
+            if not same_path(current, path):
+                where = f"from {current!r}" if current else "from a path the engine does not report"
+                raise AdapterAlreadyLoaded(
+                    f"adapter {name!r} is already loaded {where}; unload it before loading it from {path!r}"
+                ) from exc
+            message, already = f"adapter {name!r} is already loaded from {path!r}", True
+        size = folder_size(path) if delegated else 0
+        self._set(ManagedAdapter(name, path, source, delegated, size_bytes=size))
+        return LoadResult(message, already, path, None, time.monotonic() - started)
+
+    async def unload(self, name: str, *, auth: str | None = None, cleanup_local: bool = True) -> str:
         async with self.locks.hold(name):
+            managed = self.managed.get(name)
             try:
                 message = await self.engine.unload_adapter(name, auth=auth)
             except AdapterNotFound:
-                self.loaded.pop(name, None)
+                self._forget(name, managed, cleanup_local)
                 raise AdapterNotFound(f"adapter {name!r} is not loaded") from None
-            self.loaded.pop(name, None)
+            self._forget(name, managed, cleanup_local)
             return message
+
+    def _forget(self, name: str, managed: ManagedAdapter | None, cleanup_local: bool) -> None:
+        self.managed.pop(name, None)
+        self._write_state()
+        if cleanup_local and managed is not None and managed.delegated and self.adapter_dir is not None:
+            folder = Path(managed.lora_path)
+            if folder.parent.resolve() == self.adapter_dir.resolve() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
 
     async def models(self, *, auth: str | None = None) -> list[ModelCard]:
         """The engine's model cards, plus cards for adapters this runtime loaded that the engine does not list."""
@@ -102,3 +195,69 @@ class AdapterService:
                     }
                 )
         return cards
+
+    async def reconcile(self, *, engine_came_back: bool = False, auth: str | None = None) -> int:
+        """Load again the adapters this runtime manages that the engine no longer has (it restarted).
+
+        Engines that list adapters in /v1/models are compared every time; for one that does not (SGLang before
+        #12229) the runtime re-loads only when the engine came back from being unreachable, relying on loads being
+        idempotent."""
+        wanted = self.loaded
+        if not wanted:
+            return 0
+        listed = {card["id"] for card in await self.engine.list_models(auth=auth) if card.get("parent")}
+        self._engine_lists_adapters = self._engine_lists_adapters or bool(listed) or self.engine.lists_adapters
+        if not self._engine_lists_adapters and not engine_came_back:
+            return 0
+        missing = [name for name in wanted if name not in listed]
+
+        async def again(name: str) -> bool:
+            managed = self.managed.get(name)
+            if managed is None or (managed.delegated and not Path(managed.lora_path).exists()):
+                return False
+            try:
+                result = await self.load(name, managed.lora_path, source=managed.source, delegated=managed.delegated)
+            except EngineError as exc:
+                log.warning("re-loading adapter %s failed: %s", name, exc.message)
+                return False
+            return not result.already_loaded
+
+        reloaded = sum(await asyncio.gather(*(again(name) for name in missing)))
+        if reloaded:
+            log.info("re-loaded %d adapter(s) the engine had lost", reloaded)
+        self.reloads += reloaded
+        return reloaded
+
+    def listing(self) -> list[dict[str, Any]]:
+        return [asdict(adapter) for adapter in sorted(self.managed.values(), key=lambda a: a.name)]
+
+    def _set(self, adapter: ManagedAdapter) -> None:
+        self.managed[adapter.name] = adapter
+        if adapter.state in ("loaded", "failed"):
+            self._write_state()
+
+    def _read_state(self) -> dict[str, ManagedAdapter]:
+        if self.adapter_dir is None:
+            return {}
+        try:
+            raw = json.loads((self.adapter_dir / STATE_FILE).read_text())
+            adapters = [ManagedAdapter(**entry) for entry in raw.get("adapters", [])]
+        except (FileNotFoundError, ValueError, TypeError):
+            return {}
+        return {a.name: a for a in adapters if a.state == "loaded"}
+
+    def _write_state(self) -> None:
+        if self.adapter_dir is None:
+            return
+        try:
+            self.adapter_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.adapter_dir / f"{STATE_FILE}.tmp{os.getpid()}"
+            entries = [asdict(a) for a in self.managed.values() if a.state == "loaded"]
+            tmp.write_text(json.dumps({"adapters": entries}))
+            os.replace(tmp, self.adapter_dir / STATE_FILE)
+        except OSError as exc:
+            log.warning("cannot persist adapter state under %s: %s", self.adapter_dir, exc)
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "message", None) or str(exc) or type(exc).__name__

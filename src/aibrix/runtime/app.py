@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -11,14 +17,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aibrix import __version__
+from aibrix.downloader.api import download_model
 from aibrix.engines import EngineClient, create_engine
+from aibrix.engines.errors import EngineError
 from aibrix.runtime.adapters import AdapterService
+from aibrix.runtime.artifacts import (
+    adapter_folder,
+    check_url_target,
+    credential_env,
+    is_local_path,
+    local_path_of,
+    read_secret,
+    redact,
+)
 from aibrix.runtime.errors import EXCEPTION_HANDLERS, error_response
 from aibrix.runtime.models import LoadAdapterRequest, UnloadAdapterRequest, parse_body
 from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import RequestMetricsMiddleware, Telemetry, track_adapter_operation
+
+log = logging.getLogger("aibrix.runtime")
 
 
 def _auth(request: Request) -> str | None:
@@ -47,24 +66,66 @@ async def list_models(request: Request) -> Response:
 
 async def load_adapter(request: Request) -> Response:
     body = parse_body(await request.body(), LoadAdapterRequest)
+    api_key = (body.additional_config or {}).get("api-key")
+    auth = f"Bearer {api_key}" if isinstance(api_key, str) and api_key else _auth(request)
+    service = _service(request)
     async with track_adapter_operation(request.app.state.telemetry, "load"):
-        result = await _service(request).load(body.lora_name, body.lora_path, auth=_auth(request))
-    return JSONResponse(
-        {
-            "status": "loaded",
-            "lora_name": body.lora_name,
-            "lora_path": body.lora_path,
-            "already_loaded": result.already_loaded,
-            "message": result.message,
-        }
-    )
+        if body.artifact_url is None or is_local_path(body.artifact_url):
+            path = body.lora_path if body.artifact_url is None else local_path_of(body.artifact_url)
+            assert path is not None
+            result = await service.load(body.lora_name, path, auth=auth)
+            source = path
+        else:
+            source = redact(body.artifact_url)
+            fetch = _artifact_fetcher(request, body)
+            result = await service.load_artifact(body.lora_name, source, fetch, auth=auth)
+    reply = {
+        "status": "loaded",
+        "lora_name": body.lora_name,
+        "lora_path": result.lora_path,
+        "source": source,
+        "already_loaded": result.already_loaded,
+        "download_seconds": None if result.download_seconds is None else round(result.download_seconds, 3),
+        "load_seconds": round(result.load_seconds, 3),
+        "message": result.message,
+    }
+    return JSONResponse(reply)
+
+
+def _artifact_fetcher(request: Request, body: LoadAdapterRequest) -> Callable[[], None]:
+    """A blocking download of the artifact into the adapter directory, credentials resolved now so a bad secret
+    fails before anything is written."""
+    settings: Settings = request.app.state.settings
+    telemetry: Telemetry = request.app.state.telemetry
+    root = Path(settings.adapter_dir)
+    adapter_folder(root, body.lora_name)
+    credentials: dict[str, str] = {}
+    if body.credentials_secret:
+        credentials.update(read_secret(Path(settings.credentials_root), body.credentials_secret))
+    credentials.update(body.credentials or {})
+    env = {**os.environ, **credential_env(credentials)}
+    guard = partial(check_url_target, allow_metadata=settings.allow_metadata_urls)
+    uri = body.artifact_url
+    assert uri is not None
+
+    def fetch() -> None:
+        started = time.monotonic()
+        result = download_model(uri, root, body.lora_name, env=env, url_guard=guard)
+        telemetry.download_bytes.inc(result.downloaded_bytes)
+        telemetry.download_seconds.observe(time.monotonic() - started)
+
+    return fetch
 
 
 async def unload_adapter(request: Request) -> Response:
     body = parse_body(await request.body(), UnloadAdapterRequest)
     async with track_adapter_operation(request.app.state.telemetry, "unload"):
-        message = await _service(request).unload(body.lora_name, auth=_auth(request))
+        message = await _service(request).unload(body.lora_name, auth=_auth(request), cleanup_local=body.cleanup_local)
     return JSONResponse({"status": "unloaded", "lora_name": body.lora_name, "message": message})
+
+
+async def list_adapters(request: Request) -> Response:
+    return JSONResponse({"object": "list", "data": _service(request).listing()})
 
 
 async def metrics(request: Request) -> Response:
@@ -77,8 +138,29 @@ ROUTES = [
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/lora_adapter/load", load_adapter, methods=["POST"]),
     Route("/v1/lora_adapter/unload", unload_adapter, methods=["POST"]),
+    Route("/v1/lora_adapter", list_adapters, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]
+
+
+async def _keep_adapters_loaded(app: Starlette) -> None:
+    """Self-healing: when the engine comes back (or the runtime starts), load again what it has lost."""
+    settings: Settings = app.state.settings
+    service: AdapterService = app.state.adapters
+    was_ready = False
+    while True:
+        await asyncio.sleep(settings.reconcile_seconds)
+        try:
+            ready = await app.state.readiness.reason_not_ready() is None
+            if ready and service.loaded:
+                reloaded = await service.reconcile(engine_came_back=not was_ready)
+                app.state.telemetry.adapter_reloads.inc(reloaded)
+            was_ready = ready
+        except EngineError as exc:
+            log.debug("adapter reconciliation skipped: %s", exc.message)
+            was_ready = False
+        except Exception:  # never let the keeper die; the next round tries again
+            log.exception("adapter reconciliation failed")
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -86,9 +168,11 @@ def build_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        keeper = asyncio.create_task(_keep_adapters_loaded(app))
         try:
             yield
         finally:
+            keeper.cancel()
             await app.state.adapters.engine.aclose()
 
     routes = list(ROUTES)
@@ -102,7 +186,7 @@ def build_app(settings: Settings) -> Starlette:
     engine = create_engine(settings.engine, client)
     app.state.settings = settings
     app.state.version = __version__
-    app.state.adapters = AdapterService(engine)
+    app.state.adapters = AdapterService(engine, Path(settings.adapter_dir))
     app.state.telemetry = telemetry = Telemetry(settings.engine)
     app.add_middleware(RequestMetricsMiddleware, telemetry=telemetry)
     app.state.scraper = MetricsScraper(

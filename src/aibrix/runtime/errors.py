@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from aibrix.engines.errors import EngineError
+from aibrix.storage.base import AccessDenied, BadSetting, BadURI, NotFound, StorageError, TransientError
 
 log = logging.getLogger("aibrix.runtime")
 
@@ -36,6 +37,13 @@ async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.message, exc.type)
 
 
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StorageError)
+    status = {NotFound: 404, AccessDenied: 403, BadURI: 400, BadSetting: 400, TransientError: 502}.get(type(exc), 502)
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(status, str(exc), type(exc).__name__)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
@@ -50,6 +58,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 EXCEPTION_HANDLERS = {
     APIError: _api_error,
     EngineError: _engine_error,
+    StorageError: _storage_error,
     HTTPException: _http_error,
     Exception: _unexpected,
 }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aibrix.runtime.errors import APIError
 
@@ -32,17 +32,33 @@ def _no_control_chars(value: str) -> str:
 AdapterName = Annotated[str, AfterValidator(_adapter_name)]
 
 
+Text = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_no_control_chars)]
+
+
 class LoadAdapterRequest(BaseModel):
+    """Either ``lora_path`` (the engine reads it as is) or ``artifact_url`` (the runtime downloads it first)."""
+
     model_config = ConfigDict(extra="ignore")
 
     lora_name: AdapterName
-    lora_path: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_no_control_chars)]
+    lora_path: Text | None = None
+    artifact_url: Text | None = None
+    credentials: dict[str, str] | None = None
+    credentials_secret: Annotated[str, Field(max_length=253)] | None = None
+    additional_config: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LoadAdapterRequest:
+        if (self.lora_path is None) == (self.artifact_url is None):
+            raise ValueError("give exactly one of lora_path and artifact_url")
+        return self
 
 
 class UnloadAdapterRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     lora_name: AdapterName
+    cleanup_local: bool = True
 
 
 Body = TypeVar("Body", bound=BaseModel)

@@ -28,6 +28,10 @@ ENV_VARS = {
     "metrics_scrape_timeout": "METRICS_SCRAPE_TIMEOUT",
     "metrics_rate_window": "METRICS_RATE_WINDOW_SECONDS",
     "log_level": "RUNTIME_LOG_LEVEL",
+    "adapter_dir": "AIBRIX_ADAPTER_DIR",
+    "credentials_root": "AIBRIX_CREDENTIALS_ROOT",
+    "allow_metadata_urls": "AIBRIX_ALLOW_METADATA_URLS",
+    "reconcile_seconds": "AIBRIX_ADAPTER_RECONCILE_SECONDS",
 }
 
 
@@ -50,6 +54,10 @@ class Settings(BaseModel):
     metrics_raw_passthrough_mode: bool = False
     metrics_scrape_timeout: float = Field(3.0, gt=0, le=60)
     metrics_rate_window: float = Field(10.0, gt=0, le=3600)
+    adapter_dir: str = "/tmp/aibrix/adapters"
+    credentials_root: str = "/var/run/secrets/aibrix"
+    allow_metadata_urls: bool = False
+    reconcile_seconds: float = Field(1.0, gt=0, le=3600)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "info"

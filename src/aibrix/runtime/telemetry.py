@@ -42,6 +42,9 @@ class Telemetry:
             ["operation"],
             buckets=FAST_BUCKETS,
         )
+        self.adapter_reloads = Counter(
+            "aibrix:runtime_adapter_reloads", "Adapters loaded again after the engine lost them (restart)."
+        )
         self.download_bytes = Counter("aibrix:runtime_download_bytes", "Bytes downloaded by the runtime.")
         self.download_seconds = Histogram(
             "aibrix:runtime_download_duration_seconds", "Time a download took.", buckets=SLOW_BUCKETS
@@ -70,6 +73,7 @@ class Telemetry:
         self.engine_up.set(0)
         self.download_bytes.inc(0)
         self.fallbacks.inc(0)
+        self.adapter_reloads.inc(0)
 
     def render(self) -> bytes:
         return self.registry.render().encode()

@@ -7,7 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aibrix.storage.base import AccessDenied, NotFound, StorageError, TransientError
@@ -23,13 +23,18 @@ def request(
     timeout: float = 30.0,
     attempts: int = 4,
     what: str = "",
+    url_guard: Callable[[str], None] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, lower-cased headers and body of ``url`` after redirects; raises StorageError for 4xx/5xx."""
+    """Status, lower-cased headers and body of ``url`` after redirects; raises StorageError for 4xx/5xx.
+    ``url_guard`` sees the URL and every redirect target before it is requested."""
+    if url_guard is not None:
+        url_guard(url)
+    opener = urllib.request.build_opener(_GuardedRedirects(url_guard)) if url_guard else urllib.request.build_opener()
     delay = 0.25
     for attempt in range(1, attempts + 1):
         req = urllib.request.Request(url, method=method, headers=dict(headers or {}))
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as response:
+            with opener.open(req, timeout=timeout) as response:
                 return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
         except urllib.error.HTTPError as exc:
             error: StorageError = classify(exc.code, what or url, exc.read()[:300].decode(errors="replace"))
@@ -40,6 +45,16 @@ def request(
         time.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")
+
+
+class _GuardedRedirects(urllib.request.HTTPRedirectHandler):
+    def __init__(self, guard: Callable[[str], None] | None) -> None:
+        self.guard = guard
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        if self.guard is not None:
+            self.guard(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def request_json(url: str, **kwargs: Any) -> Any:

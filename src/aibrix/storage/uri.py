@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -22,7 +22,9 @@ class Source(Protocol):
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]: ...
 
 
-def open_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
+def open_source(
+    uri: str, env: Mapping[str, str] | None = None, *, url_guard: Callable[[str], None] | None = None
+) -> Source:
     """The source for ``uri``: s3://, tos://, gs:// (gcs://), http(s)://, huggingface:// (hf://), file:// or a
     local path, or a bare HuggingFace repository id ``organization/name``."""
     env = os.environ if env is None else env
@@ -80,13 +82,14 @@ def open_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
             bucket,
             key,
             base=emulator or env.get("GCS_ENDPOINT") or None,
+            service_account_json=env.get("GCP_SERVICE_ACCOUNT_JSON") or None,
             credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
             page_size=page_size,
         )
     if scheme in ("http", "https"):
         from aibrix.storage.web import WebSource
 
-        return WebSource(uri)
+        return WebSource(uri, url_guard=url_guard)
     if scheme in ("huggingface", "hf") or (not scheme and HF_REPO.fullmatch(uri) and not os.path.exists(uri)):
         from aibrix.storage.huggingface import HuggingFaceSource
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 from aibrix.storage.base import BadURI, RemoteFile, allowed
@@ -11,11 +11,13 @@ from aibrix.storage.fetch import request
 
 
 class WebSource:
-    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, *, headers: Mapping[str, str] | None = None, url_guard: Callable[[str], None] | None = None
+    ) -> None:
         name = posixpath.basename(unquote(urlsplit(url).path))
         if not name:
             raise BadURI(f"{url!r} does not name a file")
-        self.url, self.headers, self.file_name = url, dict(headers or {}), name
+        self.url, self.headers, self.file_name, self.url_guard = url, dict(headers or {}), name, url_guard
         self.model_name = name
 
     def describe(self) -> str:
@@ -24,7 +26,7 @@ class WebSource:
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
         if not allowed(self.file_name, suffixes):
             return []
-        _, headers, _ = request(self.url, method="HEAD", headers=self.headers, what=self.url)
+        _, headers, _ = request(self.url, method="HEAD", headers=self.headers, what=self.url, url_guard=self.url_guard)
         size = int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None
         etag = headers.get("etag")
         ranges = headers.get("accept-ranges", "").lower() == "bytes" and size is not None
