@@ -10,6 +10,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from procs import Proc, start_runtime, start_sim  # noqa: E402
+from services import RadosGateway  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RadosGateway]:
+    """One Ceph S3 gateway for the whole session (it takes ~13 s to start)."""
+    gateway = RadosGateway(tmp_path_factory.mktemp("ceph"))
+    yield gateway
+    gateway.stop()
 
 
 @pytest.fixture(scope="module", params=["vllm", "sglang"])

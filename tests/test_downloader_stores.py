@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services import GCSEmulator, RadosGateway
+from services import GCSEmulator
 from test_downloader import run
 
 MODEL = {
@@ -23,13 +23,6 @@ MODEL = {
 
 def blobs() -> dict[str, bytes]:
     return {name: os.urandom(size) for name, size in MODEL.items()}
-
-
-@pytest.fixture(scope="module")
-def rgw(tmp_path_factory):
-    gateway = RadosGateway(tmp_path_factory.mktemp("ceph"))
-    yield gateway
-    gateway.stop()
 
 
 @pytest.fixture(scope="module")

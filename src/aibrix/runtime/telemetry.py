@@ -64,6 +64,7 @@ class Telemetry:
             self.request_seconds,
             self.adapter_ops,
             self.adapter_seconds,
+            self.adapter_reloads,
             self.download_bytes,
             self.download_seconds,
             self.scrape_seconds,

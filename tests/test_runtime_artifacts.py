@@ -1,0 +1,224 @@
+"""Adapters the runtime downloads itself (artifact delegation), cleans up, remembers and re-loads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hf_server import HubServer, Repo
+from procs import free_port, start_runtime, start_sim
+from test_runtime_adapters import assert_error
+
+ADAPTER = {"adapter_config.json": b'{"r": 8, "lora_alpha": 16}', "adapter_model.safetensors": os.urandom(3 << 20)}
+
+
+@pytest.fixture(scope="module")
+def adapter_repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hub") / "sql-lora"
+    root.mkdir()
+    for name, data in ADAPTER.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def hub(adapter_repo):
+    with HubServer({"org/sql-lora": Repo(adapter_repo), "org/private-lora": Repo(adapter_repo, private=True)}) as s:
+        yield s
+
+
+@pytest.fixture
+def stack(tmp_path, hub):
+    sim = start_sim("vllm")
+    adapters = tmp_path / "adapters"
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "HF_ENDPOINT": hub.url})
+    yield sim, runtime, adapters
+    runtime.stop()
+    sim.stop()
+
+
+def load(runtime, body: dict, timeout: float = 60) -> httpx.Response:
+    return httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=body, timeout=timeout)
+
+
+def engine_adapters(sim) -> dict[str, str]:
+    cards = httpx.get(f"{sim.url}/v1/models").json()["data"]
+    return {card["id"]: card["root"] for card in cards if card.get("parent")}
+
+
+def test_huggingface_artifact_is_downloaded_then_loaded_then_cleaned_up(stack):
+    sim, runtime, adapters = stack
+    response = load(runtime, {"lora_name": "sql", "artifact_url": "huggingface://org/sql-lora"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["lora_path"] == str(adapters / "sql")
+    assert body["source"] == "huggingface://org/sql-lora"
+    assert body["download_seconds"] is not None and body["load_seconds"] >= 0
+    for name, data in ADAPTER.items():
+        assert (adapters / "sql" / name).read_bytes() == data
+    assert engine_adapters(sim)["sql"] == str(adapters / "sql")
+    listing = httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"]
+    assert [(a["name"], a["state"], a["delegated"]) for a in listing] == [("sql", "loaded", True)]
+    assert listing[0]["size_bytes"] >= sum(len(d) for d in ADAPTER.values())
+
+    assert httpx.post(f"{runtime.url}/v1/lora_adapter/unload", json={"lora_name": "sql"}).status_code == 200
+    assert not (adapters / "sql").exists()
+    assert "sql" not in engine_adapters(sim)
+    assert httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"] == []
+
+
+def test_private_artifact_needs_its_token_and_failure_leaves_nothing(stack, hub):
+    sim, runtime, adapters = stack
+    denied = load(runtime, {"lora_name": "priv", "artifact_url": "huggingface://org/private-lora"})
+    assert_error(denied, 403, "access denied")
+    assert not (adapters / "priv").exists()
+    listing = httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"]
+    assert listing[0]["state"] == "failed" and "access denied" in listing[0]["reason"]
+    body = {"lora_name": "priv", "artifact_url": "huggingface://org/private-lora",
+            "credentials": {"huggingface_token": hub.token}}  # fmt: skip
+    assert load(runtime, body).status_code == 200
+    listing = httpx.get(f"{runtime.url}/v1/lora_adapter").text
+    metrics = httpx.get(f"{runtime.url}/metrics").text
+    logs = runtime_logs(runtime)
+    for text in (listing, metrics, logs, (adapters / ".runtime-adapters.json").read_text()):
+        assert hub.token not in text
+
+
+def runtime_logs(runtime) -> str:
+    runtime.stop()
+    return runtime.output()
+
+
+def test_unknown_credential_key_is_refused(stack):
+    _, runtime, adapters = stack
+    body = {"lora_name": "x", "artifact_url": "s3://b/k/", "credentials": {"aws_secret": "oops"}}
+    assert_error(load(runtime, body), 400, "unknown credential keys")
+    assert not (adapters / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest/meta-data/adapter.bin", "http://[fd00:ec2::254]/latest/adapter.bin"]
+)
+def test_metadata_addresses_are_refused(stack, url):
+    _, runtime, adapters = stack
+    assert_error(load(runtime, {"lora_name": "ssrf", "artifact_url": url}), 403, "metadata")
+    assert not (adapters / "ssrf").exists()
+
+
+def test_local_absolute_artifact_path_loads_without_download(stack, adapter_repo):
+    sim, runtime, adapters = stack
+    response = load(runtime, {"lora_name": "local", "artifact_url": str(adapter_repo)})
+    assert response.status_code == 200, response.text
+    assert response.json()["download_seconds"] is None
+    assert engine_adapters(sim)["local"] == str(adapter_repo)
+    httpx.post(f"{runtime.url}/v1/lora_adapter/unload", json={"lora_name": "local"})
+    assert adapter_repo.exists()  # never delete what the runtime did not download
+
+
+def test_concurrent_duplicate_loads_download_once(stack, hub):
+    _, runtime, _ = stack
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            body = {"lora_name": "twice", "artifact_url": "huggingface://org/sql-lora"}
+            return await asyncio.gather(
+                *(client.post(f"{runtime.url}/v1/lora_adapter/load", json=body) for _ in range(4))
+            )
+
+    responses = asyncio.run(go())
+    assert [r.status_code for r in responses] == [200] * 4
+    assert sum(not r.json()["already_loaded"] for r in responses) == 1
+    assert hub.bytes_served < 2 * sum(len(d) for d in ADAPTER.values())
+
+
+def test_s3_artifact_with_credentials_and_secret(tmp_path, rgw, adapter_repo):
+    client = rgw.client()
+    client.create_bucket(Bucket="loras")
+    for name, data in ADAPTER.items():
+        client.put_object(Bucket="loras", Key=f"adapters/qwen-sql/{name}", Body=data)
+    secrets = tmp_path / "secrets"
+    (secrets / "s3-creds").mkdir(parents=True)
+    (secrets / "s3-creds" / "aws_access_key_id").write_text(rgw.ACCESS_KEY)
+    (secrets / "s3-creds" / "aws_secret_access_key").write_text(rgw.SECRET_KEY + "\n")
+    sim = start_sim("vllm")
+    adapters = tmp_path / "adapters"
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "AIBRIX_CREDENTIALS_ROOT":
+                                                  str(secrets), "AWS_ENDPOINT_URL": rgw.url, "AWS_REGION": "us-east-1",
+                                                  "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})  # fmt: skip
+    try:
+        body = {"lora_name": "qwen-sql", "artifact_url": "s3://loras/adapters/qwen-sql/", "credentials": {
+            "aws_access_key_id": rgw.ACCESS_KEY, "aws_secret_access_key": rgw.SECRET_KEY}}  # fmt: skip
+        assert load(runtime, body).status_code == 200
+        assert (adapters / "qwen-sql" / "adapter_model.safetensors").read_bytes() == ADAPTER[
+            "adapter_model.safetensors"
+        ]
+        wrong = {**body, "lora_name": "wrong-keys", "credentials": {**body["credentials"],
+                                                                    "aws_secret_access_key": "nope"}}  # fmt: skip
+        assert_error(load(runtime, wrong), 403, "access denied")
+        assert not (adapters / "wrong-keys").exists()
+        from_secret = {"lora_name": "from-secret", "artifact_url": "s3://loras/adapters/qwen-sql/",
+                       "credentials_secret": "s3-creds"}  # fmt: skip
+        assert load(runtime, from_secret).status_code == 200
+        assert_error(load(runtime, {**from_secret, "lora_name": "bad-secret", "credentials_secret": "../etc"}), 400)
+    finally:
+        runtime.stop()
+        sim.stop()
+
+
+def reload_count(runtime) -> float:
+    for line in httpx.get(f"{runtime.url}/metrics").text.splitlines():
+        if line.startswith("aibrix:runtime_adapter_reloads_total "):
+            return float(line.split()[1])
+    raise AssertionError("aibrix:runtime_adapter_reloads_total missing")
+
+
+def wait_until(predicate, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_adapters_come_back_after_engine_restart(tmp_path, adapter_repo):
+    port = free_port()
+    sim = start_sim("vllm", port=port)
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    names = [f"lora-{i}" for i in range(10)]
+    try:
+        for name in names:
+            assert load(runtime, {"lora_name": name, "lora_path": str(adapter_repo)}).status_code == 200
+        sim.stop()
+        sim = start_sim("vllm", port=port)
+        wait_until(lambda: set(names) <= set(engine_adapters(sim)), timeout=5)
+        wait_until(lambda: reload_count(runtime) >= 10, timeout=2)
+        assert reload_count(runtime) == 10
+    finally:
+        runtime.stop()
+        sim.stop()
+
+
+def test_runtime_restart_picks_its_adapters_up_again(tmp_path, adapter_repo):
+    port = free_port()
+    sim = start_sim("vllm", port=port)
+    env = {"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")}
+    runtime = start_runtime("vllm", sim.url, env=env)
+    try:
+        for name in ("keep-a", "keep-b"):
+            assert load(runtime, {"lora_name": name, "lora_path": str(adapter_repo)}).status_code == 200
+        runtime.stop()
+        sim.stop()  # both restart: the engine has forgotten everything
+        sim = start_sim("vllm", port=port)
+        runtime = start_runtime("vllm", sim.url, env=env)
+        wait_until(lambda: {"keep-a", "keep-b"} <= set(engine_adapters(sim)), timeout=5)
+        names = [a["name"] for a in httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"]]
+        assert names == ["keep-a", "keep-b"]
+    finally:
+        runtime.stop()
+        sim.stop()
