@@ -13,9 +13,11 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from payload_server import LoopbackServer
 
 LFS_THRESHOLD = 1024  # files larger than this are served as LFS objects
 
@@ -41,7 +43,7 @@ class Repo:
         return self._meta[name]
 
 
-class HubServer:
+class HubServer(LoopbackServer):
     def __init__(self, repos: dict[str, Repo], token: str = "hf_secret", static: Path | None = None) -> None:
         self.repos, self.token, self.static = repos, token, static
         self.requests: list[tuple[str, str]] = []
@@ -62,19 +64,7 @@ class HubServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.handle_error = lambda request, address: None  # clients that hang up are part of the tests
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> HubServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(Handler)
 
     def handle(self, h: BaseHTTPRequestHandler, *, head: bool) -> None:
         url = urlsplit(h.path)

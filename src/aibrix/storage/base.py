@@ -69,3 +69,20 @@ def parse_suffixes(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
     return tuple("." + s.strip().lstrip(".") for s in value.split(",") if s.strip())
+
+
+def select_objects(key: str, names: list[str], what: str) -> tuple[str, list[str]]:
+    """Object stores have no directories: ``key`` names one object when an object has exactly that name, else a
+    prefix whose objects are all wanted (``dir`` also means ``dir/``, never ``dir2/``). Returns the part of the names
+    to strip (their base) and the chosen names; NotFound when nothing matches."""
+    if key and not key.endswith("/") and key in names:
+        return posixpath.dirname(key), [key]
+    prefix = key.rstrip("/") + "/" if key else ""
+    chosen = [name for name in names if name.startswith(prefix) and not name.endswith("/")]
+    if not chosen:
+        raise NotFound(f"{what}: no objects under this prefix")
+    return prefix.rstrip("/"), chosen
+
+
+def relative_to_base(name: str, base: str) -> str:
+    return name[len(base) :].lstrip("/") if base else name

@@ -12,7 +12,7 @@ import json
 import posixpath
 from urllib.parse import quote, urlencode
 
-from aibrix.storage.base import NotFound, RemoteFile, StorageError, allowed
+from aibrix.storage.base import RemoteFile, StorageError, allowed, relative_to_base, select_objects
 from aibrix.storage.fetch import request_json
 
 DEFAULT_BASE = "https://storage.googleapis.com"
@@ -39,16 +39,9 @@ class GCSSource:
         return f"gs://{self.bucket}/{self.key}"
 
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
-        items = self._list(self.key.rstrip("/") if self.key else "")
-        exact = [item for item in items if item["name"] == self.key and not self.key.endswith("/")]
-        if exact:
-            base, chosen = posixpath.dirname(self.key), exact
-        else:
-            prefix = self.key.rstrip("/") + "/" if self.key else ""
-            base = prefix.rstrip("/")
-            chosen = [i for i in items if i["name"].startswith(prefix) and not i["name"].endswith("/")]
-            if not chosen:
-                raise NotFound(f"{self.describe()}: no objects under this prefix")
+        items = {item["name"]: item for item in self._list(self.key.rstrip("/") if self.key else "")}
+        base, names = select_objects(self.key, list(items), self.describe())
+        chosen = [items[name] for name in names]
         files = []
         for item in chosen:
             if not allowed(item["name"], suffixes):
@@ -59,8 +52,11 @@ class GCSSource:
             path = f"b/{quote(self.bucket, safe='')}/o/{quote(name, safe='')}"
             url = f"{self.base}/download/storage/v1/{path}?{urlencode(query)}"
             digest = ("md5", _b64_hex(item["md5Hash"])) if item.get("md5Hash") else None
-            relative = name[len(base) :].lstrip("/") if base else name
-            files.append(RemoteFile(relative, int(item["size"]), url, self.headers, digest, generation or None))
+            files.append(
+                RemoteFile(
+                    relative_to_base(name, base), int(item["size"]), url, self.headers, digest, generation or None
+                )
+            )
         return files
 
     def _list(self, prefix: str) -> list[dict]:

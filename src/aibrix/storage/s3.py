@@ -11,7 +11,16 @@ import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aibrix.storage.base import AccessDenied, NotFound, RemoteFile, StorageError, TransientError, allowed
+from aibrix.storage.base import (
+    AccessDenied,
+    NotFound,
+    RemoteFile,
+    StorageError,
+    TransientError,
+    allowed,
+    relative_to_base,
+    select_objects,
+)
 
 URL_LIFETIME = 12 * 3600
 
@@ -56,17 +65,9 @@ class S3Source:
         return f"{self.scheme}://{self.bucket}/{self.key}"
 
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
-        objects = self._list(self.key)
-        exact = [obj for obj in objects if obj["Key"] == self.key and not self.key.endswith("/")]
-        if exact:
-            base, chosen = posixpath.dirname(self.key), exact
-        else:
-            prefix = self.key.rstrip("/") + "/" if self.key else ""
-            base = prefix.rstrip("/")
-            chosen = [obj for obj in objects if obj["Key"].startswith(prefix) and not obj["Key"].endswith("/")]
-            if not chosen:
-                raise NotFound(f"{self.describe()}: no objects under this prefix")
-        chosen = [obj for obj in chosen if allowed(obj["Key"], suffixes)]
+        objects = {obj["Key"]: obj for obj in self._list(self.key)}
+        base, names = select_objects(self.key, list(objects), self.describe())
+        chosen = [objects[name] for name in names if allowed(name, suffixes)]
         with ThreadPoolExecutor(8) as pool:
             return list(pool.map(lambda obj: self._remote(obj, base), chosen))
 
@@ -98,8 +99,7 @@ class S3Source:
         url = self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=URL_LIFETIME
         )
-        relative = key[len(base) :].lstrip("/") if base else key
-        return RemoteFile(relative, obj["Size"], url, {}, digest, etag or None)
+        return RemoteFile(relative_to_base(key, base), obj["Size"], url, {}, digest, etag or None)
 
 
 def _storage_error(exc: Exception, what: str) -> StorageError:
