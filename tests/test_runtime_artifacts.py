@@ -222,3 +222,51 @@ def test_runtime_restart_picks_its_adapters_up_again(tmp_path, adapter_repo):
     finally:
         runtime.stop()
         sim.stop()
+
+
+def test_runtime_api_key_guards_management_but_not_probes(tmp_path, adapter_repo):
+    sim = start_sim("vllm", "--api-key", "engine-key")
+    env = {"AIBRIX_RUNTIME_API_KEY": "runtime-key", "INFERENCE_ENGINE_API_KEY": "engine-key",
+           "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")}  # fmt: skip
+    runtime = start_runtime("vllm", sim.url, env=env)
+    try:
+        body = {"lora_name": "guarded", "lora_path": str(adapter_repo)}
+        assert_error(load(runtime, body), 401, "runtime API key")
+        assert_error(httpx.get(f"{runtime.url}/v1/lora_adapter"), 401)
+        assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/unload", json={"lora_name": "guarded"}), 401)
+        wrong = {"Authorization": "Bearer engine-key"}
+        assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=body, headers=wrong), 401)
+        for path in ("/healthz", "/ready", "/metrics"):
+            assert httpx.get(runtime.url + path).status_code == 200, path
+        right = {"Authorization": "Bearer runtime-key"}
+        # the runtime's key stays with the runtime; the engine gets INFERENCE_ENGINE_API_KEY
+        response = httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=body, headers=right)
+        assert response.status_code == 200, response.text
+    finally:
+        runtime.stop()
+        sim.stop()
+
+
+def test_oversized_bodies_and_artifacts_are_refused(tmp_path, hub):
+    sim = start_sim("vllm")
+    env = {"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"), "HF_ENDPOINT": hub.url,
+           "AIBRIX_MAX_BODY_BYTES": "2048", "AIBRIX_MAX_ARTIFACT_BYTES": str(1 << 20)}  # fmt: skip
+    runtime = start_runtime("vllm", sim.url, env=env)
+    try:
+        big = {"lora_name": "big", "lora_path": "/x" * 2000}
+        assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=big), 413, "over the limit")
+
+        def chunks():
+            yield b'{"lora_name": "big", "lora_path": "'
+            for _ in range(10):
+                yield b"a" * 1000
+            yield b'"}'
+
+        streamed = httpx.post(f"{runtime.url}/v1/lora_adapter/load", content=chunks())  # no Content-Length
+        assert_error(streamed, 413, "over the limit")
+        artifact = {"lora_name": "too-big", "artifact_url": "huggingface://org/sql-lora"}
+        assert_error(load(runtime, artifact), 413, "over the limit")
+        assert not (tmp_path / "adapters" / "too-big").exists()
+    finally:
+        runtime.stop()
+        sim.stop()

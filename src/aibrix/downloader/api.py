@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from aibrix.downloader.transfer import Downloader, Progress, Result
-from aibrix.storage.base import BadSetting, BadURI, parse_suffixes
+from aibrix.storage.base import BadSetting, BadURI, TooLarge, parse_suffixes
 from aibrix.storage.uri import open_source
 
 DEFAULT_LOCAL_DIR = "/tmp/aibrix/models/"
@@ -22,6 +22,7 @@ def download_model(
     threads: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     url_guard: Callable[[str], None] | None = None,
+    max_bytes: int | None = None,
 ) -> Result:
     """Download ``model_uri`` into ``<local_dir>/<model_name>/``; re-running skips what is already complete."""
     env = os.environ if env is None else env
@@ -31,6 +32,9 @@ def download_model(
         raise BadURI(f"model name {name!r} must be a single directory name")
     suffixes = parse_suffixes(env.get("DOWNLOADER_ALLOW_FILE_SUFFIX"))
     files = source.list_files(suffixes)
+    size = sum(f.size or 0 for f in files)
+    if max_bytes is not None and size > max_bytes:
+        raise TooLarge(f"{source.describe()}: {size} bytes is over the limit of {max_bytes}")
     if not files:
         raise BadURI(f"{source.describe()}: no files to download" + (" after the suffix filter" if suffixes else ""))
     downloader = Downloader(

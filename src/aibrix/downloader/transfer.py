@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from aibrix.storage.base import RemoteFile, StorageError, TransientError, safe_relative
+from aibrix.storage.base import NoSpace, RemoteFile, StorageError, TransientError, safe_relative
 from aibrix.storage.fetch import classify
 
 STATE_DIR = ".aibrix"
@@ -219,6 +219,7 @@ class Downloader:
                     continue
                 jobs.append(_FileJob(remote, target, state, self._part_size_for(remote, len(files)), self.fsync))
             total = sum(job.remote.size or 0 for job in jobs)
+            _check_space(dest, total)
             progress = Progress(total, on_progress)
             self._run(jobs, progress, state)
             if on_progress is not None:
@@ -406,13 +407,21 @@ def _copy_local(source: str, part: _Part, count: Callable[[int], None]) -> None:
             count(len(data))
 
 
+def _check_space(dest: Path, needed: int) -> None:
+    """Fail before the first byte when the destination's filesystem cannot hold the download."""
+    stat = os.statvfs(dest)
+    free = stat.f_bavail * stat.f_frsize
+    if needed > free:
+        raise NoSpace(f"{dest}: not enough disk space: the download needs {needed} bytes, {free} are free")
+
+
 def _reserve(fd: int, size: int, path: str) -> None:
     """Claim the file's disk space up front, so a full disk fails at once and clearly, not mid-way."""
     try:
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StorageError(f"{path}: not enough disk space for {size} bytes ({exc.strerror})") from None
+            raise NoSpace(f"{path}: not enough disk space for {size} bytes ({exc.strerror})") from None
         os.ftruncate(fd, size)  # filesystems without fallocate
     os.ftruncate(fd, size)  # a resumed file may have been longer
 

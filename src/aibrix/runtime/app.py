@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import time
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aibrix import __version__
 from aibrix.downloader.api import download_model
@@ -30,7 +32,7 @@ from aibrix.runtime.artifacts import (
     read_secret,
     redact,
 )
-from aibrix.runtime.errors import EXCEPTION_HANDLERS, error_response
+from aibrix.runtime.errors import EXCEPTION_HANDLERS, APIError, error_response
 from aibrix.runtime.models import LoadAdapterRequest, UnloadAdapterRequest, parse_body
 from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
@@ -40,8 +42,44 @@ from aibrix.runtime.telemetry import RequestMetricsMiddleware, Telemetry, track_
 log = logging.getLogger("aibrix.runtime")
 
 
+OPEN_PATHS = frozenset({"/healthz", "/ready", "/metrics", "/docs", "/openapi.json"})
+
+
 def _auth(request: Request) -> str | None:
+    """The caller's Authorization header goes on to the engine, unless it is the runtime's own key."""
+    if request.app.state.settings.runtime_api_key is not None:
+        return None
     return request.headers.get("authorization")
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused with 413 past AIBRIX_MAX_BODY_BYTES (checked while reading, not trusted)."""
+    limit = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body of {declared} bytes is over the limit of {limit}", "PayloadTooLarge")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"request body is over the limit of {limit} bytes", "PayloadTooLarge")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class RuntimeKeyMiddleware:
+    """With AIBRIX_RUNTIME_API_KEY set, every endpoint but health, readiness, metrics and docs wants that bearer key."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app, self.expected = app, f"Bearer {key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                await error_response(401, "missing or wrong runtime API key", "Unauthorized")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _service(request: Request) -> AdapterService:
@@ -65,7 +103,7 @@ async def list_models(request: Request) -> Response:
 
 
 async def load_adapter(request: Request) -> Response:
-    body = parse_body(await request.body(), LoadAdapterRequest)
+    body = parse_body(await _body(request), LoadAdapterRequest)
     api_key = (body.additional_config or {}).get("api-key")
     auth = f"Bearer {api_key}" if isinstance(api_key, str) and api_key else _auth(request)
     service = _service(request)
@@ -110,7 +148,9 @@ def _artifact_fetcher(request: Request, body: LoadAdapterRequest) -> Callable[[]
 
     def fetch() -> None:
         started = time.monotonic()
-        result = download_model(uri, root, body.lora_name, env=env, url_guard=guard)
+        result = download_model(
+            uri, root, body.lora_name, env=env, url_guard=guard, max_bytes=settings.max_artifact_bytes
+        )
         telemetry.download_bytes.inc(result.downloaded_bytes)
         telemetry.download_seconds.observe(time.monotonic() - started)
 
@@ -118,7 +158,7 @@ def _artifact_fetcher(request: Request, body: LoadAdapterRequest) -> Callable[[]
 
 
 async def unload_adapter(request: Request) -> Response:
-    body = parse_body(await request.body(), UnloadAdapterRequest)
+    body = parse_body(await _body(request), UnloadAdapterRequest)
     async with track_adapter_operation(request.app.state.telemetry, "unload"):
         message = await _service(request).unload(body.lora_name, auth=_auth(request), cleanup_local=body.cleanup_local)
     return JSONResponse({"status": "unloaded", "lora_name": body.lora_name, "message": message})
@@ -188,6 +228,8 @@ def build_app(settings: Settings) -> Starlette:
     app.state.version = __version__
     app.state.adapters = AdapterService(engine, Path(settings.adapter_dir))
     app.state.telemetry = telemetry = Telemetry(settings.engine)
+    if settings.runtime_api_key is not None:
+        app.add_middleware(RuntimeKeyMiddleware, key=settings.runtime_api_key.get_secret_value())
     app.add_middleware(RequestMetricsMiddleware, telemetry=telemetry)
     app.state.scraper = MetricsScraper(
         engine,

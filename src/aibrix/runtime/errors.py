@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from aibrix.engines.errors import EngineError
-from aibrix.storage.base import AccessDenied, BadSetting, BadURI, NotFound, StorageError, TransientError
+from aibrix.storage.base import AccessDenied, BadSetting, BadURI, NoSpace, NotFound, StorageError, TooLarge
 
 log = logging.getLogger("aibrix.runtime")
 
@@ -39,7 +39,8 @@ async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StorageError)
-    status = {NotFound: 404, AccessDenied: 403, BadURI: 400, BadSetting: 400, TransientError: 502}.get(type(exc), 502)
+    statuses = {NotFound: 404, AccessDenied: 403, BadURI: 400, BadSetting: 400, TooLarge: 413, NoSpace: 507}
+    status = statuses.get(type(exc), 502)
     log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(status, str(exc), type(exc).__name__)
 

@@ -32,6 +32,9 @@ ENV_VARS = {
     "credentials_root": "AIBRIX_CREDENTIALS_ROOT",
     "allow_metadata_urls": "AIBRIX_ALLOW_METADATA_URLS",
     "reconcile_seconds": "AIBRIX_ADAPTER_RECONCILE_SECONDS",
+    "runtime_api_key": "AIBRIX_RUNTIME_API_KEY",
+    "max_artifact_bytes": "AIBRIX_MAX_ARTIFACT_BYTES",
+    "max_body_bytes": "AIBRIX_MAX_BODY_BYTES",
 }
 
 
@@ -58,6 +61,9 @@ class Settings(BaseModel):
     credentials_root: str = "/var/run/secrets/aibrix"
     allow_metadata_urls: bool = False
     reconcile_seconds: float = Field(1.0, gt=0, le=3600)
+    runtime_api_key: SecretStr | None = None
+    max_artifact_bytes: int = Field(50 << 30, gt=0)
+    max_body_bytes: int = Field(1 << 20, gt=0)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "info"
@@ -140,6 +146,6 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else ""
             name = origin.get(field, field)
-            shown = "<hidden>" if field == "engine_api_key" else repr(values.get(field))
+            shown = "<hidden>" if field.endswith("api_key") else repr(values.get(field))
             problems.append(f"{name}={shown}: {error['msg'].removeprefix('Value error, ')}")
         raise SettingsError("; ".join(problems)) from None

@@ -29,6 +29,14 @@ class BadSetting(StorageError):
     pass
 
 
+class NoSpace(StorageError):
+    pass
+
+
+class TooLarge(StorageError):
+    pass
+
+
 class TransientError(StorageError):
     """Worth retrying: connection reset, timeout, 5xx, throttling."""
 
