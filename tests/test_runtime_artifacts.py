@@ -270,3 +270,56 @@ def test_oversized_bodies_and_artifacts_are_refused(tmp_path, hub):
     finally:
         runtime.stop()
         sim.stop()
+
+
+def test_background_model_download_and_listing(tmp_path, hub, adapter_repo):
+    sim = start_sim("vllm")
+    models = tmp_path / "models"
+    runtime = start_runtime("vllm", sim.url, env={"DOWNLOADER_LOCAL_DIR": str(models), "HF_ENDPOINT": hub.url})
+    try:
+        started = httpx.post(f"{runtime.url}/v1/model/download", json={"model_uri": "org/sql-lora"})
+        assert started.status_code == 200, started.text
+        assert started.json()["model_status"] in ("downloading", "downloaded")
+        assert httpx.get(f"{runtime.url}/healthz", timeout=1).status_code == 200  # the loop is not blocked
+
+        def status() -> str:
+            cards = httpx.get(f"{runtime.url}/v1/model/list").json()["data"]
+            return cards[0]["model_status"] if cards else ""
+
+        wait_until(lambda: status() == "downloaded", timeout=20)
+        card = httpx.get(f"{runtime.url}/v1/model/list").json()["data"][0]
+        assert card["model_name"] == "sql-lora" and card["bytes_done"] == card["bytes_total"] > 0
+        for name, data in ADAPTER.items():
+            assert (models / "sql-lora" / name).read_bytes() == data
+
+        missing = httpx.post(f"{runtime.url}/v1/model/download", json={"model_uri": "org/nope"})
+        assert missing.status_code == 200
+
+        def failed() -> bool:
+            cards = httpx.get(f"{runtime.url}/v1/model/list").json()["data"]
+            return any(c["model_status"] == "failed" and "not found" in c["reason"] for c in cards)
+
+        wait_until(failed, timeout=20)
+        outside = {"model_uri": "org/sql-lora", "local_dir": "/etc"}
+        assert_error(httpx.post(f"{runtime.url}/v1/model/download", json=outside), 400, "inside")
+        escaping = {"model_uri": "org/sql-lora", "model_name": "../x"}
+        assert_error(httpx.post(f"{runtime.url}/v1/model/download", json=escaping), 400, "single directory")
+    finally:
+        runtime.stop()
+        sim.stop()
+    restarted_sim = start_sim("vllm")
+    restarted = start_runtime("vllm", restarted_sim.url, env={"DOWNLOADER_LOCAL_DIR": str(models)})
+    try:  # after a restart the listing still shows what is on disk
+        cards = httpx.get(f"{restarted.url}/v1/model/list").json()["data"]
+        assert [(c["model_name"], c["model_status"]) for c in cards] == [("sql-lora", "downloaded")]
+    finally:
+        restarted.stop()
+        restarted_sim.stop()
+
+
+@pytest.mark.parametrize("name", ["ѕql", "sql\u200b", "ｓql", "sql/../x"])
+def test_unicode_and_path_tricks_in_adapter_names_are_refused(stack, name):
+    _, runtime, adapters = stack
+    response = load(runtime, {"lora_name": name, "artifact_url": "huggingface://org/sql-lora"})
+    assert_error(response, 422, "Kubernetes object name")
+    assert not adapters.exists() or not any(adapters.iterdir())

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aibrix import __version__
-from aibrix.downloader.api import download_model
+from aibrix.downloader.api import DEFAULT_LOCAL_DIR, download_model
 from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
 from aibrix.runtime.adapters import AdapterService
@@ -32,8 +33,9 @@ from aibrix.runtime.artifacts import (
     read_secret,
     redact,
 )
+from aibrix.runtime.downloads import ModelDownloads
 from aibrix.runtime.errors import EXCEPTION_HANDLERS, APIError, error_response
-from aibrix.runtime.models import LoadAdapterRequest, UnloadAdapterRequest, parse_body
+from aibrix.runtime.models import DownloadModelRequest, LoadAdapterRequest, UnloadAdapterRequest, parse_body
 from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
@@ -164,6 +166,17 @@ async def unload_adapter(request: Request) -> Response:
     return JSONResponse({"status": "unloaded", "lora_name": body.lora_name, "message": message})
 
 
+async def download_model_route(request: Request) -> Response:
+    body = parse_body(await _body(request), DownloadModelRequest)
+    status = request.app.state.downloads.start(body.model_uri, body.local_dir, body.model_name)
+    return JSONResponse(asdict(status))
+
+
+async def list_models_on_disk(request: Request) -> Response:
+    data = request.app.state.downloads.listing(request.query_params.get("local_dir"))
+    return JSONResponse({"object": "list", "data": data})
+
+
 async def list_adapters(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": _service(request).listing()})
 
@@ -179,6 +192,8 @@ ROUTES = [
     Route("/v1/lora_adapter/load", load_adapter, methods=["POST"]),
     Route("/v1/lora_adapter/unload", unload_adapter, methods=["POST"]),
     Route("/v1/lora_adapter", list_adapters, methods=["GET"]),
+    Route("/v1/model/download", download_model_route, methods=["POST"]),
+    Route("/v1/model/list", list_models_on_disk, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]
 
@@ -227,6 +242,7 @@ def build_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.version = __version__
     app.state.adapters = AdapterService(engine, Path(settings.adapter_dir))
+    app.state.downloads = ModelDownloads(Path(os.environ.get("DOWNLOADER_LOCAL_DIR") or DEFAULT_LOCAL_DIR))
     app.state.telemetry = telemetry = Telemetry(settings.engine)
     if settings.runtime_api_key is not None:
         app.add_middleware(RuntimeKeyMiddleware, key=settings.runtime_api_key.get_secret_value())

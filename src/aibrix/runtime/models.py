@@ -80,3 +80,11 @@ def parse_body(raw: bytes, model: type[Body]) -> Body:
             for err in exc.errors()
         )
         raise APIError(422, problems, "ValidationError") from None
+
+
+class DownloadModelRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    model_uri: Text
+    local_dir: Text | None = None
+    model_name: Annotated[str, Field(min_length=1, max_length=255)] | None = None

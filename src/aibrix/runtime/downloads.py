@@ -1,0 +1,95 @@
+"""Background model downloads for POST /v1/model/download and GET /v1/model/list (as upstream offers them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aibrix.downloader.api import download_model
+from aibrix.downloader.transfer import STATE_DIR, Progress
+from aibrix.runtime.artifacts import redact
+from aibrix.storage.base import BadURI
+
+log = logging.getLogger("aibrix.runtime")
+SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "http://", "https://", "huggingface://", "hf://", "file://", "/")
+
+
+@dataclass
+class ModelStatus:
+    model_name: str
+    model_root_path: str
+    source: str
+    model_status: str  # downloading | downloaded | failed | incomplete
+    bytes_done: int = 0
+    bytes_total: int = 0
+    reason: str = ""
+
+
+class ModelDownloads:
+    """Downloads run in worker threads (the event loop never blocks); one at a time per target directory."""
+
+    def __init__(self, root: Path, env: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.env = dict(os.environ if env is None else env)
+        self.statuses: dict[str, ModelStatus] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, model_uri: str, local_dir: str | None, model_name: str | None) -> ModelStatus:
+        base = self._base(local_dir)
+        name = model_name or _name_of(model_uri)
+        if not name or "/" in name or name in (".", "..") or "\x00" in name:
+            raise BadURI(f"model name {name!r} must be a single directory name")
+        if not (model_uri.startswith(SCHEMES) or _looks_like_repo(model_uri)):
+            raise BadURI(f"unsupported model URI {model_uri!r}")
+        target = base / name
+        key = str(target)
+        running = self._tasks.get(key)
+        if running is not None and not running.done():
+            return self.statuses[key]
+        status = ModelStatus(name, key, redact(model_uri), "downloading")
+        self.statuses[key] = status
+        self._tasks[key] = asyncio.create_task(self._run(status, model_uri, base, name))
+        return status
+
+    async def _run(self, status: ModelStatus, model_uri: str, base: Path, name: str) -> None:
+        def progress(p: Progress) -> None:
+            status.bytes_done, status.bytes_total = p.done, p.total
+
+        try:
+            await asyncio.to_thread(download_model, model_uri, base, name, env=self.env, on_progress=progress)
+            status.model_status = "downloaded"
+        except Exception as exc:  # reported in the listing; the runtime keeps serving
+            status.model_status, status.reason = "failed", str(exc) or type(exc).__name__
+            log.warning("model download %s failed: %s", status.source, status.reason)
+
+    def listing(self, local_dir: str | None = None) -> list[dict[str, Any]]:
+        base = self._base(local_dir)
+        found = {key: asdict(s) for key, s in self.statuses.items() if Path(key).parent == base}
+        if base.is_dir():
+            for folder in sorted(base.iterdir()):
+                if str(folder) in found or not (folder / STATE_DIR).is_dir():
+                    continue
+                partial = any((folder / STATE_DIR / "partial").rglob("*.json"))
+                state = "incomplete" if partial else "downloaded"
+                found[str(folder)] = asdict(ModelStatus(folder.name, str(folder), "", state))
+        return [found[key] for key in sorted(found)]
+
+    def _base(self, local_dir: str | None) -> Path:
+        base = Path(local_dir) if local_dir else self.root
+        if not base.resolve().is_relative_to(self.root.resolve()):
+            raise BadURI(f"local_dir must be inside {self.root}")
+        return base
+
+
+def _name_of(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _looks_like_repo(uri: str) -> bool:
+    parts = uri.split("/")
+    return len(parts) == 2 and all(parts) and "://" not in uri
