@@ -40,10 +40,12 @@ from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import RequestMetricsMiddleware, Telemetry, track_adapter_operation
+from aibrix.storage.base import BadURI, StorageError
 
 log = logging.getLogger("aibrix.runtime")
 
 
+ARTIFACT_SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "huggingface://", "hf://", "http://", "https://")
 OPEN_PATHS = frozenset({"/healthz", "/ready", "/metrics", "/docs", "/openapi.json"})
 
 
@@ -147,12 +149,17 @@ def _artifact_fetcher(request: Request, body: LoadAdapterRequest) -> Callable[[]
     guard = partial(check_url_target, allow_metadata=settings.allow_metadata_urls)
     uri = body.artifact_url
     assert uri is not None
+    if not uri.startswith(ARTIFACT_SCHEMES):
+        raise BadURI(f"artifact_url must be an absolute path or start with one of {', '.join(ARTIFACT_SCHEMES)}")
 
     def fetch() -> None:
         started = time.monotonic()
-        result = download_model(
-            uri, root, body.lora_name, env=env, url_guard=guard, max_bytes=settings.max_artifact_bytes
-        )
+        try:
+            result = download_model(
+                uri, root, body.lora_name, env=env, url_guard=guard, max_bytes=settings.max_artifact_bytes
+            )
+        except OSError as exc:  # local I/O trouble (name too long, permissions): a clear error, not a 500
+            raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
         telemetry.download_bytes.inc(result.downloaded_bytes)
         telemetry.download_seconds.observe(time.monotonic() - started)
 

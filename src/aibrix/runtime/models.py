@@ -29,7 +29,11 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-AdapterName = Annotated[str, AfterValidator(_adapter_name)]
+AdapterName = Annotated[
+    str,
+    AfterValidator(_adapter_name),
+    Field(json_schema_extra={"pattern": f"^{_DNS1123_SUBDOMAIN.pattern}$", "maxLength": 253}),
+]
 
 
 Text = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_no_control_chars)]

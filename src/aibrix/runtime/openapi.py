@@ -9,7 +9,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from aibrix import __version__
-from aibrix.runtime.models import LoadAdapterRequest, UnloadAdapterRequest
+from aibrix.runtime.models import DownloadModelRequest, LoadAdapterRequest, UnloadAdapterRequest
 
 _ERROR = {
     "type": "object",
@@ -71,6 +71,18 @@ def openapi_schema() -> dict[str, Any]:
                     "Unload a LoRA adapter", "unloaded", {**adapter_errors, "404": "not loaded"}, UnloadAdapterRequest
                 )
             },
+            "/v1/lora_adapter": {"get": _op("Adapters this runtime manages, with their state", "adapter list", {})},
+            "/v1/model/download": {
+                "post": _op(
+                    "Start a model download in the background",
+                    "download status",
+                    {"400": "bad request", "422": "invalid field"},
+                    DownloadModelRequest,
+                )  # fmt: skip
+            },
+            "/v1/model/list": {
+                "get": _op("Model downloads and models on disk", "model list", {"400": "bad local_dir"})
+            },
             "/metrics": {"get": _op("Engine metrics in Prometheus text format", "metrics", {})},
         },
         "components": {
@@ -78,6 +90,7 @@ def openapi_schema() -> dict[str, Any]:
                 "Error": _ERROR,
                 "LoadAdapterRequest": LoadAdapterRequest.model_json_schema(),
                 "UnloadAdapterRequest": UnloadAdapterRequest.model_json_schema(),
+                "DownloadModelRequest": DownloadModelRequest.model_json_schema(),
             }
         },
     }

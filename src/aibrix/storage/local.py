@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aibrix.storage.base import NotFound, RemoteFile, allowed
+from aibrix.storage.base import BadURI, NotFound, RemoteFile, allowed
 
 
 class LocalSource:
     def __init__(self, path: str) -> None:
-        self.root = Path(path).resolve()
-        if not self.root.exists():
+        try:
+            self.root = Path(path).resolve()
+            exists = self.root.exists()
+        except OSError as exc:
+            raise BadURI(f"{path[:200]}: {exc.strerror or exc}") from None
+        if not exists:
             raise NotFound(f"{path}: no such file or directory")
         self.model_name = self.root.name
 
