@@ -27,16 +27,28 @@ class LoopbackServer:
 
 
 class PayloadServer(LoopbackServer):
-    def __init__(self, routes: dict[str, bytes | str], *, delay: float = 0.0) -> None:
+    def __init__(
+        self, routes: dict[str, bytes | str], *, delay: float = 0.0, redirects: dict[str, str] | None = None
+    ) -> None:
         self.routes = {path: body.encode() if isinstance(body, str) else body for path, body in routes.items()}
         self.delay = delay
         self.hits: dict[str, int] = {}
+        self.redirects = redirects or {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self) -> None:  # noqa: N802
+                self.do_GET()
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 server.hits[self.path] = server.hits.get(self.path, 0) + 1
                 time.sleep(server.delay)
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = server.routes.get(self.path)
                 if body is None:
                     self.send_response(404)
@@ -46,7 +58,8 @@ class PayloadServer(LoopbackServer):
                 self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command == "GET":
+                    self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
                 pass

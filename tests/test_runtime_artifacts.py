@@ -323,3 +323,80 @@ def test_unicode_and_path_tricks_in_adapter_names_are_refused(stack, name):
     response = load(runtime, {"lora_name": name, "artifact_url": "huggingface://org/sql-lora"})
     assert_error(response, 422, "Kubernetes object name")
     assert not adapters.exists() or not any(adapters.iterdir())
+
+
+def test_redirect_to_a_metadata_address_is_refused(stack):
+    _, runtime, adapters = stack
+    from payload_server import PayloadServer
+
+    with PayloadServer({}, redirects={"/adapter.bin": "http://169.254.169.254/latest/meta-data/iam"}) as server:
+        response = load(runtime, {"lora_name": "redirected", "artifact_url": f"{server.url}/adapter.bin"})
+    assert_error(response, 403, "metadata")
+    assert not (adapters / "redirected").exists()
+
+
+def test_http_artifact_and_engine_key_from_additional_config(tmp_path):
+    from payload_server import PayloadServer
+
+    sim = start_sim("vllm", "--api-key", "per-adapter-key")
+    adapters = tmp_path / "adapters"
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters)})
+    data = os.urandom(100_000)
+    try:
+        with PayloadServer({"/loras/tiny.safetensors": data}) as server:
+            body = {"lora_name": "web", "artifact_url": f"{server.url}/loras/tiny.safetensors"}
+            assert_error(load(runtime, body), 401)  # the engine wants its key
+            keyed = {**body, "additional_config": {"api-key": "per-adapter-key"}}
+            response = load(runtime, keyed)
+        assert response.status_code == 200, response.text
+        assert (adapters / "web" / "tiny.safetensors").read_bytes() == data
+    finally:
+        runtime.stop()
+        sim.stop()
+
+
+def test_symlink_planted_in_the_adapter_directory_is_refused(stack, tmp_path):
+    _, runtime, adapters = stack
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    adapters.mkdir(exist_ok=True)
+    (adapters / "planted").symlink_to(outside)
+    response = load(runtime, {"lora_name": "planted", "artifact_url": "huggingface://org/sql-lora"})
+    assert_error(response, 400, "outside")
+    assert not any(outside.iterdir())
+
+
+@pytest.mark.parametrize("scheme", ["gs", "tos"])
+def test_gcs_and_tos_artifacts_through_the_runtime(tmp_path, rgw, scheme):
+    from services import GCSEmulator
+
+    sim = start_sim("vllm")
+    adapters = tmp_path / "adapters"
+    env = {"AIBRIX_ADAPTER_DIR": str(adapters)}
+    emulator = None
+    if scheme == "gs":
+        emulator = GCSEmulator()
+        emulator.bucket("gcs-loras")
+        for name, data in ADAPTER.items():
+            emulator.upload("gcs-loras", f"adapters/lora-x/{name}", data)
+        env["STORAGE_EMULATOR_HOST"] = emulator.url
+        body = {"lora_name": "lora-x", "artifact_url": "gs://gcs-loras/adapters/lora-x/"}
+    else:
+        client = rgw.client()
+        client.create_bucket(Bucket="tos-loras")
+        for name, data in ADAPTER.items():
+            client.put_object(Bucket="tos-loras", Key=f"adapters/lora-x/{name}", Body=data)
+        body = {"lora_name": "lora-x", "artifact_url": "tos://tos-loras/adapters/lora-x/", "credentials": {
+            "tos_access_key": rgw.ACCESS_KEY, "tos_secret_key": rgw.SECRET_KEY, "tos_endpoint": rgw.url,
+            "tos_region": "cn-beijing"}}  # fmt: skip
+    runtime = start_runtime("vllm", sim.url, env=env)
+    try:
+        response = load(runtime, body)
+        assert response.status_code == 200, response.text
+        for name, data in ADAPTER.items():
+            assert (adapters / "lora-x" / name).read_bytes() == data
+    finally:
+        runtime.stop()
+        sim.stop()
+        if emulator is not None:
+            emulator.stop()
