@@ -76,6 +76,7 @@ def main() -> None:
                 env={
                     **os.environ,
                     "INFERENCE_ENGINE": "vllm",
+                    "AIBRIX_ADAPTER_DIR": str(Path(work, "adapters")),
                     "INFERENCE_ENGINE_ENDPOINT": f"http://127.0.0.1:{ENGINE_PORT}",
                 },
                 stdout=logs,

@@ -400,3 +400,29 @@ def test_gcs_and_tos_artifacts_through_the_runtime(tmp_path, rgw, scheme):
         sim.stop()
         if emulator is not None:
             emulator.stop()
+
+
+def test_adapter_whose_files_vanished_is_reported_failed_not_listed(tmp_path, adapter_repo):
+    """After an engine restart, an adapter whose path is gone cannot come back: say so, do not pretend."""
+    import shutil
+
+    port = free_port()
+    copy = tmp_path / "ephemeral-lora"
+    shutil.copytree(adapter_repo, copy)
+    sim = start_sim("vllm", port=port)
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    try:
+        assert load(runtime, {"lora_name": "ephemeral", "lora_path": str(copy)}).status_code == 200
+        shutil.rmtree(copy)
+        sim.stop()
+        sim = start_sim("vllm", port=port)
+
+        def state() -> str:
+            return httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"][0]["state"]
+
+        wait_until(lambda: state() == "failed", timeout=5)
+        ids = [card["id"] for card in httpx.get(f"{runtime.url}/v1/models").json()["data"]]
+        assert "ephemeral" not in ids
+    finally:
+        runtime.stop()
+        sim.stop()

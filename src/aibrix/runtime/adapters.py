@@ -181,6 +181,8 @@ class AdapterService:
         """The engine's model cards, plus cards for adapters this runtime loaded that the engine does not list."""
         cards = [{"object": "model", "parent": None, **card} for card in await self.engine.list_models(auth=auth)]
         listed = {card["id"] for card in cards}
+        if self.engine.lists_adapters or self._engine_lists_adapters or any(c.get("parent") for c in cards):
+            return cards  # the engine's list is complete; never show adapters it does not have
         base = next((card for card in cards if not card.get("parent")), None)
         for name, path in self.loaded.items():
             if name not in listed:
@@ -219,6 +221,9 @@ class AdapterService:
                 result = await self.load(name, managed.lora_path, source=managed.source, delegated=managed.delegated)
             except EngineError as exc:
                 log.warning("re-loading adapter %s failed: %s", name, exc.message)
+                if exc.status < 500:  # the engine refuses it (path gone, ...): stop retrying, say why
+                    self._set(ManagedAdapter(name, managed.lora_path, managed.source, managed.delegated,
+                                             state="failed", reason=f"re-load failed: {exc.message}"))  # fmt: skip
                 return False
             return not result.already_loaded
 
