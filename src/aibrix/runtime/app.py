@@ -3,50 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aibrix import __version__
-from aibrix.downloader.api import DEFAULT_LOCAL_DIR, download_model
+from aibrix.downloader.api import DEFAULT_LOCAL_DIR
 from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
 from aibrix.runtime.adapters import AdapterService
-from aibrix.runtime.artifacts import (
-    adapter_folder,
-    check_url_target,
-    credential_env,
-    is_local_path,
-    local_path_of,
-    read_secret,
-    redact,
-)
+from aibrix.runtime.artifacts import is_local_path, local_path_of, redact
+from aibrix.runtime.delegation import artifact_fetcher
 from aibrix.runtime.downloads import ModelDownloads
-from aibrix.runtime.errors import EXCEPTION_HANDLERS, APIError, error_response
+from aibrix.runtime.errors import EXCEPTION_HANDLERS, error_response
+from aibrix.runtime.guards import RuntimeKeyMiddleware, read_body
 from aibrix.runtime.models import DownloadModelRequest, LoadAdapterRequest, UnloadAdapterRequest, parse_body
 from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import RequestMetricsMiddleware, Telemetry, track_adapter_operation
-from aibrix.storage.base import BadURI, StorageError
 
 log = logging.getLogger("aibrix.runtime")
-
-
-ARTIFACT_SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "huggingface://", "hf://", "http://", "https://")
-OPEN_PATHS = frozenset({"/healthz", "/ready", "/metrics", "/docs", "/openapi.json"})
 
 
 def _auth(request: Request) -> str | None:
@@ -54,36 +39,6 @@ def _auth(request: Request) -> str | None:
     if request.app.state.settings.runtime_api_key is not None:
         return None
     return request.headers.get("authorization")
-
-
-async def _body(request: Request) -> bytes:
-    """The request body, refused with 413 past AIBRIX_MAX_BODY_BYTES (checked while reading, not trusted)."""
-    limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"request body of {declared} bytes is over the limit of {limit}", "PayloadTooLarge")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"request body is over the limit of {limit} bytes", "PayloadTooLarge")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class RuntimeKeyMiddleware:
-    """With AIBRIX_RUNTIME_API_KEY set, every endpoint but health, readiness, metrics and docs wants that bearer key."""
-
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app, self.expected = app, f"Bearer {key}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                await error_response(401, "missing or wrong runtime API key", "Unauthorized")(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _service(request: Request) -> AdapterService:
@@ -107,7 +62,7 @@ async def list_models(request: Request) -> Response:
 
 
 async def load_adapter(request: Request) -> Response:
-    body = parse_body(await _body(request), LoadAdapterRequest)
+    body = parse_body(await read_body(request), LoadAdapterRequest)
     api_key = (body.additional_config or {}).get("api-key")
     auth = f"Bearer {api_key}" if isinstance(api_key, str) and api_key else _auth(request)
     service = _service(request)
@@ -119,7 +74,7 @@ async def load_adapter(request: Request) -> Response:
             source = path
         else:
             source = redact(body.artifact_url)
-            fetch = _artifact_fetcher(request, body)
+            fetch = artifact_fetcher(request.app.state.settings, request.app.state.telemetry, body)
             result = await service.load_artifact(body.lora_name, source, fetch, auth=auth)
     reply = {
         "status": "loaded",
@@ -134,47 +89,15 @@ async def load_adapter(request: Request) -> Response:
     return JSONResponse(reply)
 
 
-def _artifact_fetcher(request: Request, body: LoadAdapterRequest) -> Callable[[], None]:
-    """A blocking download of the artifact into the adapter directory, credentials resolved now so a bad secret
-    fails before anything is written."""
-    settings: Settings = request.app.state.settings
-    telemetry: Telemetry = request.app.state.telemetry
-    root = Path(settings.adapter_dir)
-    adapter_folder(root, body.lora_name)
-    credentials: dict[str, str] = {}
-    if body.credentials_secret:
-        credentials.update(read_secret(Path(settings.credentials_root), body.credentials_secret))
-    credentials.update(body.credentials or {})
-    env = {**os.environ, **credential_env(credentials)}
-    guard = partial(check_url_target, allow_metadata=settings.allow_metadata_urls)
-    uri = body.artifact_url
-    assert uri is not None
-    if not uri.startswith(ARTIFACT_SCHEMES):
-        raise BadURI(f"artifact_url must be an absolute path or start with one of {', '.join(ARTIFACT_SCHEMES)}")
-
-    def fetch() -> None:
-        started = time.monotonic()
-        try:
-            result = download_model(
-                uri, root, body.lora_name, env=env, url_guard=guard, max_bytes=settings.max_artifact_bytes
-            )
-        except OSError as exc:  # local I/O trouble (name too long, permissions): a clear error, not a 500
-            raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
-        telemetry.download_bytes.inc(result.downloaded_bytes)
-        telemetry.download_seconds.observe(time.monotonic() - started)
-
-    return fetch
-
-
 async def unload_adapter(request: Request) -> Response:
-    body = parse_body(await _body(request), UnloadAdapterRequest)
+    body = parse_body(await read_body(request), UnloadAdapterRequest)
     async with track_adapter_operation(request.app.state.telemetry, "unload"):
         message = await _service(request).unload(body.lora_name, auth=_auth(request), cleanup_local=body.cleanup_local)
     return JSONResponse({"status": "unloaded", "lora_name": body.lora_name, "message": message})
 
 
 async def download_model_route(request: Request) -> Response:
-    body = parse_body(await _body(request), DownloadModelRequest)
+    body = parse_body(await read_body(request), DownloadModelRequest)
     status = request.app.state.downloads.start(body.model_uri, body.local_dir, body.model_name)
     return JSONResponse(asdict(status))
 

@@ -1,0 +1,48 @@
+"""Artifact delegation: turn a load request's artifact URL and credentials into one blocking download."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from aibrix.downloader.api import download_model
+from aibrix.runtime.artifacts import adapter_folder, check_url_target, credential_env, read_secret, redact
+from aibrix.runtime.models import LoadAdapterRequest
+from aibrix.runtime.settings import Settings
+from aibrix.runtime.telemetry import Telemetry
+from aibrix.storage.base import BadURI, StorageError
+
+ARTIFACT_SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "huggingface://", "hf://", "http://", "https://")
+
+
+def artifact_fetcher(settings: Settings, telemetry: Telemetry, body: LoadAdapterRequest) -> Callable[[], None]:
+    """A blocking download of the artifact into the adapter directory, credentials resolved now so a bad secret
+    fails before anything is written."""
+    root = Path(settings.adapter_dir)
+    adapter_folder(root, body.lora_name)
+    credentials: dict[str, str] = {}
+    if body.credentials_secret:
+        credentials.update(read_secret(Path(settings.credentials_root), body.credentials_secret))
+    credentials.update(body.credentials or {})
+    env = {**os.environ, **credential_env(credentials)}
+    guard = partial(check_url_target, allow_metadata=settings.allow_metadata_urls)
+    uri = body.artifact_url
+    assert uri is not None
+    if not uri.startswith(ARTIFACT_SCHEMES):
+        raise BadURI(f"artifact_url must be an absolute path or start with one of {', '.join(ARTIFACT_SCHEMES)}")
+
+    def fetch() -> None:
+        started = time.monotonic()
+        try:
+            result = download_model(
+                uri, root, body.lora_name, env=env, url_guard=guard, max_bytes=settings.max_artifact_bytes
+            )
+        except OSError as exc:  # local I/O trouble (name too long, permissions): a clear error, not a 500
+            raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
+        telemetry.download_bytes.inc(result.downloaded_bytes)
+        telemetry.download_seconds.observe(time.monotonic() - started)
+
+    return fetch
