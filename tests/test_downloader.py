@@ -194,3 +194,10 @@ def test_names_that_would_escape_are_refused(bad):
 def test_model_name_cannot_be_a_path(model, tmp_path):
     result = run(["--model-uri", str(model), "--local-dir", str(tmp_path), "--model-name", "../escape"])
     assert result.returncode == 1 and "single directory name" in result.stderr
+
+
+def test_not_enough_disk_space_fails_before_downloading(hub, small_filesystem):
+    result = run(["--model-uri", "org/tiny-llama", "--local-dir", str(small_filesystem)], {"HF_ENDPOINT": hub.url})
+    assert result.returncode == 1
+    assert "not enough disk space" in result.stderr and result.stderr.count("\n") == 1
+    assert hub.bytes_served == 0

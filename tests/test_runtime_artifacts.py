@@ -426,3 +426,15 @@ def test_adapter_whose_files_vanished_is_reported_failed_not_listed(tmp_path, ad
     finally:
         runtime.stop()
         sim.stop()
+
+
+def test_artifact_larger_than_the_free_disk_is_507_and_leaves_nothing(small_filesystem, hub):
+    sim = start_sim("vllm")
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(small_filesystem), "HF_ENDPOINT": hub.url})
+    try:
+        response = load(runtime, {"lora_name": "huge", "artifact_url": "huggingface://org/sql-lora"})
+        assert_error(response, 507, "not enough disk space")
+        assert not (small_filesystem / "huge").exists()
+    finally:
+        runtime.stop()
+        sim.stop()
