@@ -11,6 +11,7 @@ import pytest
 
 from payload_server import PayloadServer
 from procs import start_runtime, start_sim
+from services import require
 from test_metrics_standardize import fixture, parsed
 
 VLLM_DOC = fixture("vllm_v0_docs.txt")
@@ -200,7 +201,6 @@ ACCEPTED_LINT = (
 )
 
 
-@pytest.mark.skipif(not PROMTOOL.exists(), reason="scripts/fetch_promtool.sh found no apt-get to fetch promtool")
 @pytest.mark.parametrize(
     "engine, path, payload",
     [
@@ -213,6 +213,7 @@ ACCEPTED_LINT = (
     ],
 )
 def test_prometheus_itself_accepts_the_output(client, engine, path, payload):
+    require(PROMTOOL.exists(), "promtool (scripts/fetch_promtool.sh)")
     with PayloadServer({path: fixture(payload)}) as server:
         runtime = start_runtime(engine, server.url)
         try:

@@ -21,7 +21,6 @@ class Engine:
     metrics_path: ClassVar[str] = "/metrics"
     health_path: ClassVar[str] = "/health"
     models_path: ClassVar[str] = "/v1/models"
-    supports_lora: ClassVar[bool] = False
     lists_adapters: ClassVar[bool] = False  # /v1/models names loaded adapters (with ``parent``)
     lora_hint: ClassVar[str] = "this engine has no API to load LoRA adapters at run time"
 

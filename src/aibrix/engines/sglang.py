@@ -15,7 +15,6 @@ from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, NotSupp
 
 class SGLangEngine(Engine):
     name = "sglang"
-    supports_lora = True
 
     async def load_adapter(self, lora_name: str, lora_path: str, *, auth: str | None = None) -> str:
         response = await self.client.request(

@@ -18,7 +18,6 @@ ROUTE_MISSING = {"detail": "Not Found"}
 
 class VLLMEngine(Engine):
     name = "vllm"
-    supports_lora = True
     lists_adapters = True
 
     async def load_adapter(self, lora_name: str, lora_path: str, *, auth: str | None = None) -> str:

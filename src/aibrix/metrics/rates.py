@@ -48,6 +48,3 @@ class IncreaseTracker:
         stale = [key for key, points in self._series.items() if points and points[-1][0] < now - self.forget_after]
         for key in stale:
             del self._series[key]
-
-    def __len__(self) -> int:
-        return len(self._series)

@@ -43,9 +43,6 @@ class KeyedLocks:
             else:
                 self._locks[key] = (lock, users - 1)
 
-    def __len__(self) -> int:
-        return len(self._locks)
-
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -98,7 +95,6 @@ class AdapterService:
         self.adapter_dir = adapter_dir
         self._engine_lists_adapters = False
         self.managed: dict[str, ManagedAdapter] = self._read_state()
-        self.reloads = 0
 
     @property
     def loaded(self) -> dict[str, str]:
@@ -230,7 +226,6 @@ class AdapterService:
         reloaded = sum(await asyncio.gather(*(again(name) for name in missing)))
         if reloaded:
             log.info("re-loaded %d adapter(s) the engine had lost", reloaded)
-        self.reloads += reloaded
         return reloaded
 
     def listing(self) -> list[dict[str, Any]]:

@@ -14,8 +14,7 @@ from aibrix.runtime.models import LoadAdapterRequest
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import Telemetry
 from aibrix.storage.base import BadURI, StorageError
-
-ARTIFACT_SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "huggingface://", "hf://", "http://", "https://")
+from aibrix.storage.uri import REMOTE_SCHEMES
 
 
 def artifact_fetcher(settings: Settings, telemetry: Telemetry, body: LoadAdapterRequest) -> Callable[[], None]:
@@ -31,8 +30,8 @@ def artifact_fetcher(settings: Settings, telemetry: Telemetry, body: LoadAdapter
     guard = partial(check_url_target, allow_metadata=settings.allow_metadata_urls)
     uri = body.artifact_url
     assert uri is not None
-    if not uri.startswith(ARTIFACT_SCHEMES):
-        raise BadURI(f"artifact_url must be an absolute path or start with one of {', '.join(ARTIFACT_SCHEMES)}")
+    if not uri.startswith(REMOTE_SCHEMES):
+        raise BadURI(f"artifact_url must be an absolute path or start with one of {', '.join(REMOTE_SCHEMES)}")
 
     def fetch() -> None:
         started = time.monotonic()

@@ -14,9 +14,9 @@ from aibrix.downloader.api import download_model
 from aibrix.downloader.transfer import STATE_DIR, Progress
 from aibrix.runtime.artifacts import redact
 from aibrix.storage.base import BadURI
+from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES
 
 log = logging.getLogger("aibrix.runtime")
-SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "http://", "https://", "huggingface://", "hf://", "file://", "/")
 
 
 @dataclass
@@ -44,7 +44,7 @@ class ModelDownloads:
         name = model_name or _name_of(model_uri)
         if not name or "/" in name or name in (".", "..") or "\x00" in name:
             raise BadURI(f"model name {name!r} must be a single directory name")
-        if not (model_uri.startswith(SCHEMES) or _looks_like_repo(model_uri)):
+        if not (model_uri.startswith((*REMOTE_SCHEMES, "file://", "/")) or HF_REPO.fullmatch(model_uri)):
             raise BadURI(f"unsupported model URI {model_uri!r}")
         target = base / name
         key = str(target)
@@ -88,8 +88,3 @@ class ModelDownloads:
 
 def _name_of(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _looks_like_repo(uri: str) -> bool:
-    parts = uri.split("/")
-    return len(parts) == 2 and all(parts) and "://" not in uri

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from aibrix.storage.base import BadURI, RemoteFile
 
 HF_REPO = re.compile(r"[\w.-]+/[\w.-]+")
+# Schemes open_source knows besides local paths and bare HuggingFace repository ids.
+REMOTE_SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "huggingface://", "hf://", "http://", "https://")
 
 
 class Source(Protocol):
