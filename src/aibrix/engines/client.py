@@ -190,9 +190,12 @@ class EngineClient:
             keep_alive = False
         return Response(status, parts[2] if len(parts) > 2 else "", headers, content), keep_alive
 
-    async def aclose(self) -> None:
+    def close_idle(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+    async def aclose(self) -> None:
+        self.close_idle()
 
 
 class _StaleConnection(Exception):

@@ -20,7 +20,7 @@ from aibrix.downloader.api import DEFAULT_LOCAL_DIR
 from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
 from aibrix.runtime.adapters import AdapterService
-from aibrix.runtime.artifacts import is_local_path, local_path_of, redact
+from aibrix.runtime.artifacts import is_local_path, local_path_of
 from aibrix.runtime.delegation import artifact_fetcher
 from aibrix.runtime.downloads import ModelDownloads
 from aibrix.runtime.errors import EXCEPTION_HANDLERS, error_response
@@ -30,6 +30,7 @@ from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import RequestMetricsMiddleware, Telemetry, track_adapter_operation
+from aibrix.storage.uri import redact
 
 log = logging.getLogger("aibrix.runtime")
 

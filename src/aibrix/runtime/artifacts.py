@@ -8,7 +8,7 @@ import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from aibrix.storage.base import AccessDenied, BadURI
 
@@ -92,17 +92,6 @@ def check_url_target(url: str, *, allow_metadata: bool) -> None:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if any(address in network for network in _BLOCKED_NETWORKS):
             raise AccessDenied(f"refusing to fetch from {host} ({address}): link-local or cloud metadata address")
-
-
-def redact(url: str) -> str:
-    """A URL fit for replies, logs and listings: no user info, no query (presigned signatures, tokens)."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def is_local_path(url: str) -> bool:

@@ -9,12 +9,12 @@ from functools import partial
 from pathlib import Path
 
 from aibrix.downloader.api import download_model
-from aibrix.runtime.artifacts import adapter_folder, check_url_target, credential_env, read_secret, redact
+from aibrix.runtime.artifacts import adapter_folder, check_url_target, credential_env, read_secret
 from aibrix.runtime.models import LoadAdapterRequest
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import Telemetry
 from aibrix.storage.base import BadURI, StorageError
-from aibrix.storage.uri import REMOTE_SCHEMES
+from aibrix.storage.uri import REMOTE_SCHEMES, redact
 
 
 def artifact_fetcher(settings: Settings, telemetry: Telemetry, body: LoadAdapterRequest) -> Callable[[], None]:

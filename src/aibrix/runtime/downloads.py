@@ -12,9 +12,8 @@ from typing import Any
 
 from aibrix.downloader.api import download_model
 from aibrix.downloader.transfer import STATE_DIR, Progress
-from aibrix.runtime.artifacts import redact
 from aibrix.storage.base import BadURI
-from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES
+from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES, redact
 
 log = logging.getLogger("aibrix.runtime")
 

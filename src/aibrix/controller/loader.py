@@ -1,0 +1,188 @@
+"""Loading and unloading adapters on a pod: through its runtime sidecar, or straight to the engine.
+
+Failures are sorted by what the controller should do next: try the same pod again later (the engine is starting,
+a network blip), give up on this pod and fail over (it cannot host LoRA, its disk is full), or stop altogether
+(the artifact or the credentials are wrong, and would be wrong on every pod).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aibrix.controller.pods import Pod
+from aibrix.controller.spec import AdapterSpec
+from aibrix.engines import EngineClient, create_engine
+from aibrix.engines.base import error_message
+from aibrix.engines.client import Response
+from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, EngineRejected, NotSupported
+from aibrix.storage.uri import redact
+
+DELEGATED_SCHEMES = ("s3://", "gs://", "gcs://", "tos://")
+
+
+class Outcome(enum.Enum):
+    RETRY = "retry"  # the same pod may succeed later
+    POD = "pod"  # this pod cannot host the adapter; choose another
+    FATAL = "fatal"  # no pod can: the spec, artifact or credentials must change
+
+
+class LoadError(Exception):
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.message, self.outcome = message, outcome
+
+
+def classify(status: int) -> Outcome:
+    """What an HTTP status from the runtime or engine means for the next attempt."""
+    if status in (400, 401, 403, 404, 413, 422):
+        return Outcome.FATAL
+    if status in (405, 501, 507):
+        return Outcome.POD
+    return Outcome.RETRY
+
+
+def engine_path(url: str) -> str:
+    """The path an engine is given without a runtime: Hub repo ids and local paths it can read itself."""
+    if url.startswith("huggingface://"):
+        return url[len("huggingface://") :].strip("/")
+    if url.startswith(DELEGATED_SCHEMES):
+        raise LoadError(
+            f"{redact(url)} needs the runtime sidecar to download it: add the aibrix-runtime container to the pods "
+            "or run the controller with --enable-runtime-sidecar",
+            Outcome.FATAL,
+        )
+    return url
+
+
+@dataclass
+class Loader:
+    """Talks to pods; one pooled HTTP client per endpoint."""
+
+    use_runtime: bool = True
+    runtime_key: str | None = None
+    timeout: float = 300.0  # a load includes the artifact download
+
+    def __post_init__(self) -> None:
+        self._clients: dict[str, EngineClient] = {}
+
+    def _client(self, url: str) -> EngineClient:
+        client = self._clients.get(url)
+        if client is None:
+            client = self._clients[url] = EngineClient(url, timeout=self.timeout, connect_timeout=3.0, max_idle=4)
+        return client
+
+    def via_runtime(self, pod: Pod) -> bool:
+        return self.use_runtime and pod.runtime_url is not None
+
+    def _runtime_auth(self, spec: AdapterSpec) -> str | None:
+        return _bearer(self.runtime_key or spec.api_key)
+
+    async def load(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> float:
+        """Load the adapter on ``pod``; return the seconds it took. Raises LoadError."""
+        started = time.monotonic()
+        if self.via_runtime(pod):
+            body: dict[str, Any] = {"lora_name": spec.name, "artifact_url": spec.artifact_url}
+            if credentials:
+                body["credentials"] = credentials
+            if spec.api_key:
+                body["additional_config"] = {"api-key": spec.api_key}
+            response = await self._call(pod.runtime_url or "", "/v1/lora_adapter/load", body, self._runtime_auth(spec))
+            if not response.is_success and response.status_code != 409:
+                raise LoadError(
+                    f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
+                    classify(response.status_code),
+                )
+        else:
+            if credentials:
+                raise LoadError(
+                    "credentialsSecretRef needs the runtime sidecar: engines cannot take storage credentials",
+                    Outcome.FATAL,
+                )
+            path = engine_path(spec.artifact_url)
+            engine = create_engine(pod.engine, self._client(pod.engine_url))
+            try:
+                await engine.load_adapter(spec.name, path, auth=_bearer(spec.api_key))
+            except AdapterAlreadyLoaded:
+                pass
+            except NotSupported as exc:
+                raise LoadError(f"engine on {pod.name}: {exc.message}", Outcome.POD) from None
+            except EngineRejected as exc:
+                raise LoadError(f"engine on {pod.name} refused: {exc.message}", classify(exc.status)) from None
+            except EngineError as exc:
+                raise LoadError(f"engine on {pod.name}: {exc.message}", Outcome.RETRY) from None
+        return time.monotonic() - started
+
+    async def unload(self, pod: Pod, spec: AdapterSpec, *, timeout: float) -> None:
+        """Unload; an adapter the pod no longer holds is already unloaded. Raises LoadError."""
+        if self.via_runtime(pod):
+            response = await self._call(pod.runtime_url or "", "/v1/lora_adapter/unload", {"lora_name": spec.name},
+                                        self._runtime_auth(spec), timeout=timeout)  # fmt: skip
+            if not response.is_success and response.status_code != 404:
+                raise LoadError(f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
+                                classify(response.status_code))  # fmt: skip
+            return
+        engine = create_engine(pod.engine, self._client(pod.engine_url))
+        try:
+            async with asyncio.timeout(timeout):
+                await engine.unload_adapter(spec.name, auth=_bearer(spec.api_key))
+        except AdapterNotFound:
+            return
+        except TimeoutError:
+            raise LoadError(f"engine on {pod.name} did not answer the unload within {timeout:g}s", Outcome.RETRY) from None
+        except EngineError as exc:
+            raise LoadError(f"engine on {pod.name}: {exc.message}", Outcome.RETRY) from None
+
+    async def loaded(self, pod: Pod, api_key: str | None, *, timeout: float = 5.0) -> set[str]:
+        """Names of the models and adapters the pod serves now. Raises LoadError when it cannot tell."""
+        if self.via_runtime(pod):
+            url, auth = pod.runtime_url or "", _bearer(self.runtime_key or api_key)
+        else:
+            url, auth = pod.engine_url, _bearer(api_key)
+        try:
+            response = await self._client(url).request("GET", "/v1/models", auth=auth, timeout=timeout)
+        except EngineError as exc:
+            raise LoadError(exc.message, Outcome.RETRY) from None
+        if not response.is_success:
+            raise LoadError(f"{url}/v1/models answered {response.status_code}", classify(response.status_code))
+        try:
+            return {str(card["id"]) for card in response.json()["data"] if isinstance(card, dict) and "id" in card}
+        except (ValueError, KeyError, TypeError):
+            raise LoadError(f"{url}/v1/models answered an unexpected body", Outcome.RETRY) from None
+
+    async def metrics(self, pod: Pod, *, timeout: float = 2.0) -> str | None:
+        """The pod's metrics text (the runtime's standardized view when it has one), or None when unreachable."""
+        url = pod.runtime_url if self.via_runtime(pod) else pod.engine_url
+        try:
+            response = await self._client(url or "").request("GET", "/metrics", timeout=timeout)
+        except EngineError:
+            return None
+        return response.text if response.is_success else None
+
+    async def _call(
+        self, base: str, path: str, body: dict[str, Any], auth: str | None, *, timeout: float | None = None
+    ) -> Response:
+        try:
+            return await self._client(base).request("POST", path, json=body, auth=auth, timeout=timeout)
+        except EngineError as exc:  # transport: refused, reset, unreachable, timed out
+            raise LoadError(exc.message.replace("engine at", "pod endpoint"), Outcome.RETRY) from None
+
+    def forget(self, pod: Pod) -> None:
+        """Drop pooled connections to a pod that is gone."""
+        for url in (pod.engine_url, pod.runtime_url):
+            client = self._clients.pop(url or "", None)
+            if client is not None:
+                client.close_idle()
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+def _bearer(key: str | None) -> str | None:
+    return f"Bearer {key}" if key else None
+

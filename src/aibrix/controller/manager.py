@@ -1,0 +1,209 @@
+"""Wiring: informers feed a work queue, workers reconcile, a timer resyncs, and only the leader does any of it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from lightkube import ApiError, AsyncClient
+
+from aibrix.controller.kube import Informer, Key, Kube, ModelAdapter, Obj, Pod
+from aibrix.controller.leader import LeaderElector
+from aibrix.controller.loader import Loader
+from aibrix.controller.metrics import ControllerMetrics
+from aibrix.controller.reconciler import Options, Reconciler
+from aibrix.controller.spec import Selector, SpecError, parse_selector
+
+log = logging.getLogger("aibrix.controller")
+
+
+class WorkQueue:
+    """Keys waiting to be reconciled: each queued once, never reconciled by two workers at a time, and a key
+    that changes while being reconciled is reconciled again afterwards (client-go's workqueue semantics)."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def add(self, key: Key) -> None:
+        if key in self._active:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        current = self._timers.get(key)
+        if current is not None:
+            if current[0] <= due:
+                return
+            current[1].cancel()
+        self._timers[key] = (due, loop.call_at(due, self._fire, key))
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    async def get(self) -> Key:
+        key = await self._queue.get()
+        self._queued.discard(key)
+        self._active.add(key)
+        return key
+
+    def done(self, key: Key) -> None:
+        self._active.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+
+@dataclass
+class ControllerConfig:
+    namespace: str | None = None
+    options: Options = field(default_factory=Options)
+    workers: int = 32
+    runtime_key: str | None = None
+    leader_elect: bool = True
+    lease_name: str = "aibrix-controller-manager"
+    lease_namespace: str = "aibrix-system"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    lease_retry: float = 2.0
+    identity: str = ""
+
+
+class Controller:
+    def __init__(self, client: AsyncClient, config: ControllerConfig, metrics: ControllerMetrics) -> None:
+        self.client, self.config, self.metrics = client, config, metrics
+        self.queue = WorkQueue()
+        self.kube = Kube(client)
+        self.loader = Loader(use_runtime=config.options.use_runtime, runtime_key=config.runtime_key)
+        self.adapters = Informer(client, ModelAdapter, config.namespace, self._on_adapter)
+        self.pods = Informer(client, Pod, config.namespace, self._on_pod)
+        self.reconciler = Reconciler(self.kube, self.adapters, self.pods, self.loader, config.options, metrics)
+        self.leading = False
+        self._selectors: dict[tuple[str, str, int], Selector | None] = {}
+
+    # --- events ----------------------------------------------------------------------------------------------
+
+    def _on_adapter(self, event: str, old: Obj | None, new: Obj) -> None:
+        key = (new["metadata"].get("namespace", ""), new["metadata"]["name"])
+        if event == "DELETED":
+            self.reconciler.forget(key)
+            return
+        if old is not None and event == "MODIFIED":
+            before, after = old["metadata"], new["metadata"]
+            if (before.get("generation") == after.get("generation")
+                    and bool(before.get("deletionTimestamp")) == bool(after.get("deletionTimestamp"))):  # fmt: skip
+                return  # our own status writes: nothing new to act on
+        self.queue.add(key)
+
+    def _on_pod(self, event: str, old: Obj | None, new: Obj) -> None:
+        namespace = new["metadata"].get("namespace", "")
+        labels = [(o["metadata"].get("labels") or {}) for o in (old, new) if o is not None]
+        if event == "DELETED":
+            self.reconciler.index.forget(new["metadata"].get("uid", ""))
+        for key, adapter in self.adapters.objects.items():
+            if key[0] != namespace:
+                continue
+            selector = self._selector(adapter)
+            if selector is None or any(selector.matches(lbls) for lbls in labels):
+                self.queue.add(key)
+
+    def _selector(self, adapter: Obj) -> Selector | None:
+        meta = adapter["metadata"]
+        key = (meta["namespace"], meta["name"], meta.get("generation", 0))
+        if key not in self._selectors:
+            try:
+                self._selectors[key] = parse_selector((adapter.get("spec") or {}).get("podSelector"))
+            except SpecError:
+                self._selectors[key] = None
+        return self._selectors[key]
+
+    # --- running ---------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Lead (or wait to), then reconcile until ``stop`` is set or leadership is lost."""
+        elector = None
+        if self.config.leader_elect:
+            elector = LeaderElector(self.client, self.config.lease_name, self.config.lease_namespace,
+                                    self.config.identity, self.config.lease_duration, self.config.renew_deadline,
+                                    self.config.lease_retry)  # fmt: skip
+            acquire = asyncio.ensure_future(elector.acquire())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                acquire.cancel()
+                return
+            stopped.cancel()
+        self.leading = True
+        self.metrics.leader.set(1)
+        tasks = [asyncio.create_task(self.adapters.run()), asyncio.create_task(self.pods.run())]
+        try:
+            await asyncio.gather(self.adapters.synced.wait(), self.pods.synced.wait())
+            self.reconciler.seed()
+            log.info("caches synced: %d adapters, %d pods", len(self.adapters.objects), len(self.pods.objects))
+            tasks += [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
+            tasks.append(asyncio.create_task(self._resync()))
+            watchers = [asyncio.ensure_future(stop.wait())]
+            if elector is not None:
+                watchers.append(asyncio.ensure_future(elector.keep()))
+            await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+            for watcher in watchers:
+                watcher.cancel()
+        finally:
+            self.leading = False
+            self.metrics.leader.set(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if elector is not None and stop.is_set():
+                await elector.release()
+            await self.loader.aclose()
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.options.resync)
+            for key in list(self.adapters.objects):
+                self.queue.add(key)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.metrics.queue_depth.set(len(self.queue))
+            started = time.perf_counter()
+            try:
+                again = await self.reconciler.reconcile(key)
+                self.metrics.reconciles.labels("ok").inc()
+                if again is not None:
+                    self.queue.add_after(key, again)
+            except asyncio.CancelledError:
+                raise
+            except ApiError as exc:
+                code = exc.status.code
+                self.metrics.reconciles.labels("error").inc()
+                self.metrics.errors.labels("conflict" if code in (409, 422) else "api").inc()
+                log.info("reconcile of %s/%s: API answered %s (%s); retrying", *key, code, exc.status.message)
+                self.queue.add_after(key, 0.05 if code in (409, 422) else 1.0)
+            except Exception:
+                self.metrics.reconciles.labels("error").inc()
+                self.metrics.errors.labels("internal").inc()
+                log.exception("reconcile of %s/%s failed", *key)
+                self.queue.add_after(key, 1.0)
+            finally:
+                self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+                self.queue.done(key)
+

@@ -1,0 +1,89 @@
+"""Engine pods as the controller sees them: where to reach them and whether they may host adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aibrix.controller.spec import ENABLED_LABEL, ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
+
+DEFAULT_ENGINE_PORT = 8000
+DEFAULT_RUNTIME_PORT = 8080
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str]
+    ip: str | None
+    ready_since: float | None  # when the Ready condition last turned True; None when not Ready
+    terminating: bool
+    engine_port: int
+    runtime_port: int | None  # None: no runtime sidecar in the pod
+    engine: str
+
+    @property
+    def engine_url(self) -> str:
+        return f"http://{self.ip}:{self.engine_port}"
+
+    @property
+    def runtime_url(self) -> str | None:
+        return f"http://{self.ip}:{self.runtime_port}" if self.runtime_port else None
+
+    def eligible(self, now: float, stability: float) -> bool:
+        """Ready for at least ``stability`` seconds, not going away, and opted in to hosting adapters."""
+        return (
+            self.ready_since is not None
+            and now - self.ready_since >= stability
+            and not self.terminating
+            and bool(self.ip)
+            and self.labels.get(ENABLED_LABEL) == "true"
+        )
+
+    def alive(self) -> bool:
+        """Still able to serve an adapter it holds (a pod briefly flapping between stability checks counts)."""
+        return self.ready_since is not None and not self.terminating and bool(self.ip)
+
+
+def _ports(container: dict[str, Any]) -> list[int]:
+    return [p["containerPort"] for p in container.get("ports") or [] if isinstance(p.get("containerPort"), int)]
+
+
+def pod_from_object(obj: dict[str, Any]) -> Pod:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    labels = meta.get("labels") or {}
+    containers = spec.get("containers") or []
+    runtime = next((c for c in containers if c.get("name") == RUNTIME_CONTAINER), None)
+    runtime_port = (_ports(runtime) or [DEFAULT_RUNTIME_PORT])[0] if runtime is not None else None
+    engine_ports = [port for c in containers if c is not runtime for port in _ports(c)]
+    label_port = labels.get(PORT_LABEL, "")
+    engine_port = int(label_port) if label_port.isdigit() else (engine_ports or [DEFAULT_ENGINE_PORT])[0]
+    ready_since = None
+    if status.get("phase") == "Running":
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Ready" and condition.get("status") == "True":
+                ready_since = parse_time(condition.get("lastTransitionTime")) or 0.0
+    return Pod(
+        name=meta.get("name", ""),
+        namespace=meta.get("namespace", "default"),
+        uid=meta.get("uid", ""),
+        labels=labels,
+        ip=status.get("podIP"),
+        ready_since=ready_since,
+        terminating=bool(meta.get("deletionTimestamp")),
+        engine_port=engine_port,
+        runtime_port=runtime_port,
+        engine=labels.get(ENGINE_LABEL, "vllm"),
+    )

@@ -1,0 +1,56 @@
+"""Policies that pick which pods get an adapter.
+
+- ``default``: rendezvous hashing of (adapter, pod). Stable (an adapter keeps landing on the same pods while they
+  exist), spread evenly on average, and free of shared state, so many adapters can be placed at once.
+- ``least-adapters``: the pods holding the fewest adapters, counting placements made a moment ago and not yet
+  visible in any status, so 200 adapters created together do not all pile onto one pod.
+- ``least-load``: the pods with the fewest running plus waiting requests, then the emptiest KV cache, read from
+  the pods' standardized ``aibrix:`` metrics (the runtime's /metrics, or the engine's through the same rules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from aibrix.controller.pods import Pod
+from aibrix.metrics import read_standard
+
+MetricsFetcher = Callable[[Pod], Awaitable[str | None]]
+UNKNOWN_LOAD = (float("inf"), float("inf"))
+
+
+def _rendezvous(adapter: str, pod: Pod) -> bytes:
+    return hashlib.blake2b(f"{adapter}/{pod.name}".encode(), digest_size=8).digest()
+
+
+def by_hash(adapter: str, pods: Sequence[Pod], count: int) -> list[Pod]:
+    return sorted(pods, key=lambda pod: _rendezvous(adapter, pod))[:count]
+
+
+def by_fewest_adapters(adapter: str, pods: Sequence[Pod], count: int, adapters_on: Callable[[str], int]) -> list[Pod]:
+    return sorted(pods, key=lambda pod: (adapters_on(pod.name), _rendezvous(adapter, pod)))[:count]
+
+
+def load_of(engine: str, payload: str | None) -> tuple[float, float]:
+    """(requests running + waiting, KV cache use) from a metrics page; unknown sorts last."""
+    if not payload:
+        return UNKNOWN_LOAD
+    try:
+        values = read_standard(engine, payload)
+    except ValueError:
+        return UNKNOWN_LOAD
+    running, waiting = values.get("num_requests_running"), values.get("num_requests_waiting")
+    cache = values.get("kv_cache_usage_perc")
+    if cache is None:
+        cache = values.get("gpu_cache_usage_perc")
+    if running is None and waiting is None:
+        return UNKNOWN_LOAD
+    return (running or 0.0) + (waiting or 0.0), cache if cache is not None else 1.0
+
+
+async def by_least_load(adapter: str, pods: Sequence[Pod], count: int, fetch: MetricsFetcher) -> list[Pod]:
+    payloads = await asyncio.gather(*(fetch(pod) for pod in pods))
+    loads = {pod.name: load_of(pod.engine, payload) for pod, payload in zip(pods, payloads, strict=True)}
+    return sorted(pods, key=lambda pod: (loads[pod.name], _rendezvous(adapter, pod)))[:count]
