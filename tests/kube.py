@@ -135,8 +135,12 @@ class FakeKube:
         raise AssertionError(f"{path} still exists after {timeout}s: {self.get(path)}")
 
 
+def status(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj.get("status") or {}
+
+
 def phase(obj: dict[str, Any]) -> str | None:
-    return (obj.get("status") or {}).get("phase")
+    return status(obj).get("phase")
 
 
 def running(obj: dict[str, Any]) -> bool:

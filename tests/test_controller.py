@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from kube import ADAPTERS, FakeKube, phase, running
+from kube import ADAPTERS, FakeKube, phase, running, status
 from procs import Proc, free_port, start_runtime, start_sim
 
 SERVICE = "/api/v1/namespaces/default/services/{}"
@@ -128,3 +129,279 @@ def test_adapter_reaches_running_with_service_and_endpoint_slice(
     events = kube.items("/api/v1/namespaces/default/events")
     reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "my-lora"}
     assert {"Scheduled", "Loaded"} <= reasons
+
+
+def test_replicas_omitted_loads_on_every_matching_pod_and_n_on_n(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    sims = [pod_with_runtime(kube, engines, f"base-{i}")[0] for i in range(3)]
+    kube.add_pod("other-model", runtime=None, labels={"model.aibrix.ai/name": "other"})
+    kube.add_pod("not-enabled", labels={"adapter.model.aibrix.ai/enabled": "false"})
+    controller()
+    kube.add_adapter("everywhere", artifactURL=str(adapter_dir))
+    kube.add_adapter("two", artifactURL=str(adapter_dir), replicas=2, schedulerName="least-adapters")
+
+    everywhere = kube.wait_adapter("everywhere", lambda o: running(o) and status(o)["readyReplicas"] == 3)
+    assert everywhere["status"]["instances"] == ["base-0", "base-1", "base-2"]
+    assert everywhere["status"]["desiredReplicas"] == 3
+    two = kube.wait_adapter("two", lambda o: running(o) and status(o)["readyReplicas"] == 2)
+    assert len(two["status"]["instances"]) == 2
+    assert sum("two" in adapters_on(sim.url) for sim in sims) == 2
+    assert all("everywhere" in adapters_on(sim.url) for sim in sims)
+
+    # A new matching pod joins the adapter that wants every pod, not the one that wants two.
+    sim3, _ = pod_with_runtime(kube, engines, "base-3")
+    kube.wait_adapter("everywhere", lambda o: status(o).get("readyReplicas") == 4)
+    assert "everywhere" in adapters_on(sim3.url)
+    assert len(kube.adapter("two")["status"]["instances"]) == 2  # type: ignore[index]
+
+
+def test_least_adapters_spreads_adapters_evenly(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    sims = [pod_with_runtime(kube, engines, f"base-{i}")[0] for i in range(3)]
+    controller()
+    for i in range(9):
+        kube.add_adapter(f"lora-{i}", artifactURL=str(adapter_dir), replicas=1, schedulerName="least-adapters")
+    for i in range(9):
+        kube.wait_adapter(f"lora-{i}", running)
+    assert sorted(len(adapters_on(sim.url)) for sim in sims) == [3, 3, 3]
+
+
+def test_retries_back_off_and_survive_a_controller_restart(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    engine_port = free_port()
+    kube.add_pod("starting", engine=None, labels={"model.aibrix.ai/port": str(engine_port)})
+    first = controller("--enable-runtime-sidecar=false", "--retry-base-seconds", "0.4")
+    kube.add_adapter("slow-start", artifactURL=str(adapter_dir), replicas=1)
+
+    obj = kube.wait_adapter("slow-start", lambda o: any(r["attempts"] >= 2 for r in status(o).get("retries", [])))
+    retry = obj["status"]["retries"][0]
+    assert retry["pod"] == "starting"
+    assert "refused" in retry["lastError"].lower() or "unreachable" in retry["lastError"].lower()
+    assert phase(obj) == "Loading"
+    first.stop()
+    attempts = retry["attempts"]
+
+    controller("--enable-runtime-sidecar=false", "--retry-base-seconds", "0.4")
+    later = kube.wait_adapter("slow-start", lambda o: any(r["attempts"] > attempts for r in status(o).get("retries", [])))
+    assert later["status"]["retries"][0]["attempts"] == attempts + 1  # carried on, not started over
+
+    entry = later["status"]["retries"][0]
+    gap = datetime.fromisoformat(entry["nextAttemptTime"]) - datetime.fromisoformat(entry["lastAttemptTime"])
+    assert gap.total_seconds() == pytest.approx(0.4 * 2 ** attempts, rel=0.01)
+
+    engines.sim(port=engine_port)  # the engine comes up: the next attempt succeeds
+    done = kube.wait_adapter("slow-start", running, timeout=15)
+    assert done["status"]["instances"] == ["starting"]
+    assert done["status"].get("retries") == []
+
+
+def test_retries_spent_fail_over_then_failed_then_new_pod(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    kube.add_pod("dead", engine=None)  # nothing listens on its engine port
+    controller("--enable-runtime-sidecar=false", "--max-retries", "3", "--retry-base-seconds", "0.1")
+    kube.add_adapter("lonely", artifactURL=str(adapter_dir), replicas=1)
+
+    failed = kube.wait_adapter("lonely", lambda o: phase(o) == "Failed", timeout=15)
+    ready = condition(failed, "Ready")
+    assert ready["reason"] == "NoPodAvailable"
+    assert "dead" in ready["message"]
+    events = kube.items("/api/v1/namespaces/default/events")
+    assert any(e["reason"] == "MaxRetriesExceeded" and "dead" in e["message"] for e in events)
+
+    sim = engines.sim()
+    kube.add_pod("alive", engine=sim)
+    done = kube.wait_adapter("lonely", running, timeout=10)
+    assert done["status"]["instances"] == ["alive"]
+    assert "lonely" in adapters_on(sim.url)
+
+
+def test_deleted_pod_fails_over_within_seconds(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    sims = {f"base-{i}": pod_with_runtime(kube, engines, f"base-{i}")[0] for i in range(2)}
+    controller()
+    kube.add_adapter("movable", artifactURL=str(adapter_dir), replicas=1)
+    first = kube.wait_adapter("movable", running)["status"]["instances"][0]
+
+    kube.delete(POD.format(first))
+    started = time.monotonic()
+    other = next(name for name in sims if name != first)
+    moved = kube.wait_adapter("movable", lambda o: running(o) and status(o)["instances"] == [other], timeout=10)
+    assert time.monotonic() - started < 10
+    assert "movable" in adapters_on(sims[other].url)
+    endpoint_slice = kube.get(SLICE.format("movable"))
+    assert [e["targetRef"]["name"] for e in endpoint_slice["endpoints"]] == [other]  # type: ignore[index]
+    assert moved["status"]["readyReplicas"] == 1
+
+
+def test_engine_restart_is_noticed_and_the_adapter_loaded_again(
+    kube: FakeKube, engines: Engines, controller: Controllers
+) -> None:
+    sim = engines.sim()
+    kube.add_pod("base-0", engine=sim)
+    controller("--enable-runtime-sidecar=false")
+    kube.add_adapter("hub-lora", artifactURL="huggingface://org/sql-lora", replicas=1)
+    kube.wait_adapter("hub-lora", running)
+    cards = httpx.get(sim.url + "/v1/models", timeout=5).json()["data"]
+    assert next(c for c in cards if c["id"] == "hub-lora")["root"] == "org/sql-lora"  # the repo id, not the URL
+
+    sim.stop()
+    engines.sim(port=sim.port)
+    deadline = time.monotonic() + 15
+    while "hub-lora" not in adapters_on(sim.url):
+        assert time.monotonic() < deadline, "the adapter was not loaded again after the engine restarted"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason_part"),
+    [
+        ({"artifactURL": "/does/not/exist"}, "does/not/exist"),
+        ({"artifactURL": "s3://bucket/lora"}, "runtime sidecar"),  # direct mode cannot fetch from S3
+    ],
+)
+def test_errors_that_cannot_pass_fail_at_once_with_the_reason(
+    kube: FakeKube, engines: Engines, controller: Controllers, spec: dict[str, str], reason_part: str
+) -> None:
+    sim = engines.sim()
+    kube.add_pod("base-0", engine=sim)
+    controller("--enable-runtime-sidecar=false")
+    kube.add_adapter("broken", replicas=1, **spec)
+    failed = kube.wait_adapter("broken", lambda o: phase(o) == "Failed", timeout=10)
+    ready = condition(failed, "Ready")
+    assert ready["reason"] == "LoadFailed"
+    assert reason_part in ready["message"]
+    assert not failed["status"].get("retries")  # no retry was spent on it
+
+
+def test_wrong_api_key_fails_and_right_one_loads(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    sim = engines.sim("--api-key", "sk-right")
+    kube.add_pod("base-0", engine=sim)
+    controller("--enable-runtime-sidecar=false")
+    kube.add_adapter("keyed", artifactURL=str(adapter_dir), replicas=1, additionalConfig={"api-key": "sk-wrong"})
+    failed = kube.wait_adapter("keyed", lambda o: phase(o) == "Failed", timeout=10)
+    assert "401" in condition(failed, "Ready")["message"] or "nauthorized" in condition(failed, "Ready")["message"]
+    assert "sk-wrong" not in str(failed["status"])  # the key is in the spec, never in the status
+
+    kube.add_adapter("keyed-ok", artifactURL=str(adapter_dir), replicas=1, additionalConfig={"api-key": "sk-right"})
+    kube.wait_adapter("keyed-ok", running)
+
+
+def test_credentials_secret_reaches_the_runtime(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    from hf_server import HubServer, Repo
+
+    with HubServer({"org/private-lora": Repo(adapter_dir, private=True)}) as hub:
+        sim = engines.sim()
+        runtime = Proc([sys.executable, "-m", "aibrix.runtime.cli", "--host", "127.0.0.1", "--port", str(port := free_port())],
+                       port, {"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": sim.url, "HF_ENDPOINT": hub.url,
+                              "AIBRIX_ADAPTER_DIR": str(adapter_dir.parent / "adapters")})  # fmt: skip
+        engines.procs.append(runtime)
+        runtime.wait_http("/healthz")
+        kube.add_pod("base-0", runtime=runtime, engine=sim)
+        kube.create("/api/v1/namespaces/default/secrets",
+                    {"metadata": {"name": "hf-credentials"}, "stringData": {"huggingface_token": hub.token}})  # fmt: skip
+        controller()
+        kube.add_adapter("private", artifactURL="huggingface://org/private-lora", replicas=1)
+        failed = kube.wait_adapter("private", lambda o: phase(o) == "Failed", timeout=10)
+        assert "401" in condition(failed, "Ready")["message"] or "denied" in condition(failed, "Ready")["message"].lower()
+
+        kube.add_adapter("private-ok", artifactURL="huggingface://org/private-lora", replicas=1,
+                         credentialsSecretRef={"name": "hf-credentials"})  # fmt: skip
+        kube.wait_adapter("private-ok", running)
+        assert "private-ok" in adapters_on(sim.url)
+        listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=5).text
+        assert hub.token not in listing
+
+
+def test_deletion_unloads_and_cleans_up(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    sim, _ = pod_with_runtime(kube, engines, "base-0")
+    controller()
+    kube.add_adapter("short-lived", artifactURL=str(adapter_dir), replicas=1)
+    kube.wait_adapter("short-lived", running)
+    assert "short-lived" in adapters_on(sim.url)
+
+    kube.delete(ADAPTERS.format(ns="default") + "/short-lived")
+    kube.wait_gone(ADAPTERS.format(ns="default") + "/short-lived", timeout=10)
+    assert "short-lived" not in adapters_on(sim.url)
+    assert kube.get(SERVICE.format("short-lived")) is None
+    assert kube.get(SLICE.format("short-lived")) is None
+
+
+def test_deletion_is_bounded_when_pods_are_gone_or_silent(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    sims = [pod_with_runtime(kube, engines, f"base-{i}") for i in range(2)]
+    controller()
+    kube.add_adapter("orphan", artifactURL=str(adapter_dir))
+    kube.wait_adapter("orphan", lambda o: status(o).get("readyReplicas") == 2)
+
+    kube.delete(POD.format("base-0"))  # one pod is gone from the API
+    sims[1][1].popen.send_signal(19)  # the other one's runtime stops answering (SIGSTOP)
+    sims[1][0].popen.send_signal(19)
+    try:
+        started = time.monotonic()
+        kube.delete(ADAPTERS.format(ns="default") + "/orphan")
+        kube.wait_gone(ADAPTERS.format(ns="default") + "/orphan", timeout=10)
+        assert time.monotonic() - started < 5  # unload timeout 1 s, deletion timeout 3 s
+    finally:
+        sims[1][1].popen.send_signal(18)
+        sims[1][0].popen.send_signal(18)
+
+
+def test_two_controllers_do_not_fight(kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path) -> None:
+    pod_with_runtime(kube, engines, "base-0")
+    first = controller()
+    second = controller()
+    kube.add_adapter("shared", artifactURL=str(adapter_dir), replicas=1)
+    kube.wait_adapter("shared", running)
+    lease = kube.get("/apis/coordination.k8s.io/v1/namespaces/default/leases/aibrix-controller-manager")
+    assert lease is not None
+    holder = lease["spec"]["holderIdentity"]
+    leader, standby = (first, second) if _metric(first, "aibrix_controller_leader") == 1 else (second, first)
+    assert _metric(standby, "aibrix_controller_leader") == 0
+    assert _metric(standby, 'aibrix_controller_reconciles_total{result="ok"}') == 0
+
+    os_kill = leader.popen.send_signal
+    os_kill(9)  # no clean release: the standby waits for the lease to expire
+    kube.add_adapter("after", artifactURL=str(adapter_dir), replicas=1)
+    kube.wait_adapter("after", running, timeout=10)
+    lease = kube.get("/apis/coordination.k8s.io/v1/namespaces/default/leases/aibrix-controller-manager")
+    assert lease["spec"]["holderIdentity"] != holder  # type: ignore[index]
+    assert lease["spec"]["leaseTransitions"] >= 1  # type: ignore[index]
+
+
+def _metric(proc: Proc, series: str) -> float:
+    text = httpx.get(proc.url + "/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(series + " ") or (line.startswith(series + "{") is False and line.split(" ")[0] == series):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ({"artifactURL": "ftp://host/lora"}, "artifactURL"),
+        ({"replicas": 0}, "replicas"),
+        ({"podSelector": None}, "podSelector"),
+        ({"podSelector": {}}, "podSelector"),
+        ({"schedulerName": "random"}, "schedulerName"),
+    ],
+)
+def test_crd_schema_rejects_bad_objects(kube: FakeKube, spec: dict[str, Any], complaint: str) -> None:
+    body = {"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": "bad"},
+            "spec": {"podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "/models/x", **spec}}  # fmt: skip
+    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
+    response = kube.http.post(ADAPTERS.format(ns="default"), json=body)
+    assert response.status_code == 422, response.text
+    assert complaint in response.text

@@ -136,7 +136,7 @@ class Loader:
         except EngineError as exc:
             raise LoadError(f"engine on {pod.name}: {exc.message}", Outcome.RETRY) from None
 
-    async def loaded(self, pod: Pod, api_key: str | None, *, timeout: float = 5.0) -> set[str]:
+    async def loaded(self, pod: Pod, api_key: str | None, *, timeout: float = 2.0) -> set[str]:
         """Names of the models and adapters the pod serves now. Raises LoadError when it cannot tell."""
         if self.via_runtime(pod):
             url, auth = pod.runtime_url or "", _bearer(self.runtime_key or api_key)
