@@ -69,8 +69,15 @@ class ApiError(Exception):
 
 
 def status(code: int, reason: str, message: str) -> Obj:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": reason, "code": code}  # fmt: skip
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 # --- label selectors ----------------------------------------------------------------------------------------------
@@ -338,8 +345,10 @@ def validate(kind: Kind, obj: Obj) -> None:
     import jsonschema_rs
 
     body = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
-    errors = [f"{'.'.join(str(p) for p in e.instance_path) or '<root>'}: {e.message}"
-              for e in jsonschema_rs.validator_for(kind.schema).iter_errors(body)]  # fmt: skip
+    errors = [
+        f"{'.'.join(str(p) for p in e.instance_path) or '<root>'}: {e.message}"
+        for e in jsonschema_rs.validator_for(kind.schema).iter_errors(body)
+    ]
     if errors:
         name = obj.get("metadata", {}).get("name")
         raise ApiError(422, "Invalid", f'{kind.kind} "{name}" is invalid: ' + "; ".join(errors))
@@ -379,7 +388,9 @@ def _route(request: Request) -> tuple[Kind, str | None, str | None, str | None]:
     api_version = p["version"] if "group" not in p else f"{p['group']}/{p['version']}"
     kind = KINDS.get((api_version, p["plural"]))
     if kind is None:
-        raise ApiError(404, "NotFound", f"the server could not find the requested resource ({api_version} {p['plural']})")
+        raise ApiError(
+            404, "NotFound", f"the server could not find the requested resource ({api_version} {p['plural']})"
+        )
     namespace = p.get("namespace") if kind.namespaced else ""
     return kind, namespace, p.get("name"), p.get("sub")
 
@@ -403,8 +414,14 @@ async def collection(request: Request) -> Response:
         if query.get("watch") in ("true", "1"):
             return await watch(kind, namespace, request)
         items = store.list(kind, namespace, query.get("labelSelector"), query.get("fieldSelector"))
-        return JSONResponse({"kind": f"{kind.kind}List", "apiVersion": kind.api_version,
-                             "metadata": {"resourceVersion": str(store.last_rv)}, "items": items})  # fmt: skip
+        return JSONResponse(
+            {
+                "kind": f"{kind.kind}List",
+                "apiVersion": kind.api_version,
+                "metadata": {"resourceVersion": str(store.last_rv)},
+                "items": items,
+            }
+        )
     except ApiError as exc:
         return exc.response()
 
@@ -422,8 +439,11 @@ async def watch(kind: Kind, namespace: str | None, request: Request) -> Response
             gone = status(410, "Expired", f"too old resource version: {since} ({oldest})")
             backlog = [("ERROR", gone)]
         else:
-            backlog = [(event, obj) for rv, k, event, obj in store.history
-                       if k is kind and rv > int(since) and watcher.wants(obj)]  # fmt: skip
+            backlog = [
+                (event, obj)
+                for rv, k, event, obj in store.history
+                if k is kind and rv > int(since) and watcher.wants(obj)
+            ]
     store.watchers.append(watcher)
     timeout = float(query.get("timeoutSeconds") or 1800)
 

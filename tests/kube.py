@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from procs import HOST, Proc, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,8 +27,9 @@ class FakeKube:
 
     def __init__(self, tmp: Path) -> None:
         port = free_port()
-        self.proc = Proc([sys.executable, str(Path(__file__).parent / "fake_kube.py"), "--port", str(port),
-                          "--crd", str(CRD)], port)  # fmt: skip
+        self.proc = Proc(
+            [sys.executable, str(Path(__file__).parent / "fake_kube.py"), "--port", str(port), "--crd", str(CRD)], port
+        )
         self.proc.wait_http("/stats")
         self.url = self.proc.url
         self.http = httpx.Client(base_url=self.url, timeout=10)
@@ -66,8 +68,9 @@ class FakeKube:
         return self.http.delete(path)
 
     def patch_status(self, path: str, status: dict[str, Any]) -> None:
-        response = self.http.patch(path + "/status", json={"status": status},
-                                   headers={"content-type": "application/merge-patch+json"})  # fmt: skip
+        response = self.http.patch(
+            path + "/status", json={"status": status}, headers={"content-type": "application/merge-patch+json"}
+        )
         response.raise_for_status()
 
     # --- objects ------------------------------------------------------------------------------------------------
@@ -89,26 +92,46 @@ class FakeKube:
             {"name": "vllm-openai", "image": "vllm/vllm-openai", "ports": [{"containerPort": engine_port}]}
         ]
         if runtime is not None:
-            containers.append({"name": "aibrix-runtime", "image": "aibrix/runtime",
-                               "ports": [{"containerPort": runtime.port, "protocol": "TCP"}]})  # fmt: skip
-        pod_labels = {"model.aibrix.ai/name": "base-model", "adapter.model.aibrix.ai/enabled": "true",
-                      "model.aibrix.ai/port": str(engine_port), "model.aibrix.ai/engine": engine_name,
-                      **(labels or {})}  # fmt: skip
-        self.create(f"/api/v1/namespaces/{namespace}/pods",
-                    {"metadata": {"name": name, "labels": pod_labels}, "spec": {"containers": containers}})  # fmt: skip
+            containers.append(
+                {
+                    "name": "aibrix-runtime",
+                    "image": "aibrix/runtime",
+                    "ports": [{"containerPort": runtime.port, "protocol": "TCP"}],
+                }
+            )
+        pod_labels = {
+            "model.aibrix.ai/name": "base-model",
+            "adapter.model.aibrix.ai/enabled": "true",
+            "model.aibrix.ai/port": str(engine_port),
+            "model.aibrix.ai/engine": engine_name,
+            **(labels or {}),
+        }
+        self.create(
+            f"/api/v1/namespaces/{namespace}/pods",
+            {"metadata": {"name": name, "labels": pod_labels}, "spec": {"containers": containers}},
+        )
         self.set_ready(name, True, since=ready_for, namespace=namespace)
         return self.get(f"/api/v1/namespaces/{namespace}/pods/{name}") or {}
 
     def set_ready(self, name: str, ready: bool, *, since: float = 0.0, namespace: str = "default") -> None:
         condition = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": stamp(since)}
-        self.patch_status(f"/api/v1/namespaces/{namespace}/pods/{name}",
-                          {"phase": "Running", "podIP": HOST, "conditions": [condition]})  # fmt: skip
+        self.patch_status(
+            f"/api/v1/namespaces/{namespace}/pods/{name}",
+            {"phase": "Running", "podIP": HOST, "conditions": [condition]},
+        )
 
     def add_adapter(self, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
-        body = {"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"baseModel": "base-model", "podSelector": {"matchLabels": {"model.aibrix.ai/name": "base-model"}},
-                         "artifactURL": "/models/lora", **spec}}  # fmt: skip
+        body = {
+            "apiVersion": "model.aibrix.ai/v1alpha1",
+            "kind": "ModelAdapter",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "baseModel": "base-model",
+                "podSelector": {"matchLabels": {"model.aibrix.ai/name": "base-model"}},
+                "artifactURL": "/models/lora",
+                **spec,
+            },
+        }
         return self.create(ADAPTERS.format(ns=namespace), body)
 
     def adapter(self, name: str, namespace: str = "default") -> dict[str, Any] | None:

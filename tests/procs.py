@@ -29,8 +29,10 @@ class Proc:
         self.argv, self.port = list(argv), port
         self.url = f"http://{HOST}:{port}"
         full_env = {**os.environ, **(env or {})}
+        # A file, not a pipe: a chatty child must never block on a full pipe nobody reads.
+        self.log = tempfile.TemporaryFile()
         self.popen = subprocess.Popen(
-            self.argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            self.argv, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def wait_http(self, path: str, timeout: float = 15.0) -> None:
@@ -46,10 +48,10 @@ class Proc:
         self.stop()
         raise TimeoutError(f"{self.argv} did not serve {path} within {timeout}s: {self.output()}")
 
-    def output(self) -> str:
-        if self.popen.poll() is None or self.popen.stdout is None:
-            return ""
-        return self.popen.stdout.read().decode(errors="replace")[-4000:]
+    def output(self, limit: int = 4000) -> str:
+        """The last ``limit`` characters the process wrote to stdout and stderr."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-limit:]
 
     def stop(self) -> None:
         if self.popen.poll() is None:

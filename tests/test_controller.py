@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from datetime import datetime
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
 from kube import ADAPTERS, FakeKube, phase, running, status
 from procs import Proc, free_port, start_runtime, start_sim
 
@@ -63,12 +65,36 @@ def controller(kube: FakeKube) -> Iterator[Controllers]:
 
     def start(*args: str) -> Proc:
         port = free_port()
-        argv = [sys.executable, "-m", "aibrix.controller.cli", "--kubeconfig", str(kube.kubeconfig),
-                "--health-probe-bind-address", f"127.0.0.1:{port}", "--metrics-bind-address", "0",
-                "--leader-election-namespace", "default", "--retry-base-seconds", "0.2",
-                "--stability-seconds", "1", "--resync-seconds", "1", "--lease-duration", "2",
-                "--renew-deadline", "1.5", "--retry-period", "0.3", "--unload-timeout", "1",
-                "--deletion-timeout", "3", *args]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "aibrix.controller.cli",
+            "--kubeconfig",
+            str(kube.kubeconfig),
+            "--health-probe-bind-address",
+            f"127.0.0.1:{port}",
+            "--metrics-bind-address",
+            "0",
+            "--leader-election-namespace",
+            "default",
+            "--retry-base-seconds",
+            "0.2",
+            "--stability-seconds",
+            "1",
+            "--resync-seconds",
+            "1",
+            "--lease-duration",
+            "2",
+            "--renew-deadline",
+            "1.5",
+            "--retry-period",
+            "0.3",
+            "--unload-timeout",
+            "1",
+            "--deletion-timeout",
+            "3",
+            *args,
+        ]
         proc = Proc(argv, port)
         proc.wait_http("/healthz")
         started.append(proc)
@@ -110,6 +136,8 @@ def test_adapter_reaches_running_with_service_and_endpoint_slice(
         "ModelAdapter default/my-lora has selected 1 pods for scheduling: [base-0]"
     )
     assert condition(obj, "Ready")["reason"] == "ModelAdapterAvailable"
+    assert condition(obj, "Bound")["status"] == "True"
+    assert condition(obj, "Initialized")["status"] == "True"
     assert "adapter.model.aibrix.ai/finalizer" in obj["metadata"]["finalizers"]
     assert "my-lora" in adapters_on(sim.url)
 
@@ -117,7 +145,10 @@ def test_adapter_reaches_running_with_service_and_endpoint_slice(
     assert service is not None
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "protocol": "TCP", "targetPort": 8000}]
-    assert service["metadata"]["labels"] == {"model.aibrix.ai/name": "my-lora", "adapter.model.aibrix.ai/name": "my-lora"}
+    assert service["metadata"]["labels"] == {
+        "model.aibrix.ai/name": "my-lora",
+        "adapter.model.aibrix.ai/name": "my-lora",
+    }
     assert service["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
     endpoint_slice = kube.get(SLICE.format("my-lora"))
     assert endpoint_slice is not None
@@ -185,12 +216,14 @@ def test_retries_back_off_and_survive_a_controller_restart(
     attempts = retry["attempts"]
 
     controller("--enable-runtime-sidecar=false", "--retry-base-seconds", "0.4")
-    later = kube.wait_adapter("slow-start", lambda o: any(r["attempts"] > attempts for r in status(o).get("retries", [])))
+    later = kube.wait_adapter(
+        "slow-start", lambda o: any(r["attempts"] > attempts for r in status(o).get("retries", []))
+    )
     assert later["status"]["retries"][0]["attempts"] == attempts + 1  # carried on, not started over
 
     entry = later["status"]["retries"][0]
     gap = datetime.fromisoformat(entry["nextAttemptTime"]) - datetime.fromisoformat(entry["lastAttemptTime"])
-    assert gap.total_seconds() == pytest.approx(0.4 * 2 ** attempts, rel=0.01)
+    assert gap.total_seconds() == pytest.approx(0.4 * 2**attempts, rel=0.01)
 
     engines.sim(port=engine_port)  # the engine comes up: the next attempt succeeds
     done = kube.wait_adapter("slow-start", running, timeout=15)
@@ -300,21 +333,36 @@ def test_credentials_secret_reaches_the_runtime(
 
     with HubServer({"org/private-lora": Repo(adapter_dir, private=True)}) as hub:
         sim = engines.sim()
-        runtime = Proc([sys.executable, "-m", "aibrix.runtime.cli", "--host", "127.0.0.1", "--port", str(port := free_port())],
-                       port, {"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": sim.url, "HF_ENDPOINT": hub.url,
-                              "AIBRIX_ADAPTER_DIR": str(adapter_dir.parent / "adapters")})  # fmt: skip
+        runtime = Proc(
+            [sys.executable, "-m", "aibrix.runtime.cli", "--host", "127.0.0.1", "--port", str(port := free_port())],
+            port,
+            {
+                "INFERENCE_ENGINE": "vllm",
+                "INFERENCE_ENGINE_ENDPOINT": sim.url,
+                "HF_ENDPOINT": hub.url,
+                "AIBRIX_ADAPTER_DIR": str(adapter_dir.parent / "adapters"),
+            },
+        )
         engines.procs.append(runtime)
         runtime.wait_http("/healthz")
         kube.add_pod("base-0", runtime=runtime, engine=sim)
-        kube.create("/api/v1/namespaces/default/secrets",
-                    {"metadata": {"name": "hf-credentials"}, "stringData": {"huggingface_token": hub.token}})  # fmt: skip
+        kube.create(
+            "/api/v1/namespaces/default/secrets",
+            {"metadata": {"name": "hf-credentials"}, "stringData": {"huggingface_token": hub.token}},
+        )
         controller()
         kube.add_adapter("private", artifactURL="huggingface://org/private-lora", replicas=1)
         failed = kube.wait_adapter("private", lambda o: phase(o) == "Failed", timeout=10)
-        assert "401" in condition(failed, "Ready")["message"] or "denied" in condition(failed, "Ready")["message"].lower()
+        assert (
+            "401" in condition(failed, "Ready")["message"] or "denied" in condition(failed, "Ready")["message"].lower()
+        )
 
-        kube.add_adapter("private-ok", artifactURL="huggingface://org/private-lora", replicas=1,
-                         credentialsSecretRef={"name": "hf-credentials"})  # fmt: skip
+        kube.add_adapter(
+            "private-ok",
+            artifactURL="huggingface://org/private-lora",
+            replicas=1,
+            credentialsSecretRef={"name": "hf-credentials"},
+        )
         kube.wait_adapter("private-ok", running)
         assert "private-ok" in adapters_on(sim.url)
         listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=5).text
@@ -358,7 +406,9 @@ def test_deletion_is_bounded_when_pods_are_gone_or_silent(
         sims[1][0].popen.send_signal(18)
 
 
-def test_two_controllers_do_not_fight(kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path) -> None:
+def test_two_controllers_do_not_fight(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
     pod_with_runtime(kube, engines, "base-0")
     first = controller()
     second = controller()
@@ -399,9 +449,36 @@ def _metric(proc: Proc, series: str) -> float:
     ],
 )
 def test_crd_schema_rejects_bad_objects(kube: FakeKube, spec: dict[str, Any], complaint: str) -> None:
-    body = {"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": "bad"},
-            "spec": {"podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "/models/x", **spec}}  # fmt: skip
+    body = {
+        "apiVersion": "model.aibrix.ai/v1alpha1",
+        "kind": "ModelAdapter",
+        "metadata": {"name": "bad"},
+        "spec": {"podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "/models/x", **spec},
+    }
     body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
     response = kube.http.post(ADAPTERS.format(ns="default"), json=body)
     assert response.status_code == 422, response.text
     assert complaint in response.text
+
+
+def test_phases_follow_the_documented_order(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    pod_with_runtime(kube, engines, "base-0")
+    controller()
+    listing = kube.http.get(ADAPTERS.format(ns="default"))
+    version = listing.json()["metadata"]["resourceVersion"]
+    kube.add_adapter("watched", artifactURL=str(adapter_dir), replicas=1)
+    kube.wait_adapter("watched", running)
+
+    seen: list[str] = []
+    with kube.http.stream(
+        "GET",
+        ADAPTERS.format(ns="default"),
+        params={"watch": "true", "resourceVersion": version, "timeoutSeconds": "1"},
+    ) as stream:
+        for line in stream.iter_lines():
+            current = phase(json.loads(line)["object"])
+            if current and (not seen or seen[-1] != current):
+                seen.append(current)
+    assert seen == ["Pending", "Scheduled", "Loading", "Bound", "Running"]

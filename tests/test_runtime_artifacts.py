@@ -91,7 +91,7 @@ def test_private_artifact_needs_its_token_and_failure_leaves_nothing(stack, hub)
 
 def runtime_logs(runtime) -> str:
     runtime.stop()
-    return runtime.output()
+    return runtime.output(limit=10**8)
 
 
 def test_unknown_credential_key_is_refused(stack):

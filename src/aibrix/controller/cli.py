@@ -46,12 +46,24 @@ def _address(value: str) -> tuple[str, int] | None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aibrix_controller", description="Run the ModelAdapter (LoRA) controller.")
-    flag = {"nargs": "?", "const": True, "type": _bool}
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     p.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
-    p.add_argument("--enable-runtime-sidecar", default=True, **flag,
-                   help="load adapters through the pods' aibrix-runtime container (default true)")  # fmt: skip
-    p.add_argument("--leader-elect", default=True, **flag, help="run only while holding the leader lease")
+    p.add_argument(
+        "--enable-runtime-sidecar",
+        nargs="?",
+        const=True,
+        default=True,
+        type=_bool,
+        help="load adapters through the pods' aibrix-runtime container: true (default) or false",
+    )
+    p.add_argument(
+        "--leader-elect",
+        nargs="?",
+        const=True,
+        default=True,
+        type=_bool,
+        help="act only while holding the leader lease: true (default) or false",
+    )
     p.add_argument("--leader-election-id", default="aibrix-controller-manager")
     p.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "aibrix-system"))
     p.add_argument("--lease-duration", type=_positive, default=15.0)
@@ -73,8 +85,12 @@ def parser() -> argparse.ArgumentParser:
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
-                 "msg": record.getMessage()}  # fmt: skip
+        entry = {
+            "ts": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -85,8 +101,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.max_retries < 1 or args.workers < 1:
         parser().error("--max-retries and --workers must be at least 1")
     handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter() if args.log_format == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))  # fmt: skip
+    handler.setFormatter(
+        JSONFormatter()
+        if args.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
@@ -137,7 +156,7 @@ async def run(args: argparse.Namespace) -> None:
         identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
     )
     metrics = ControllerMetrics()
-    client = AsyncClient(config=kubeconfig, field_manager="aibrix-controller", timeout=30)
+    client = AsyncClient(config=kubeconfig, field_manager="aibrix-controller")
     controller = Controller(client, config, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -145,15 +164,21 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     servers = []
-    app = probe_app(metrics, healthy=lambda: True,
-                    ready=lambda: not controller.leading or controller.adapters.synced.is_set())  # fmt: skip
+    app = probe_app(
+        metrics, healthy=lambda: True, ready=lambda: not controller.leading or controller.adapters.synced.is_set()
+    )
     for address in {args.health_probe_bind_address, args.metrics_bind_address} - {None}:
-        server = uvicorn.Server(uvicorn.Config(app, host=address[0], port=address[1], log_level="warning",
-                                               access_log=False, lifespan="off"))  # fmt: skip
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", access_log=False, lifespan="off")
+        )
+        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         servers.append(asyncio.create_task(server.serve()))
-    log.info("aibrix controller %s starting (runtime sidecar %s, leader election %s)", config.identity,
-             "on" if options.use_runtime else "off", "on" if config.leader_elect else "off")  # fmt: skip
+    log.info(
+        "aibrix controller %s starting (runtime sidecar %s, leader election %s)",
+        config.identity,
+        "on" if options.use_runtime else "off",
+        "on" if config.leader_elect else "off",
+    )
     try:
         await controller.run(stop)
     finally:

@@ -66,8 +66,9 @@ class Informer:
                 version = await self._relist()
                 self.synced.set()
                 delay = 0.2
-                async for event, obj in self.client.watch(self.resource, namespace=self.namespace,
-                                                          resource_version=version, server_timeout=300):  # fmt: skip
+                async for event, obj in self.client.watch(
+                    self.resource, namespace=self.namespace, resource_version=version, server_timeout=300
+                ):
                     self._apply(event, dict(obj))
             except asyncio.CancelledError:
                 raise
@@ -82,10 +83,10 @@ class Informer:
         listing = self.client.list(self.resource, namespace=self.namespace)
         fresh = {key_of(obj): dict(obj) for obj in [o async for o in listing]}
         version = listing.resourceVersion
-        for key, old in list(self.objects.items()):
+        for key, gone in list(self.objects.items()):
             if key not in fresh:
                 del self.objects[key]
-                self.handler("DELETED", old, old)
+                self.handler("DELETED", gone, gone)
         for key, obj in fresh.items():
             old = self.objects.get(key)
             self.objects[key] = obj
@@ -127,17 +128,21 @@ class Kube:
         self._applied: dict[tuple[str, str, str], tuple[str, float]] = {}
 
     async def patch_status(self, namespace: str, name: str, status: Obj) -> Obj:
-        result = await self.client.patch(ModelAdapter.Status, name, {"status": status}, namespace=namespace,
-                                         patch_type=PatchType.MERGE)  # fmt: skip
+        result = await self.client.patch(
+            ModelAdapter.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
+        )
         return dict(result)
 
     async def set_finalizers(self, obj: Obj, finalizers: list[str]) -> Obj:
         """Replace the finalizer list, refused with 409/422 if the object changed since we read it."""
         meta = obj["metadata"]
-        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-               {"op": "add", "path": "/metadata/finalizers", "value": finalizers}]  # fmt: skip
-        result = await self.client.patch(ModelAdapter, meta["name"], ops, namespace=meta["namespace"],
-                                         patch_type=PatchType.JSON)  # fmt: skip
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+        ]
+        result = await self.client.patch(
+            ModelAdapter, meta["name"], ops, namespace=meta["namespace"], patch_type=PatchType.JSON
+        )
         return dict(result)
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
@@ -150,12 +155,13 @@ class Kube:
         """Create ``desired`` or merge it into what exists (only the fields we own change)."""
         meta = desired["metadata"]
         try:
-            await self.client.create(resource(desired), namespace=meta["namespace"])
+            await self.client.create(resource.from_dict(desired))
         except ApiError as exc:
             if exc.status.code != 409:
                 raise
-            await self.client.patch(resource, meta["name"], desired, namespace=meta["namespace"],
-                                    patch_type=PatchType.MERGE)  # fmt: skip
+            await self.client.patch(
+                resource, meta["name"], desired, namespace=meta["namespace"], patch_type=PatchType.MERGE
+            )
 
     async def apply_once(self, resource: Any, desired: Obj, *, memory: float = 300.0) -> None:
         """``ensure``, skipped when this exact object was applied in the last ``memory`` seconds."""
@@ -168,13 +174,6 @@ class Kube:
         await self.ensure(resource, desired)
         self._applied[key] = (fingerprint, time.monotonic())
 
-    async def delete(self, resource: Any, namespace: str, name: str) -> None:
-        try:
-            await self.client.delete(resource, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-
     def event(self, adapter: Obj, type_: str, reason: str, message: str) -> None:
         """Record a Kubernetes event in the background; a failure to record never holds up reconciling."""
         task = asyncio.create_task(self._post_event(adapter, type_, reason, message))
@@ -185,13 +184,23 @@ class Kube:
         meta, now = adapter["metadata"], timestamp()
         body = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid"),
-                               "resourceVersion": meta.get("resourceVersion")},  # fmt: skip
-            "type": type_, "reason": reason, "message": message[:1024], "count": 1,
-            "firstTimestamp": now, "lastTimestamp": now, "source": {"component": self.component},
-        }  # fmt: skip
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": self.component},
+        }
         try:
-            await self.client.create(Event(body), namespace=meta["namespace"])
+            await self.client.create(Event.from_dict(body))
         except Exception as exc:  # noqa: BLE001
             log.debug("could not record event %s for %s: %s", reason, meta["name"], exc)

@@ -64,7 +64,7 @@ class LeaderElector:
             lease = dict(await self.client.get(Lease, self.name, namespace=self.namespace))
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"] = {**lease["spec"], "holderIdentity": None, "leaseDurationSeconds": 1}
-                await self.client.replace(Lease(lease), namespace=self.namespace)
+                await self.client.replace(Lease.from_dict(lease))
         except Exception as exc:  # noqa: BLE001
             log.debug("could not release the lease: %s", exc)
 
@@ -76,7 +76,7 @@ class LeaderElector:
             if exc.status.code != 404:
                 raise
             body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": self._spec(now, now, 0)}
-            return await self._write(self.client.create(Lease(body), namespace=self.namespace))
+            return await self._write(self.client.create(Lease.from_dict(body)))
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
         renewed = parse_time(spec.get("renewTime")) or 0.0
@@ -89,11 +89,16 @@ class LeaderElector:
         else:
             acquired, transitions = now, transitions + 1
         lease["spec"] = self._spec(acquired, now, transitions)
-        return await self._write(self.client.replace(Lease(lease), namespace=self.namespace))
+        return await self._write(self.client.replace(Lease.from_dict(lease)))
 
     def _spec(self, acquired: float, renewed: float, transitions: int) -> Obj:
-        return {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self.duration)),
-                "acquireTime": timestamp(acquired, micro=True), "renewTime": timestamp(renewed, micro=True), "leaseTransitions": transitions}  # fmt: skip
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.duration)),
+            "acquireTime": timestamp(acquired, micro=True),
+            "renewTime": timestamp(renewed, micro=True),
+            "leaseTransitions": transitions,
+        }
 
     @staticmethod
     async def _write(call) -> bool:  # type: ignore[no-untyped-def]

@@ -119,11 +119,18 @@ class Loader:
     async def unload(self, pod: Pod, spec: AdapterSpec, *, timeout: float) -> None:
         """Unload; an adapter the pod no longer holds is already unloaded. Raises LoadError."""
         if self.via_runtime(pod):
-            response = await self._call(pod.runtime_url or "", "/v1/lora_adapter/unload", {"lora_name": spec.name},
-                                        self._runtime_auth(spec), timeout=timeout)  # fmt: skip
+            response = await self._call(
+                pod.runtime_url or "",
+                "/v1/lora_adapter/unload",
+                {"lora_name": spec.name},
+                self._runtime_auth(spec),
+                timeout=timeout,
+            )
             if not response.is_success and response.status_code != 404:
-                raise LoadError(f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
-                                classify(response.status_code))  # fmt: skip
+                raise LoadError(
+                    f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
+                    classify(response.status_code),
+                )
             return
         engine = create_engine(pod.engine, self._client(pod.engine_url))
         try:
@@ -132,7 +139,9 @@ class Loader:
         except AdapterNotFound:
             return
         except TimeoutError:
-            raise LoadError(f"engine on {pod.name} did not answer the unload within {timeout:g}s", Outcome.RETRY) from None
+            raise LoadError(
+                f"engine on {pod.name} did not answer the unload within {timeout:g}s", Outcome.RETRY
+            ) from None
         except EngineError as exc:
             raise LoadError(f"engine on {pod.name}: {exc.message}", Outcome.RETRY) from None
 
@@ -185,4 +194,3 @@ class Loader:
 
 def _bearer(key: str | None) -> str | None:
     return f"Bearer {key}" if key else None
-

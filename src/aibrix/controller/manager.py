@@ -106,8 +106,9 @@ class Controller:
             return
         if old is not None and event == "MODIFIED":
             before, after = old["metadata"], new["metadata"]
-            if (before.get("generation") == after.get("generation")
-                    and bool(before.get("deletionTimestamp")) == bool(after.get("deletionTimestamp"))):  # fmt: skip
+            if before.get("generation") == after.get("generation") and bool(before.get("deletionTimestamp")) == bool(
+                after.get("deletionTimestamp")
+            ):
                 return  # our own status writes: nothing new to act on
         self.queue.add(key)
 
@@ -139,9 +140,15 @@ class Controller:
         """Lead (or wait to), then reconcile until ``stop`` is set or leadership is lost."""
         elector = None
         if self.config.leader_elect:
-            elector = LeaderElector(self.client, self.config.lease_name, self.config.lease_namespace,
-                                    self.config.identity, self.config.lease_duration, self.config.renew_deadline,
-                                    self.config.lease_retry)  # fmt: skip
+            elector = LeaderElector(
+                self.client,
+                self.config.lease_name,
+                self.config.lease_namespace,
+                self.config.identity,
+                self.config.lease_duration,
+                self.config.renew_deadline,
+                self.config.lease_retry,
+            )
             acquire = asyncio.ensure_future(elector.acquire())
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -158,7 +165,7 @@ class Controller:
             log.info("caches synced: %d adapters, %d pods", len(self.adapters.objects), len(self.pods.objects))
             tasks += [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
             tasks.append(asyncio.create_task(self._resync()))
-            watchers = [asyncio.ensure_future(stop.wait())]
+            watchers: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
             if elector is not None:
                 watchers.append(asyncio.ensure_future(elector.keep()))
             await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
@@ -206,4 +213,3 @@ class Controller:
             finally:
                 self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                 self.queue.done(key)
-

@@ -102,7 +102,13 @@ class LoadedIndex:
 
 class Reconciler:
     def __init__(
-        self, kube: Kube, adapters: Informer, pods: Informer, loader: Loader, options: Options, metrics: ControllerMetrics
+        self,
+        kube: Kube,
+        adapters: Informer,
+        pods: Informer,
+        loader: Loader,
+        options: Options,
+        metrics: ControllerMetrics,
     ) -> None:
         self.kube, self.adapters, self.pods, self.loader = kube, adapters, pods, loader
         self.options, self.metrics = options, metrics
@@ -232,6 +238,7 @@ class Pass:
         if condition(self.conditions, "Initialized") is None:
             self.condition("Initialized", "Unknown", "ModelAdapterPending", "Starting reconciliation")
             self.status["phase"] = "Pending"
+            await self.write()
         try:
             spec = parse_spec(self.obj)
         except SpecError as exc:
@@ -246,8 +253,11 @@ class Pass:
         by_name = {p.name: p for p in pods}
         candidates = [p for p in pods if p.eligible(self.now, self.options.stability)]
         candidate_names = {p.name for p in candidates}
-        wait = [self.options.stability - (self.now - (p.ready_since or 0)) for p in pods
-                if p.alive() and p.name not in candidate_names and p.labels.get(ENABLED_LABEL) == "true"]  # fmt: skip
+        wait = [
+            self.options.stability - (self.now - (p.ready_since or 0))
+            for p in pods
+            if p.alive() and p.name not in candidate_names and p.labels.get(ENABLED_LABEL) == "true"
+        ]
 
         retries = {}
         for raw in self.status.get("retries") or []:
@@ -272,26 +282,32 @@ class Pass:
                 instances.remove(pod)
                 lost.append(pod)
                 self.r.metrics.reloads.inc()
-                self.r._event(self.obj, "Warning", "AdapterLost", f"pod {pod.name} no longer serves the adapter; loading it again")
+                self.r._event(
+                    self.obj, "Warning", "AdapterLost", f"pod {pod.name} no longer serves the adapter; loading it again"
+                )
         instance_names = {p.name for p in instances}
 
         desired = spec.replicas if spec.replicas is not None else len(candidates)
         exhausted = {n for n, e in retries.items() if e.attempts >= self.options.max_retries}
-        pending = [by_name[n] for n, e in retries.items()
-                   if n not in exhausted and n in candidate_names and n not in instance_names]  # fmt: skip
+        pending = [
+            by_name[n]
+            for n, e in retries.items()
+            if n not in exhausted and n in candidate_names and n not in instance_names
+        ]
         need = desired - len(instances) - len(pending)
         if need > 0:
-            pool = [p for p in candidates if p.name not in instance_names and p.name not in exhausted
-                    and p not in pending]  # fmt: skip
+            pool = [
+                p for p in candidates if p.name not in instance_names and p.name not in exhausted and p not in pending
+            ]
             chosen = [p for p in lost if p in pool][:need]
             rest = [p for p in pool if p not in chosen]
             chosen += await self.schedule(rest, need - len(chosen))
             if chosen:
-                names = ", ".join(p.name for p in chosen)
-                message = f"ModelAdapter {name} has selected {len(chosen)} pods for scheduling: [{names}]"
+                listed = ", ".join(p.name for p in chosen)
+                message = f"ModelAdapter {name} has selected {len(chosen)} pods for scheduling: [{listed}]"
                 self.condition("Scheduled", "True", "Scheduled", message)
                 self.r._event(self.obj, "Normal", "Scheduled", message)
-                log.info("selected pods for adapter %s: %s", name, names)
+                log.info("selected pods for adapter %s: %s", name, listed)
                 pending += chosen
                 if not instances:
                     self.status["phase"] = "Scheduled"
@@ -328,8 +344,7 @@ class Pass:
             return []
         spec = self.spec
         if spec.scheduler == "least-adapters":
-            return schedulers.by_fewest_adapters(spec.name, pool, count,
-                                                 lambda pod: self.r.per_pod[(self.key[0], pod)])  # fmt: skip
+            return schedulers.by_fewest_adapters(spec.name, pool, count, lambda pod: self.r.per_pod[(self.key[0], pod)])
         if spec.scheduler == "least-load":
             return await schedulers.by_least_load(spec.name, pool, count, self.r.loader.metrics)
         return schedulers.by_hash(spec.name, pool, count)
@@ -341,8 +356,9 @@ class Pass:
             credentials = await self.credentials()
         except LoadError as exc:
             return exc.message
-        results = await asyncio.gather(*(self.r.loader.load(pod, spec, credentials) for pod in due),
-                                       return_exceptions=True)  # fmt: skip
+        results = await asyncio.gather(
+            *(self.r.loader.load(pod, spec, credentials) for pod in due), return_exceptions=True
+        )
         fatal = None
         for pod, result in zip(due, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, LoadError):
@@ -368,19 +384,28 @@ class Pass:
             if result.outcome is Outcome.POD:
                 attempts = self.options.max_retries
             if attempts >= self.options.max_retries:
-                retries[pod.name] = Retry(pod.name, pod.uid, attempts, result.message, self.now,
-                                          self.now + self.options.cooldown)  # fmt: skip
+                retries[pod.name] = Retry(
+                    pod.name, pod.uid, attempts, result.message, self.now, self.now + self.options.cooldown
+                )
                 self.r.metrics.failovers.inc()
                 self.gave_up = True
-                self.r._event(self.obj, "Warning", "MaxRetriesExceeded",
-                              f"Max retries exceeded for pod {pod.name}: {result.message}")  # fmt: skip
+                self.r._event(
+                    self.obj,
+                    "Warning",
+                    "MaxRetriesExceeded",
+                    f"Max retries exceeded for pod {pod.name}: {result.message}",
+                )
                 log.warning("giving up on pod %s for adapter %s: %s", pod.name, name, result.message)
             else:
                 delay = self.options.backoff(attempts)
                 retries[pod.name] = Retry(pod.name, pod.uid, attempts, result.message, self.now, self.now + delay)
-                self.r._event(self.obj, "Warning", "RetryScheduled",
-                              f"Retriable error loading adapter on pod {pod.name} (attempt {attempts}): "
-                              f"{result.message}; retrying in {delay:g}s")  # fmt: skip
+                self.r._event(
+                    self.obj,
+                    "Warning",
+                    "RetryScheduled",
+                    f"Retriable error loading adapter on pod {pod.name} (attempt {attempts}): "
+                    f"{result.message}; retrying in {delay:g}s",
+                )
                 log.info("retriable error loading adapter %s on pod %s: %s", name, pod.name, result.message)
         return fatal
 
@@ -390,32 +415,63 @@ class Pass:
         try:
             return await self.r.kube.secret_data(self.key[0], self.spec.secret_name)
         except ApiError as exc:
-            raise LoadError(f"cannot read secret {self.spec.secret_name}: {exc.status.message}", Outcome.FATAL) from None
+            raise LoadError(
+                f"cannot read secret {self.spec.secret_name}: {exc.status.message}", Outcome.FATAL
+            ) from None
 
     async def expose(self, instances: list[Pod]) -> None:
         """The Service and EndpointSlice that route the adapter's name to the pods holding it."""
         spec, meta = self.spec, self.obj["metadata"]
-        owner = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "uid": meta["uid"],
-                  "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+        owner = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
         labels = {MODEL_LABEL: spec.name, ADAPTER_LABEL: spec.name}
-        service = {"metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels,
-                                "ownerReferences": owner},
-                   "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 8000, "protocol": "TCP",
-                                                            "targetPort": 8000}]}}  # fmt: skip
+        service = {
+            "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels, "ownerReferences": owner},
+            "spec": {
+                "clusterIP": "None",
+                "ports": [{"name": "http", "port": 8000, "protocol": "TCP", "targetPort": 8000}],
+            },
+        }
         port = instances[0].engine_port
-        endpoints = [{"addresses": [p.ip], "conditions": {"ready": True},
-                      "targetRef": {"kind": "Pod", "name": p.name, "namespace": p.namespace, "uid": p.uid}}
-                     for p in sorted(instances, key=lambda p: p.name)]  # fmt: skip
-        slice_ = {"metadata": {"name": spec.name, "namespace": spec.namespace,
-                               "labels": {**labels, "kubernetes.io/service-name": spec.name,
-                                          "endpointslice.kubernetes.io/managed-by": "aibrix-controller"},
-                               "ownerReferences": owner},
-                  "addressType": "IPv4", "endpoints": endpoints,
-                  "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}  # fmt: skip
+        endpoints = [
+            {
+                "addresses": [p.ip],
+                "conditions": {"ready": True},
+                "targetRef": {"kind": "Pod", "name": p.name, "namespace": p.namespace, "uid": p.uid},
+            }
+            for p in sorted(instances, key=lambda p: p.name)
+        ]
+        slice_ = {
+            "metadata": {
+                "name": spec.name,
+                "namespace": spec.namespace,
+                "labels": {
+                    **labels,
+                    "kubernetes.io/service-name": spec.name,
+                    "endpointslice.kubernetes.io/managed-by": "aibrix-controller",
+                },
+                "ownerReferences": owner,
+            },
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        }
+        bound = condition(self.conditions, "Bound")
+        if bound is None or bound["status"] != "True":
+            held = ", ".join(sorted(p.name for p in instances))
+            self.condition("Bound", "True", "Bound", f"Loaded on [{held}]; creating Service and EndpointSlice")
+            self.status["phase"] = "Bound"
+            await self.write(instances)
         await self.r.kube.apply_once(Service, service)
         await self.r.kube.apply_once(EndpointSlice, slice_)
-        if condition(self.conditions, "Bound") is None or condition(self.conditions, "Bound")["status"] != "True":
-            self.condition("Bound", "True", "ResourceCreated", f"Service and EndpointSlice {spec.name} created")
 
     def settle(
         self, instances: list[Pod], retries: dict[str, Retry], desired: int, candidates: list[Pod], fatal: str | None
@@ -431,6 +487,8 @@ class Pass:
             self.status["phase"] = "Running"
             self.condition("Ready", "True", "ModelAdapterAvailable", ready)
             return
+        if condition(self.conditions, "Bound") is not None:
+            self.condition("Bound", "False", "NoInstances", "No pod holds the adapter")
         if fatal:
             self.status["phase"] = "Failed"
             self.condition("Ready", "False", "LoadFailed", fatal)
@@ -451,8 +509,13 @@ class Pass:
         message = "no Ready pod matches spec.podSelector with label adapter.model.aibrix.ai/enabled=true"
         self.condition("Ready", "False", "NoCandidatePods", message)
 
-    async def write(self, instances: list[Pod] | None = None, retries: dict[str, Retry] | None = None,
-                    desired: int | None = None, candidates: int | None = None) -> None:  # fmt: skip
+    async def write(
+        self,
+        instances: list[Pod] | None = None,
+        retries: dict[str, Retry] | None = None,
+        desired: int | None = None,
+        candidates: int | None = None,
+    ) -> None:
         """Write the status if it changed (a resync with nothing to do writes nothing)."""
         if instances is not None:
             self.status["instances"] = sorted(p.name for p in instances)
@@ -478,4 +541,3 @@ class Pass:
             raise
         self.r.adapters.store(stored)
         self.old_status = copy.deepcopy(self.status)
-

@@ -71,14 +71,18 @@ class AdapterSpec:
 
 def parse_selector(raw: Any) -> Selector:
     if not isinstance(raw, dict) or not (raw.get("matchLabels") or raw.get("matchExpressions")):
-        raise SpecError("spec.podSelector needs matchLabels or matchExpressions (an empty selector would match every pod)")
+        raise SpecError(
+            "spec.podSelector needs matchLabels or matchExpressions (an empty selector would match every pod)"
+        )
     requirements = []
     for key, value in (raw.get("matchLabels") or {}).items():
         requirements.append(Requirement(str(key), "In", frozenset({str(value)})))
     for expression in raw.get("matchExpressions") or []:
         operator = expression.get("operator") if isinstance(expression, dict) else None
         if operator not in OPERATORS or not expression.get("key"):
-            raise SpecError(f"spec.podSelector.matchExpressions: {expression!r} needs a key and an operator in {OPERATORS}")
+            raise SpecError(
+                f"spec.podSelector.matchExpressions: {expression!r} needs a key and an operator in {OPERATORS}"
+            )
         values = frozenset(str(v) for v in expression.get("values") or [])
         if operator in ("In", "NotIn") and not values:
             raise SpecError(f"spec.podSelector.matchExpressions: operator {operator} needs values")

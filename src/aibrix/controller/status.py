@@ -19,8 +19,16 @@ def set_condition(conditions: list[Obj], type_: str, status: str, reason: str, m
                 condition["lastTransitionTime"] = timestamp()
             condition.update(status=status, reason=reason, message=message, observedGeneration=generation)
             return
-    conditions.append({"type": type_, "status": status, "reason": reason, "message": message,
-                       "lastTransitionTime": timestamp(), "observedGeneration": generation})  # fmt: skip
+    conditions.append(
+        {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": timestamp(),
+            "observedGeneration": generation,
+        }
+    )
 
 
 def condition(conditions: list[Obj], type_: str) -> Obj | None:
@@ -50,6 +58,11 @@ class Retry:
         )
 
     def to_status(self) -> Obj:
-        return {"pod": self.pod, "podUID": self.pod_uid, "attempts": self.attempts, "lastError": self.last_error[:512],
-                "lastAttemptTime": timestamp(self.last_attempt, micro=True),
-                "nextAttemptTime": timestamp(self.next_attempt, micro=True)}  # fmt: skip
+        return {
+            "pod": self.pod,
+            "podUID": self.pod_uid,
+            "attempts": self.attempts,
+            "lastError": self.last_error[:512],
+            "lastAttemptTime": timestamp(self.last_attempt, micro=True),
+            "nextAttemptTime": timestamp(self.next_attempt, micro=True),
+        }

@@ -139,11 +139,14 @@ class Histogram(Family[Buckets]):
             lines.append(f"{self.name}_count{child.label_text} {number(running)}")
 
 
+AnyFamily = TypeVar("AnyFamily", bound=Counter | Histogram)
+
+
 class Registry:
     def __init__(self) -> None:
         self.families: list[Counter | Histogram] = []
 
-    def add(self, family: Counter | Histogram) -> Counter | Histogram:
+    def add(self, family: AnyFamily) -> AnyFamily:
         self.families.append(family)
         return family
 
