@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
-from kube import ADAPTERS, FakeKube
 
 from aibrix.controller.cli import parser
 from aibrix.controller.pods import pod_from_object
 from aibrix.controller.spec import parse_spec
+from kube import ADAPTERS, FakeKube
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
