@@ -235,7 +235,9 @@ def test_retries_spent_fail_over_then_failed_then_new_pod(
     kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
 ) -> None:
     kube.add_pod("dead", engine=None)  # nothing listens on its engine port
-    controller("--enable-runtime-sidecar=false", "--max-retries", "3", "--retry-base-seconds", "0.1")
+    proc = controller(
+        "--enable-runtime-sidecar=false", "--max-retries", "3", "--retry-base-seconds", "0.1", "--log-format", "json"
+    )
     kube.add_adapter("lonely", artifactURL=str(adapter_dir), replicas=1)
 
     failed = kube.wait_adapter("lonely", lambda o: phase(o) == "Failed", timeout=15)
@@ -250,6 +252,16 @@ def test_retries_spent_fail_over_then_failed_then_new_pod(
     done = kube.wait_adapter("lonely", running, timeout=10)
     assert done["status"]["instances"] == ["alive"]
     assert "lonely" in adapters_on(sim.url)
+
+    proc.stop()
+    lines = [json.loads(line) for line in proc.output(limit=10**8).splitlines() if line.startswith("{")]
+    attempts = [
+        e["attempt"]
+        for e in lines
+        if e.get("pod") == "dead" and e.get("adapter") == "default/lonely" and "attempt" in e
+    ]
+    assert attempts == [1, 2]
+    assert any(e["level"] == "warning" and e.get("pod") == "dead" and "giving up" in e["msg"] for e in lines)
 
 
 def test_deleted_pod_fails_over_within_seconds(
@@ -316,7 +328,7 @@ def test_wrong_api_key_fails_and_right_one_loads(
 ) -> None:
     sim = engines.sim("--api-key", "sk-right")
     kube.add_pod("base-0", engine=sim)
-    controller("--enable-runtime-sidecar=false")
+    proc = controller("--enable-runtime-sidecar=false")
     kube.add_adapter("keyed", artifactURL=str(adapter_dir), replicas=1, additionalConfig={"api-key": "sk-wrong"})
     failed = kube.wait_adapter("keyed", lambda o: phase(o) == "Failed", timeout=10)
     assert "401" in condition(failed, "Ready")["message"] or "nauthorized" in condition(failed, "Ready")["message"]
@@ -324,6 +336,8 @@ def test_wrong_api_key_fails_and_right_one_loads(
 
     kube.add_adapter("keyed-ok", artifactURL=str(adapter_dir), replicas=1, additionalConfig={"api-key": "sk-right"})
     kube.wait_adapter("keyed-ok", running)
+    proc.stop()
+    assert "sk-wrong" not in proc.output(limit=10**8) and "sk-right" not in proc.output(limit=10**8)
 
 
 def test_credentials_secret_reaches_the_runtime(
@@ -350,7 +364,7 @@ def test_credentials_secret_reaches_the_runtime(
             "/api/v1/namespaces/default/secrets",
             {"metadata": {"name": "hf-credentials"}, "stringData": {"huggingface_token": hub.token}},
         )
-        controller()
+        proc = controller()
         kube.add_adapter("private", artifactURL="huggingface://org/private-lora", replicas=1)
         failed = kube.wait_adapter("private", lambda o: phase(o) == "Failed", timeout=10)
         assert (
@@ -367,6 +381,11 @@ def test_credentials_secret_reaches_the_runtime(
         assert "private-ok" in adapters_on(sim.url)
         listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=5).text
         assert hub.token not in listing
+        events = kube.http.get("/api/v1/namespaces/default/events").text
+        status_text = str(kube.adapter("private-ok"))
+        proc.stop()
+        for text in (events, status_text, proc.output(limit=10**8)):
+            assert hub.token not in text
 
 
 def test_deletion_unloads_and_cleans_up(
@@ -431,10 +450,10 @@ def test_two_controllers_do_not_fight(
 
 
 def _metric(proc: Proc, series: str) -> float:
-    text = httpx.get(proc.url + "/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(series + " ") or (line.startswith(series + "{") is False and line.split(" ")[0] == series):
-            return float(line.rsplit(" ", 1)[1])
+    for line in httpx.get(proc.url + "/metrics", timeout=5).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
     return 0.0
 
 
@@ -482,3 +501,119 @@ def test_phases_follow_the_documented_order(
             if current and (not seen or seen[-1] != current):
                 seen.append(current)
     assert seen == ["Pending", "Scheduled", "Loading", "Bound", "Running"]
+
+
+def test_failed_adapter_waits_for_the_cool_down_or_an_edit(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    sim = engines.sim()
+    kube.add_pod("base-0", engine=sim)
+    proc = controller("--enable-runtime-sidecar=false", "--metrics-bind-address", f"127.0.0.1:{free_port()}")
+    kube.add_adapter("typo", artifactURL="/no/such/adapter", replicas=1)
+    failed = kube.wait_adapter("typo", lambda o: phase(o) == "Failed", timeout=10)
+    assert status(failed)["nextAttemptTime"]
+    time.sleep(3)  # three resyncs: a fatal error is not retried on every one
+    assert _metric(proc, 'aibrix_controller_adapter_loads_total{result="fatal"}') == 1
+
+    response = kube.http.patch(
+        ADAPTERS.format(ns="default") + "/typo",
+        json={"spec": {"artifactURL": str(adapter_dir)}},
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert response.status_code == 200
+    fixed = kube.wait_adapter("typo", running, timeout=5)
+    assert "nextAttemptTime" not in status(fixed)
+    assert "typo" in adapters_on(sim.url)
+
+
+def test_editing_the_artifact_or_selector_moves_the_adapter(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path, tmp_path: Path
+) -> None:
+    sims = {name: engines.sim() for name in ("a-0", "b-0")}
+    kube.add_pod("a-0", engine=sims["a-0"], labels={"pool": "a"})
+    kube.add_pod("b-0", engine=sims["b-0"], labels={"pool": "b"})
+    controller("--enable-runtime-sidecar=false")
+    selector = {"matchLabels": {"model.aibrix.ai/name": "base-model", "pool": "a"}}
+    kube.add_adapter("editable", artifactURL=str(adapter_dir), podSelector=selector)
+    kube.wait_adapter("editable", running)
+
+    newer = tmp_path / "v2"
+    newer.mkdir()
+    (newer / "adapter_config.json").write_text('{"r": 16}')
+    path = ADAPTERS.format(ns="default") + "/editable"
+    merge = {"content-type": "application/merge-patch+json"}
+    kube.http.patch(path, json={"spec": {"artifactURL": str(newer)}}, headers=merge).raise_for_status()
+    kube.wait_adapter("editable", lambda o: running(o) and status(o).get("artifactURL") == str(newer))
+    cards = httpx.get(sims["a-0"].url + "/v1/models", timeout=5).json()["data"]
+    assert next(c for c in cards if c["id"] == "editable")["root"] == str(newer)
+
+    selector["matchLabels"]["pool"] = "b"
+    kube.http.patch(path, json={"spec": {"podSelector": selector}}, headers=merge).raise_for_status()
+    kube.wait_adapter("editable", lambda o: running(o) and status(o)["instances"] == ["b-0"])
+    assert "editable" in adapters_on(sims["b-0"].url)
+    assert "editable" not in adapters_on(sims["a-0"].url)
+
+
+def test_direct_loading_into_sglang(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    sim = engines.sim(engine="sglang")
+    kube.add_pod("sglang-0", engine=sim, engine_name="sglang")
+    controller("--enable-runtime-sidecar=false")
+    kube.add_adapter("sg-lora", artifactURL=str(adapter_dir), replicas=1)
+    kube.wait_adapter("sg-lora", running)
+    assert "sg-lora" in httpx.get(sim.url + "/v1/models", timeout=5).text
+    kube.delete(ADAPTERS.format(ns="default") + "/sg-lora")
+    kube.wait_gone(ADAPTERS.format(ns="default") + "/sg-lora")
+    assert "sg-lora" not in httpx.get(sim.url + "/v1/models", timeout=5).text
+
+
+def test_least_load_avoids_the_busy_pod(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    import threading
+
+    sims = {}
+    for name in ("p-0", "p-1"):
+        sims[name], _ = pod_with_runtime(kube, engines, name, "--itl-ms", "50")
+    controller()
+
+    def busy(sim: Proc, stop: threading.Event) -> None:
+        body = {"model": "base-model", "prompt": "hello", "max_tokens": 200, "stream": True}
+        with httpx.stream("POST", sim.url + "/v1/completions", json=body, timeout=30) as response:
+            for _ in response.iter_bytes():
+                if stop.is_set():
+                    return
+
+    for round_, (loaded, idle) in enumerate([("p-0", "p-1"), ("p-1", "p-0")]):
+        stop = threading.Event()
+        threads = [threading.Thread(target=busy, args=(sims[loaded], stop)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while _engine_metric(sims[loaded], "vllm:num_requests_running") < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        kube.add_adapter(f"lora-{round_}", artifactURL=str(adapter_dir), replicas=1, schedulerName="least-load")
+        placed = kube.wait_adapter(f"lora-{round_}", running)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert status(placed)["instances"] == [idle]
+        time.sleep(1.1)  # the controller reuses a pod's metrics for a second
+
+
+def _engine_metric(sim: Proc, name: str) -> float:
+    for line in httpx.get(sim.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_spec_the_controller_cannot_use_is_failed_with_the_reason(kube: FakeKube, controller: Controllers) -> None:
+    controller()
+    kube.add_adapter("9lives", replicas=1)  # the fake server does not run the CRD's CEL rule; the controller checks
+    failed = kube.wait_adapter("9lives", lambda o: phase(o) == "Failed")
+    initialized = condition(failed, "Initialized")
+    assert (initialized["status"], initialized["reason"]) == ("False", "InvalidSpec")
+    assert "DNS-1035" in initialized["message"]

@@ -83,7 +83,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+FIELDS = ("adapter", "pod", "pods", "phase", "attempt")
+
+
 class JSONFormatter(logging.Formatter):
+    """One JSON object per line, with the adapter, pod, phase and attempt a message is about as fields."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": self.formatTime(record),
@@ -91,6 +96,9 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for field in FIELDS:
+            if hasattr(record, field):
+                entry[field] = getattr(record, field)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -113,7 +113,7 @@ class Loader:
             except EngineRejected as exc:
                 raise LoadError(f"engine on {pod.name} refused: {exc.message}", classify(exc.status)) from None
             except EngineError as exc:
-                raise LoadError(f"engine on {pod.name}: {exc.message}", Outcome.RETRY) from None
+                raise LoadError(exc.message, Outcome.RETRY) from None
         return time.monotonic() - started
 
     async def unload(self, pod: Pod, spec: AdapterSpec, *, timeout: float) -> None:

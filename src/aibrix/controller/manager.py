@@ -116,7 +116,7 @@ class Controller:
         namespace = new["metadata"].get("namespace", "")
         labels = [(o["metadata"].get("labels") or {}) for o in (old, new) if o is not None]
         if event == "DELETED":
-            self.reconciler.index.forget(new["metadata"].get("uid", ""))
+            self.reconciler.forget_pod(new)
         for key, adapter in self.adapters.objects.items():
             if key[0] != namespace:
                 continue

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from lightkube import ApiError
 
 from aibrix.controller import schedulers
-from aibrix.controller.kube import EndpointSlice, Informer, Key, Kube, Obj, Service, key_of
+from aibrix.controller.kube import EndpointSlice, Informer, Key, Kube, Obj, Service, key_of, timestamp
 from aibrix.controller.loader import Loader, LoadError, Outcome
 from aibrix.controller.metrics import PHASES, ControllerMetrics
-from aibrix.controller.pods import Pod, pod_from_object
+from aibrix.controller.pods import Pod, parse_time, pod_from_object
 from aibrix.controller.spec import (
     ADAPTER_LABEL,
     ENABLED_LABEL,
@@ -34,6 +34,7 @@ from aibrix.controller.spec import (
     parse_spec,
 )
 from aibrix.controller.status import Retry, condition, set_condition
+from aibrix.storage.uri import redact
 
 log = logging.getLogger("aibrix.controller")
 
@@ -117,6 +118,7 @@ class Reconciler:
         self.per_pod: Counter[tuple[str, str]] = Counter()  # (namespace, pod) -> adapters assigned
         self.phases: dict[Key, str] = {}
         self._events: dict[Key, tuple[str, str]] = {}
+        self._metrics: dict[str, tuple[float, str | None]] = {}
 
     # --- bookkeeping shared between adapters ------------------------------------------------------------------
 
@@ -153,6 +155,13 @@ class Reconciler:
         self.assigned.pop(key, None)
         self._set_phase(key, None)
         self._events.pop(key, None)
+
+    def forget_pod(self, obj: Obj) -> None:
+        """Drop what was known about a deleted pod, and its pooled connections."""
+        pod = pod_from_object(obj)
+        self.index.forget(pod.uid)
+        self._metrics.pop(pod.uid, None)
+        self.loader.forget(pod)
 
     def _event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         key = key_of(obj)
@@ -201,7 +210,7 @@ class Reconciler:
             except ApiError as exc:
                 if exc.status.code != 404:
                     raise
-        log.info("adapter %s/%s deleted", *key)
+        log.info("adapter %s/%s deleted", *key, extra={"adapter": f"{key[0]}/{key[1]}"})
         self.forget(key)
 
     async def _unload(self, obj: Obj, spec: AdapterSpec, pod: Pod) -> None:
@@ -215,6 +224,19 @@ class Reconciler:
 
     def namespace_pods(self, namespace: str) -> list[Pod]:
         return [pod_from_object(o) for (ns, _), o in self.pods.objects.items() if ns == namespace]
+
+    async def pod_metrics(self, pod: Pod) -> str | None:
+        """A pod's metrics page, reused for a second: a burst of adapters does not scrape every pod per adapter."""
+        cached = self._metrics.get(pod.uid)
+        if cached is not None and time.monotonic() - cached[0] < 1.0:
+            return cached[1]
+        payload = await self.loader.metrics(pod)
+        self._metrics[pod.uid] = (time.monotonic(), payload)
+        return payload
+
+    def pod(self, namespace: str, name: str) -> Pod | None:
+        obj = self.pods.objects.get((namespace, name))
+        return pod_from_object(obj) if obj is not None else None
 
 
 class Pass:
@@ -234,124 +256,152 @@ class Pass:
         set_condition(self.conditions, type_, status, reason, message, self.generation)
 
     async def run(self) -> float | None:
-        name = f"{self.key[0]}/{self.key[1]}"
         if condition(self.conditions, "Initialized") is None:
             self.condition("Initialized", "Unknown", "ModelAdapterPending", "Starting reconciliation")
             self.status["phase"] = "Pending"
             await self.write()
         try:
-            spec = parse_spec(self.obj)
+            self.spec = parse_spec(self.obj)
         except SpecError as exc:
             self.condition("Initialized", "False", "InvalidSpec", str(exc))
             self.status.update(phase="Failed", instances=[], readyReplicas=0)
             self.r._event(self.obj, "Warning", "InvalidSpec", str(exc))
             await self.write()
             return None
-        self.spec = spec
+        held_until = parse_time(self.status.get("nextAttemptTime"))
+        if held_until and held_until > self.now and self.status.get("observedGeneration") == self.generation:
+            return held_until - self.now  # failed for a reason no retry fixes; wait for the cool-down or an edit
 
-        pods = [p for p in self.r.namespace_pods(self.key[0]) if spec.selector.matches(p.labels)]
-        by_name = {p.name: p for p in pods}
-        candidates = [p for p in pods if p.eligible(self.now, self.options.stability)]
-        candidate_names = {p.name for p in candidates}
-        wait = [
-            self.options.stability - (self.now - (p.ready_since or 0))
-            for p in pods
-            if p.alive() and p.name not in candidate_names and p.labels.get(ENABLED_LABEL) == "true"
-        ]
-
-        retries = {}
-        for raw in self.status.get("retries") or []:
-            entry = Retry.from_status(raw)
-            pod = by_name.get(entry.pod)
-            if pod is None or pod.uid != entry.pod_uid:
-                continue  # the pod is gone or was replaced: its history does not apply
-            if entry.attempts >= self.options.max_retries and entry.next_attempt <= self.now:
-                continue  # cooled down: the pod gets a fresh set of retries
-            retries[entry.pod] = entry
-
-        instances, lost = [], []
-        for pod_name in self.status.get("instances") or []:
-            pod = by_name.get(pod_name)
-            if pod is None or not pod.alive():
-                self.r._event(self.obj, "Warning", "InstanceLost", f"pod {pod_name} is gone or not ready; replacing it")
-                continue
-            instances.append(pod)
-        held = await asyncio.gather(*(self.r.index.names(pod, spec.api_key) for pod in instances))
-        for pod, names in zip(list(instances), held, strict=True):
-            if names is not None and spec.name not in names:
-                instances.remove(pod)
-                lost.append(pod)
-                self.r.metrics.reloads.inc()
-                self.r._event(
-                    self.obj, "Warning", "AdapterLost", f"pod {pod.name} no longer serves the adapter; loading it again"
-                )
-        instance_names = {p.name for p in instances}
-
-        desired = spec.replicas if spec.replicas is not None else len(candidates)
-        exhausted = {n for n, e in retries.items() if e.attempts >= self.options.max_retries}
-        pending = [
-            by_name[n]
-            for n, e in retries.items()
-            if n not in exhausted and n in candidate_names and n not in instance_names
-        ]
-        need = desired - len(instances) - len(pending)
-        if need > 0:
-            pool = [
-                p for p in candidates if p.name not in instance_names and p.name not in exhausted and p not in pending
-            ]
-            chosen = [p for p in lost if p in pool][:need]
-            rest = [p for p in pool if p not in chosen]
-            chosen += await self.schedule(rest, need - len(chosen))
-            if chosen:
-                listed = ", ".join(p.name for p in chosen)
-                message = f"ModelAdapter {name} has selected {len(chosen)} pods for scheduling: [{listed}]"
-                self.condition("Scheduled", "True", "Scheduled", message)
-                self.r._event(self.obj, "Normal", "Scheduled", message)
-                log.info("selected pods for adapter %s: %s", name, listed)
-                pending += chosen
-                if not instances:
-                    self.status["phase"] = "Scheduled"
-                self.r._assign(self.key, {p.name for p in instances + pending})
-                await self.write(instances, retries, desired, len(candidates))
-        elif need < 0 and spec.replicas is not None:
-            extra = instances[spec.replicas :]
-            instances = instances[: spec.replicas]
-            await asyncio.gather(*(self.r._unload(self.obj, spec, pod) for pod in extra))
-        self.r._assign(self.key, {p.name for p in instances + pending})
-
-        due = [p for p in pending if p.name not in retries or retries[p.name].next_attempt <= self.now]
-        fatal: str | None = None
+        self.observe()
+        await self.drop_stale_instances()
+        await self.place()
+        due = [p for p in self.pending if p.name not in self.retries or self.retries[p.name].next_attempt <= self.now]
+        fatal = None
         if due:
-            if not instances:
-                self.status["phase"] = "Loading"
-                await self.write(instances, retries, desired, len(candidates))
-            fatal = await self.load(due, instances, retries)
-
-        self.r._assign(self.key, {p.name for p in instances} | {n for n in retries if n in by_name})
-        if instances:
-            await self.expose(instances)
-        self.settle(instances, retries, desired, candidates, fatal)
-        await self.write(instances, retries, desired, len(candidates))
+            if not self.instances:
+                await self.write_phase("Loading")
+            fatal = await self.load(due)
+        self.r._assign(self.key, {p.name for p in self.instances} | {n for n in self.retries if n in self.by_name})
+        if self.instances:
+            await self.expose()
+        self.settle(fatal)
+        await self.write_phase(self.status["phase"])
         if fatal:
             return self.options.cooldown
         if self.gave_up:
             return 0.0  # a pod was just given up on: choose another at once
-        later = [w for w in [e.next_attempt - self.now for e in retries.values()] + wait if w > 0]
-        return min(later) if later else None
+        later = [e.next_attempt - self.now for e in self.retries.values()] + self.stabilizing
+        return min((w for w in later if w > 0), default=None)
+
+    def observe(self) -> None:
+        """Pods, candidates, retry history and instances as they stand."""
+        spec, options = self.spec, self.options
+        self.matching = [p for p in self.r.namespace_pods(self.key[0]) if spec.selector.matches(p.labels)]
+        self.by_name = {p.name: p for p in self.matching}
+        self.candidates = [p for p in self.matching if p.eligible(self.now, options.stability)]
+        names = {p.name for p in self.candidates}
+        self.stabilizing = [
+            options.stability - (self.now - (p.ready_since or 0))
+            for p in self.matching
+            if p.alive() and p.name not in names and p.labels.get(ENABLED_LABEL) == "true"
+        ]
+        self.retries: dict[str, Retry] = {}
+        for raw in self.status.get("retries") or []:
+            entry = Retry.from_status(raw)
+            pod = self.by_name.get(entry.pod)
+            if pod is None or pod.uid != entry.pod_uid:
+                continue  # the pod is gone or was replaced: its history does not apply
+            if entry.attempts >= options.max_retries and entry.next_attempt <= self.now:
+                continue  # cooled down: the pod gets a fresh set of retries
+            self.retries[entry.pod] = entry
+        self.exhausted = {n for n, e in self.retries.items() if e.attempts >= options.max_retries}
+        self.instances: list[Pod] = []
+        self.lost: list[Pod] = []
+        self.unwanted: list[Pod] = []
+        for pod_name in self.status.get("instances") or []:
+            pod = self.by_name.get(pod_name)
+            if pod is not None and pod.alive():
+                self.instances.append(pod)
+                continue
+            self.r._event(
+                self.obj, "Warning", "InstanceLost", f"pod {pod_name} is gone, not ready or no longer selected"
+            )
+            stray = self.r.pod(self.key[0], pod_name)
+            if stray is not None and stray.alive():
+                self.unwanted.append(stray)  # the selector changed: it should not keep the adapter
+        self.desired = spec.replicas if spec.replicas is not None else len(self.candidates)
+
+    async def drop_stale_instances(self) -> None:
+        """Forget instances that lost the adapter (engine restart) and unload it where it should no longer be."""
+        spec = self.spec
+        if self.instances and self.status.get("artifactURL") not in (None, redact(spec.artifact_url)):
+            self.r._event(self.obj, "Normal", "ArtifactChanged", "spec.artifactURL changed; loading the new artifact")
+            self.unwanted += self.instances
+            self.instances = []
+        if self.unwanted:
+            await asyncio.gather(*(self.r._unload(self.obj, spec, pod) for pod in self.unwanted))
+        held = await asyncio.gather(*(self.r.index.names(pod, spec.api_key) for pod in self.instances))
+        for pod, names in zip(list(self.instances), held, strict=True):
+            if names is not None and spec.name not in names:
+                self.instances.remove(pod)
+                self.lost.append(pod)
+                self.r.metrics.reloads.inc()
+                message = f"pod {pod.name} no longer serves the adapter; loading it again"
+                self.r._event(self.obj, "Warning", "AdapterLost", message)
+
+    async def place(self) -> None:
+        """Choose pods for missing replicas, or unload from replicas beyond the desired count."""
+        names = {p.name for p in self.instances}
+        candidate_names = {p.name for p in self.candidates}
+        self.pending = [
+            self.by_name[n] for n in self.retries if n not in self.exhausted and n in candidate_names and n not in names
+        ]
+        need = self.desired - len(self.instances) - len(self.pending)
+        if need < 0 and self.spec.replicas is not None and len(self.instances) > self.spec.replicas:
+            extra = self.instances[self.spec.replicas :]
+            self.instances = self.instances[: self.spec.replicas]
+            await asyncio.gather(*(self.r._unload(self.obj, self.spec, pod) for pod in extra))
+        if need <= 0:
+            self.r._assign(self.key, {p.name for p in self.instances + self.pending})
+            return
+        taken = names | self.exhausted | {p.name for p in self.pending}
+        pool = [p for p in self.candidates if p.name not in taken]
+        chosen = [p for p in self.lost if p in pool][:need]  # an engine that lost the adapter gets it back first
+        chosen += await self.schedule([p for p in pool if p not in chosen], need - len(chosen))
+        self.pending += chosen
+        self.r._assign(self.key, {p.name for p in self.instances + self.pending})
+        if chosen:
+            name = f"{self.key[0]}/{self.key[1]}"
+            listed = ", ".join(p.name for p in chosen)
+            message = (
+                f"ModelAdapter {self.key[0]}/{self.key[1]} has selected {len(chosen)} pods for scheduling: [{listed}]"
+            )
+            self.condition("Scheduled", "True", "Scheduled", message)
+            self.r._event(self.obj, "Normal", "Scheduled", message)
+            log.info("selected pods for adapter %s/%s: %s", *self.key, listed, extra={"adapter": name, "pods": listed})
+            await self.write_phase("Scheduled")
+
+    async def write_phase(self, phase: str) -> None:
+        """Write the status with ``phase`` (while no pod serves the adapter; afterwards it stays Running)."""
+        self.status["phase"] = "Running" if self.instances and phase in ("Scheduled", "Loading") else phase
+        await self.write(self.instances, self.retries, self.desired, len(self.candidates))
 
     async def schedule(self, pool: list[Pod], count: int) -> list[Pod]:
         if count <= 0 or not pool:
             return []
         spec = self.spec
+        def adapters_on(pod: str) -> int:
+            return self.r.per_pod[(self.key[0], pod)]
+
         if spec.scheduler == "least-adapters":
-            return schedulers.by_fewest_adapters(spec.name, pool, count, lambda pod: self.r.per_pod[(self.key[0], pod)])
+            return schedulers.by_fewest_adapters(spec.name, pool, count, adapters_on)
         if spec.scheduler == "least-load":
-            return await schedulers.by_least_load(spec.name, pool, count, self.r.loader.metrics)
+            return await schedulers.by_least_load(spec.name, pool, count, self.r.pod_metrics, adapters_on)
         return schedulers.by_hash(spec.name, pool, count)
 
-    async def load(self, due: list[Pod], instances: list[Pod], retries: dict[str, Retry]) -> str | None:
+    async def load(self, due: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""
-        spec, name = self.spec, f"{self.key[0]}/{self.key[1]}"
+        spec, name, instances, retries = self.spec, f"{self.key[0]}/{self.key[1]}", self.instances, self.retries
         try:
             credentials = await self.credentials()
         except LoadError as exc:
@@ -370,7 +420,13 @@ class Pass:
                 self.r.metrics.loads.labels("ok").inc()
                 self.r.metrics.load_seconds.observe(result)
                 self.r._event(self.obj, "Normal", "Loaded", f"Successfully loaded adapter on pod {pod.name}")
-                log.info("loaded adapter %s on pod %s in %.3fs", name, pod.name, result)
+                log.info(
+                    "loaded adapter %s on pod %s in %.3fs",
+                    name,
+                    pod.name,
+                    result,
+                    extra={"adapter": name, "pod": pod.name},
+                )
                 continue
             assert isinstance(result, LoadError)
             self.r.metrics.loads.labels(result.outcome.value).inc()
@@ -379,7 +435,9 @@ class Pass:
             if result.outcome is Outcome.FATAL:
                 fatal = result.message
                 retries.pop(pod.name, None)
-                log.warning("adapter %s cannot load: %s", name, result.message)
+                log.warning(
+                    "adapter %s cannot load: %s", name, result.message, extra={"adapter": name, "pod": pod.name}
+                )
                 continue
             if result.outcome is Outcome.POD:
                 attempts = self.options.max_retries
@@ -395,7 +453,13 @@ class Pass:
                     "MaxRetriesExceeded",
                     f"Max retries exceeded for pod {pod.name}: {result.message}",
                 )
-                log.warning("giving up on pod %s for adapter %s: %s", pod.name, name, result.message)
+                log.warning(
+                    "giving up on pod %s for adapter %s: %s",
+                    pod.name,
+                    name,
+                    result.message,
+                    extra={"adapter": name, "pod": pod.name},
+                )
             else:
                 delay = self.options.backoff(attempts)
                 retries[pod.name] = Retry(pod.name, pod.uid, attempts, result.message, self.now, self.now + delay)
@@ -406,7 +470,13 @@ class Pass:
                     f"Retriable error loading adapter on pod {pod.name} (attempt {attempts}): "
                     f"{result.message}; retrying in {delay:g}s",
                 )
-                log.info("retriable error loading adapter %s on pod %s: %s", name, pod.name, result.message)
+                log.info(
+                    "retriable error loading adapter %s on pod %s: %s",
+                    name,
+                    pod.name,
+                    result.message,
+                    extra={"adapter": name, "pod": pod.name, "attempt": attempts},
+                )
         return fatal
 
     async def credentials(self) -> dict[str, str] | None:
@@ -419,9 +489,9 @@ class Pass:
                 f"cannot read secret {self.spec.secret_name}: {exc.status.message}", Outcome.FATAL
             ) from None
 
-    async def expose(self, instances: list[Pod]) -> None:
+    async def expose(self) -> None:
         """The Service and EndpointSlice that route the adapter's name to the pods holding it."""
-        spec, meta = self.spec, self.obj["metadata"]
+        spec, meta, instances = self.spec, self.obj["metadata"], self.instances
         owner = [
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
@@ -468,19 +538,18 @@ class Pass:
         if bound is None or bound["status"] != "True":
             held = ", ".join(sorted(p.name for p in instances))
             self.condition("Bound", "True", "Bound", f"Loaded on [{held}]; creating Service and EndpointSlice")
-            self.status["phase"] = "Bound"
-            await self.write(instances)
+            await self.write_phase("Bound")
         await self.r.kube.apply_once(Service, service)
         await self.r.kube.apply_once(EndpointSlice, slice_)
 
-    def settle(
-        self, instances: list[Pod], retries: dict[str, Retry], desired: int, candidates: list[Pod], fatal: str | None
-    ) -> None:
+    def settle(self, fatal: str | None) -> None:
         """The phase and conditions once this pass has acted."""
-        name = f"{self.key[0]}/{self.key[1]}"
+        name, instances, retries, desired = f"{self.key[0]}/{self.key[1]}", self.instances, self.retries, self.desired
         exhausted = {n for n, e in retries.items() if e.attempts >= self.options.max_retries}
         self.condition("Initialized", "True", "Initialized", "Configuration is valid")
+        self.status["nextAttemptTime"] = None
         if instances:
+            self.status["artifactURL"] = redact(self.spec.artifact_url)
             ready = f"ModelAdapter {name} is ready"
             if len(instances) < desired:
                 ready += f" on {len(instances)} of {desired} pods"
@@ -491,6 +560,7 @@ class Pass:
             self.condition("Bound", "False", "NoInstances", "No pod holds the adapter")
         if fatal:
             self.status["phase"] = "Failed"
+            self.status["nextAttemptTime"] = timestamp(self.now + self.options.cooldown, micro=True)
             self.condition("Ready", "False", "LoadFailed", fatal)
             self.r._event(self.obj, "Warning", "LoadFailed", fatal)
             return
@@ -498,7 +568,7 @@ class Pass:
             self.status["phase"] = "Loading"
             self.condition("Ready", "False", "Loading", "Loading the adapter; retrying after errors")
             return
-        if exhausted and not any(p.name not in exhausted for p in candidates):
+        if exhausted and not any(p.name not in exhausted for p in self.candidates):
             reasons = "; ".join(f"{n}: {retries[n].last_error}" for n in sorted(exhausted))
             message = f"no pod could load the adapter after retries ({reasons}); waiting for new pods"
             self.status["phase"] = "Failed"
@@ -528,10 +598,17 @@ class Pass:
             self.status["candidates"] = candidates
         self.status["observedGeneration"] = self.generation
         self.r._set_phase(self.key, self.status.get("phase"))
+        self.status = {k: v for k, v in self.status.items() if v is not None}
         if self.status == self.old_status:
             return
         if self.status.get("phase") != self.old_status.get("phase"):
-            log.info("adapter %s/%s phase %s -> %s", *self.key, self.old_status.get("phase"), self.status.get("phase"))
+            log.info(
+                "adapter %s/%s phase %s -> %s",
+                *self.key,
+                self.old_status.get("phase"),
+                self.status.get("phase"),
+                extra={"adapter": f"{self.key[0]}/{self.key[1]}", "phase": self.status.get("phase")},
+            )
         full = {k: self.status.get(k) for k in set(self.status) | set(self.old_status)}
         try:
             stored = await self.r.kube.patch_status(self.key[0], self.key[1], full)

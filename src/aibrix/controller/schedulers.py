@@ -41,16 +41,19 @@ def load_of(engine: str, payload: str | None) -> tuple[float, float]:
         values = read_standard(engine, payload)
     except ValueError:
         return UNKNOWN_LOAD
-    running, waiting = values.get("num_requests_running"), values.get("num_requests_waiting")
-    cache = values.get("kv_cache_usage_perc")
+    running, waiting = values.get("aibrix:num_requests_running"), values.get("aibrix:num_requests_waiting")
+    cache = values.get("aibrix:kv_cache_usage_perc")
     if cache is None:
-        cache = values.get("gpu_cache_usage_perc")
+        cache = values.get("aibrix:gpu_cache_usage_perc")
     if running is None and waiting is None:
         return UNKNOWN_LOAD
     return (running or 0.0) + (waiting or 0.0), cache if cache is not None else 1.0
 
 
-async def by_least_load(adapter: str, pods: Sequence[Pod], count: int, fetch: MetricsFetcher) -> list[Pod]:
+async def by_least_load(
+    adapter: str, pods: Sequence[Pod], count: int, fetch: MetricsFetcher, adapters_on: Callable[[str], int]
+) -> list[Pod]:
+    """Least loaded first; among equally loaded pods, the one holding fewest adapters (so a burst spreads)."""
     payloads = await asyncio.gather(*(fetch(pod) for pod in pods))
     loads = {pod.name: load_of(pod.engine, payload) for pod, payload in zip(pods, payloads, strict=True)}
-    return sorted(pods, key=lambda pod: (loads[pod.name], _rendezvous(adapter, pod)))[:count]
+    return sorted(pods, key=lambda pod: (loads[pod.name], adapters_on(pod.name), _rendezvous(adapter, pod)))[:count]

@@ -18,7 +18,7 @@ SCHEDULERS = ("default", "least-adapters", "least-load")
 SCHEMES = ("huggingface", "s3", "gs", "gcs", "tos", "http", "https")
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # what a Service name must be
 
 
 class SpecError(ValueError):
@@ -94,8 +94,11 @@ def parse_spec(obj: dict[str, Any]) -> AdapterSpec:
     """The adapter's spec, checked again here: a CRD installed without its schema must not crash the controller."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     name = meta.get("name", "")
-    if len(name) > 63 or not _DNS1123_LABEL.fullmatch(name):
-        raise SpecError(f"name {name!r} must be a DNS-1123 label (it names the adapter's Service)")
+    if len(name) > 63 or not _DNS1035_LABEL.fullmatch(name):
+        raise SpecError(
+            f"name {name!r} must be a DNS-1035 label: at most 63 lowercase letters, digits and '-', starting with a "
+            "letter (it names the adapter's Service)"
+        )
     url = spec.get("artifactURL")
     if not isinstance(url, str) or not url or any(ch.isspace() for ch in url):
         raise SpecError("spec.artifactURL is required")

@@ -1,0 +1,114 @@
+"""Pure parts of the controller: spec checks, pod eligibility, schedulers, retry classification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aibrix.controller.loader import LoadError, Outcome, classify, engine_path
+from aibrix.controller.pods import pod_from_object
+from aibrix.controller.schedulers import UNKNOWN_LOAD, by_fewest_adapters, by_hash, load_of
+from aibrix.controller.spec import SpecError, parse_spec
+
+FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
+
+
+def adapter(name: str = "lora", **spec: object) -> dict:
+    base = {"podSelector": {"matchLabels": {"app": "m"}}, "artifactURL": "s3://b/k"}
+    return {"metadata": {"name": name, "namespace": "ns"}, "spec": {**base, **spec}}
+
+
+def pod(name: str, *, ready_since: str | None = "2025-01-01T00:00:00Z", **meta: object) -> dict:
+    conditions = [{"type": "Ready", "status": "True", "lastTransitionTime": ready_since}] if ready_since else []
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": name,
+            "labels": {"adapter.model.aibrix.ai/enabled": "true"},
+            **meta,
+        },
+        "spec": {"containers": [{"name": "vllm", "ports": [{"containerPort": 8000}]}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": conditions},
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "complaint"),
+    [
+        ("1-lora", {}, "DNS-1035"),  # Service names must start with a letter
+        ("lora\u200b", {}, "DNS-1035"),  # zero-width space
+        ("lоra", {}, "DNS-1035"),  # Cyrillic o
+        ("a.b", {}, "DNS-1035"),
+        ("lora", {"artifactURL": "ftp://x/y"}, "scheme"),
+        ("lora", {"artifactURL": "relative/path"}, "absolute path"),
+        ("lora", {"replicas": 0}, "at least 1"),
+        ("lora", {"replicas": True}, "at least 1"),
+        ("lora", {"podSelector": {}}, "podSelector"),
+        ("lora", {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}, "needs values"),
+        ("lora", {"schedulerName": "random"}, "schedulerName"),
+    ],
+)
+def test_bad_specs_are_refused_with_the_field_named(name: str, spec: dict, complaint: str) -> None:
+    with pytest.raises(SpecError, match=complaint):
+        parse_spec(adapter(name, **spec))
+
+
+def test_selector_expressions() -> None:
+    spec = parse_spec(
+        adapter(
+            podSelector={
+                "matchLabels": {"app": "m"},
+                "matchExpressions": [
+                    {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                    {"key": "canary", "operator": "DoesNotExist"},
+                    {"key": "zone", "operator": "NotIn", "values": ["z"]},
+                    {"key": "gpu", "operator": "Exists"},
+                ],
+            }
+        )
+    )
+    assert spec.selector.matches({"app": "m", "tier": "a", "gpu": "h100"})
+    assert not spec.selector.matches({"app": "m", "tier": "c", "gpu": "h100"})
+    assert not spec.selector.matches({"app": "m", "tier": "a", "gpu": "h100", "canary": "1"})
+    assert not spec.selector.matches({"app": "m", "tier": "a", "gpu": "h100", "zone": "z"})
+    assert not spec.selector.matches({"app": "m", "tier": "a"})
+
+
+def test_pod_eligibility_needs_stable_readiness_and_the_opt_in_label() -> None:
+    ready = pod_from_object(pod("p"))
+    assert ready.eligible(now=ready.ready_since + 5, stability=5)  # type: ignore[operator]
+    assert not ready.eligible(now=ready.ready_since + 4.9, stability=5)  # type: ignore[operator]
+    assert not pod_from_object(pod("p", ready_since=None)).eligible(now=1e10, stability=5)
+    assert not pod_from_object(pod("p", deletionTimestamp="2025-01-01T00:00:00Z")).eligible(now=1e10, stability=5)
+    assert not pod_from_object(pod("p", labels={})).eligible(now=1e10, stability=5)
+    assert pod_from_object(pod("p")).runtime_port is None  # no aibrix-runtime container: direct loading
+
+
+def test_schedulers_spread_and_are_stable() -> None:
+    pods = [pod_from_object(pod(f"p{i}")) for i in range(4)]
+    assert by_hash("a", pods, 2) == by_hash("a", list(reversed(pods)), 2)  # order of the cache does not matter
+    first = {by_hash(f"adapter-{i}", pods, 1)[0].name for i in range(40)}
+    assert first == {"p0", "p1", "p2", "p3"}
+    counts = {"p0": 3, "p1": 0, "p2": 1, "p3": 0}
+    assert [p.name for p in by_fewest_adapters("a", pods, 3, counts.__getitem__)][:2] in (["p1", "p3"], ["p3", "p1"])
+
+
+@pytest.mark.parametrize("engine, fixture", [("vllm", "vllm_v1_issue318.txt"), ("sglang", "sglang.txt")])
+def test_load_is_read_from_standardized_metrics(engine: str, fixture: str) -> None:
+    running_waiting, cache = load_of(engine, (FIXTURES / fixture).read_text())
+    assert running_waiting >= 0 and 0 <= cache <= 1
+    assert load_of(engine, None) == UNKNOWN_LOAD
+    assert load_of(engine, "garbage") == UNKNOWN_LOAD
+
+
+def test_error_classes() -> None:
+    assert classify(401) is Outcome.FATAL and classify(404) is Outcome.FATAL
+    assert classify(503) is Outcome.RETRY and classify(502) is Outcome.RETRY and classify(429) is Outcome.RETRY
+    assert classify(507) is Outcome.POD and classify(501) is Outcome.POD
+    assert engine_path("huggingface://org/name") == "org/name"
+    assert engine_path("/models/x") == "/models/x"
+    with pytest.raises(LoadError) as caught:
+        engine_path("s3://bucket/key?X-Amz-Signature=secret")
+    assert caught.value.outcome is Outcome.FATAL and "secret" not in caught.value.message
