@@ -390,6 +390,7 @@ class Pass:
         if count <= 0 or not pool:
             return []
         spec = self.spec
+
         def adapters_on(pod: str) -> int:
             return self.r.per_pod[(self.key[0], pod)]
 
