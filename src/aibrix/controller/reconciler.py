@@ -67,11 +67,18 @@ class LoadedIndex:
         self._entries: dict[str, tuple[float, set[str]]] = {}
         self._inflight: dict[str, asyncio.Future[set[str] | None]] = {}
 
-    async def names(self, pod: Pod, api_key: str | None) -> set[str] | None:
-        """The pod's served names, or None when it cannot be asked right now (the adapter is then assumed there)."""
+    def fresh(self, pod: Pod) -> set[str] | None:
+        """The pod's served names if they were asked recently enough, without waiting."""
         entry = self._entries.get(pod.uid)
         if entry is not None and time.monotonic() - entry[0] < self.ttl:
             return entry[1]
+        return None
+
+    async def names(self, pod: Pod, api_key: str | None) -> set[str] | None:
+        """The pod's served names, or None when it cannot be asked right now (the adapter is then assumed there)."""
+        known = self.fresh(pod)
+        if known is not None:
+            return known
         future = self._inflight.get(pod.uid)
         if future is None:
             future = self._inflight[pod.uid] = asyncio.ensure_future(self._fetch(pod, api_key))
@@ -119,6 +126,7 @@ class Reconciler:
         self.phases: dict[Key, str] = {}
         self._events: dict[Key, tuple[str, str]] = {}
         self._metrics: dict[str, tuple[float, str | None]] = {}
+        self._pods: dict[tuple[str, str], Pod] = {}
 
     # --- bookkeeping shared between adapters ------------------------------------------------------------------
 
@@ -223,7 +231,18 @@ class Reconciler:
             self._event(obj, "Warning", "UnloadFailed", f"could not unload from pod {pod.name}: {exc.message}")
 
     def namespace_pods(self, namespace: str) -> list[Pod]:
-        return [pod_from_object(o) for (ns, _), o in self.pods.objects.items() if ns == namespace]
+        return [self._pod(o) for (ns, _), o in self.pods.objects.items() if ns == namespace]
+
+    def _pod(self, obj: Obj) -> Pod:
+        """The Pod view of a cached object, parsed once per version of the object."""
+        meta = obj["metadata"]
+        version = (meta.get("uid", ""), meta.get("resourceVersion", ""))
+        pod = self._pods.get(version)
+        if pod is None:
+            if len(self._pods) > 4 * len(self.pods.objects) + 64:
+                self._pods.clear()
+            pod = self._pods[version] = pod_from_object(obj)
+        return pod
 
     async def pod_metrics(self, pod: Pod) -> str | None:
         """A pod's metrics page, reused for a second: a burst of adapters does not scrape every pod per adapter."""
@@ -236,7 +255,7 @@ class Reconciler:
 
     def pod(self, namespace: str, name: str) -> Pod | None:
         obj = self.pods.objects.get((namespace, name))
-        return pod_from_object(obj) if obj is not None else None
+        return self._pod(obj) if obj is not None else None
 
 
 class Pass:
@@ -340,7 +359,12 @@ class Pass:
             self.instances = []
         if self.unwanted:
             await asyncio.gather(*(self.r._unload(self.obj, spec, pod) for pod in self.unwanted))
-        held = await asyncio.gather(*(self.r.index.names(pod, spec.api_key) for pod in self.instances))
+        held = [self.r.index.fresh(pod) for pod in self.instances]  # a resync asks each pod once, not per adapter
+        stale = [i for i, names in enumerate(held) if names is None]
+        if stale:
+            asked = await asyncio.gather(*(self.r.index.names(self.instances[i], spec.api_key) for i in stale))
+            for i, names in zip(stale, asked, strict=True):
+                held[i] = names
         for pod, names in zip(list(self.instances), held, strict=True):
             if names is not None and spec.name not in names:
                 self.instances.remove(pod)
@@ -410,7 +434,7 @@ class Pass:
         results = await asyncio.gather(
             *(self.r.loader.load(pod, spec, credentials) for pod in due), return_exceptions=True
         )
-        fatal = None
+        fatal, loaded = None, []
         for pod, result in zip(due, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, LoadError):
                 raise result
@@ -420,7 +444,7 @@ class Pass:
                 self.r.index.add(pod, spec.name)
                 self.r.metrics.loads.labels("ok").inc()
                 self.r.metrics.load_seconds.observe(result)
-                self.r._event(self.obj, "Normal", "Loaded", f"Successfully loaded adapter on pod {pod.name}")
+                loaded.append(pod.name)
                 log.info(
                     "loaded adapter %s on pod %s in %.3fs",
                     name,
@@ -478,6 +502,9 @@ class Pass:
                     result.message,
                     extra={"adapter": name, "pod": pod.name, "attempt": attempts},
                 )
+        if loaded:
+            where = f"pod {loaded[0]}" if len(loaded) == 1 else f"{len(loaded)} pods: [{', '.join(loaded)}]"
+            self.r._event(self.obj, "Normal", "Loaded", f"Successfully loaded adapter on {where}")
         return fatal
 
     async def credentials(self) -> dict[str, str] | None:
