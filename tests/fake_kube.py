@@ -492,7 +492,7 @@ async def member(request: Request) -> Response:
             if content_type == "application/json-patch+json":
                 new = json_patch(current, body)
             elif content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-                new = merge_patch(current, body)
+                new = merge_patch(copy.deepcopy(current), body)
                 if not (body.get("metadata") or {}).get("resourceVersion"):
                     new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             else:
