@@ -150,6 +150,7 @@ def test_adapter_reaches_running_with_service_and_endpoint_slice(
         "adapter.model.aibrix.ai/name": "my-lora",
     }
     assert service["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    assert service["metadata"]["annotations"] == {"model.aibrix.ai/base-model": "base-model"}
     endpoint_slice = kube.get(SLICE.format("my-lora"))
     assert endpoint_slice is not None
     assert endpoint_slice["metadata"]["labels"]["kubernetes.io/service-name"] == "my-lora"

@@ -103,6 +103,7 @@ class Controller:
         key = (new["metadata"].get("namespace", ""), new["metadata"]["name"])
         if event == "DELETED":
             self.reconciler.forget(key)
+            self._selectors = {k: v for k, v in self._selectors.items() if k[:2] != key}
             return
         if old is not None and event == "MODIFIED":
             before, after = old["metadata"], new["metadata"]

@@ -23,6 +23,7 @@ from aibrix.controller.metrics import PHASES, ControllerMetrics
 from aibrix.controller.pods import Pod, parse_time, pod_from_object
 from aibrix.controller.spec import (
     ADAPTER_LABEL,
+    BASE_MODEL_ANNOTATION,
     ENABLED_LABEL,
     FINALIZER,
     GROUP,
@@ -531,8 +532,15 @@ class Pass:
             }
         ]
         labels = {MODEL_LABEL: spec.name, ADAPTER_LABEL: spec.name}
-        service = {
-            "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels, "ownerReferences": owner},
+        annotations = {BASE_MODEL_ANNOTATION: spec.base_model} if spec.base_model else {}
+        service: Obj = {
+            "metadata": {
+                "name": spec.name,
+                "namespace": spec.namespace,
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": owner,
+            },
             "spec": {
                 "clusterIP": "None",
                 "ports": [{"name": "http", "port": 8000, "protocol": "TCP", "targetPort": 8000}],
@@ -547,7 +555,7 @@ class Pass:
             }
             for p in sorted(instances, key=lambda p: p.name)
         ]
-        slice_ = {
+        slice_: Obj = {
             "metadata": {
                 "name": spec.name,
                 "namespace": spec.namespace,
@@ -558,7 +566,7 @@ class Pass:
                 },
                 "ownerReferences": owner,
             },
-            "addressType": "IPv4",
+            "addressType": "IPv6" if ":" in (instances[0].ip or "") else "IPv4",
             "endpoints": endpoints,
             "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
         }

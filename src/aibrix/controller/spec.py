@@ -11,6 +11,7 @@ FINALIZER = "adapter.model.aibrix.ai/finalizer"
 ENABLED_LABEL = "adapter.model.aibrix.ai/enabled"
 MODEL_LABEL = "model.aibrix.ai/name"
 ADAPTER_LABEL = "adapter.model.aibrix.ai/name"
+BASE_MODEL_ANNOTATION = "model.aibrix.ai/base-model"  # on the adapter's Service, for gateways and people
 PORT_LABEL = "model.aibrix.ai/port"
 ENGINE_LABEL = "model.aibrix.ai/engine"
 RUNTIME_CONTAINER = "aibrix-runtime"
