@@ -22,3 +22,12 @@ def test_readme_lists_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [var for var in ENV_VARS.values() if f"`{var}`" not in readme]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_readme_lists_every_controller_flag():
+    from aibrix.controller.cli import parser
+
+    readme = (ROOT / "README.md").read_text()
+    flags = [opt for action in parser()._actions for opt in action.option_strings if opt.startswith("--")]
+    missing = [flag for flag in flags if flag != "--help" and f"`{flag}" not in readme]
+    assert not missing, f"README controller flag table lacks {missing}"
