@@ -34,10 +34,15 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Return once this process holds the lease."""
         logged = False
-        while not await self._try():
-            if not logged:
-                log.info("waiting to become leader (lease %s/%s)", self.namespace, self.name)
-                logged = True
+        while True:
+            try:
+                if await self._try():
+                    break
+                if not logged:
+                    log.info("waiting to become leader (lease %s/%s)", self.namespace, self.name)
+                    logged = True
+            except Exception as exc:  # noqa: BLE001 - the API server is not reachable yet; keep asking
+                log.warning("cannot read the lease %s/%s: %s", self.namespace, self.name, exc)
             await asyncio.sleep(self.retry)
         log.info("became leader as %s", self.identity)
 
