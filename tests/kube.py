@@ -25,8 +25,8 @@ def stamp(seconds_ago: float = 0.0) -> str:
 class FakeKube:
     """The fake API server as a child process, with a REST client and a kubeconfig pointing at it."""
 
-    def __init__(self, tmp: Path) -> None:
-        port = free_port()
+    def __init__(self, tmp: Path, port: int | None = None) -> None:
+        port = port or free_port()
         self.proc = Proc(
             [sys.executable, str(Path(__file__).parent / "fake_kube.py"), "--port", str(port), "--crd", str(CRD)], port
         )

@@ -618,3 +618,38 @@ def test_a_spec_the_controller_cannot_use_is_failed_with_the_reason(kube: FakeKu
     initialized = condition(failed, "Initialized")
     assert (initialized["status"], initialized["reason"]) == ("False", "InvalidSpec")
     assert "DNS-1035" in initialized["message"]
+
+
+def test_controller_rides_out_an_api_server_restart(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path, tmp_path: Path
+) -> None:
+    sim = engines.sim()
+    kube.add_pod("base-0", engine=sim)
+    # Without leader election: a leader that cannot renew its lease exits on purpose (the kubelet restarts it);
+    # here the informers must reconnect, list the new server's state and carry on.
+    controller("--enable-runtime-sidecar=false", "--leader-elect=false")
+    kube.add_adapter("before", artifactURL=str(adapter_dir), replicas=1)
+    kube.wait_adapter("before", running)
+
+    kube.proc.stop()  # the API server goes away and comes back empty (etcd restored from nothing)
+    time.sleep(1)
+    (tmp_path / "again").mkdir()
+    again = FakeKube(tmp_path / "again", port=kube.proc.port)
+    try:
+        again.add_pod("base-0", engine=sim)
+        again.add_adapter("after", artifactURL=str(adapter_dir), replicas=1)
+        again.wait_adapter("after", running, timeout=20)
+        assert "after" in adapters_on(sim.url)
+    finally:
+        again.stop()
+
+
+def test_a_leader_that_cannot_renew_stops_acting(kube: FakeKube, controller: Controllers) -> None:
+    proc = controller()  # renew deadline 1.5 s
+    deadline = time.monotonic() + 5
+    while _metric(proc, "aibrix_controller_leader") != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    kube.proc.stop()
+    assert proc.popen.wait(timeout=10) == 1  # exits so that no two leaders can act; the kubelet restarts it
+    assert "leadership lost" in proc.output()
