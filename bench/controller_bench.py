@@ -25,7 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from kube import ADAPTERS, FakeKube  # noqa: E402
-from procs import Proc, free_port, start_runtime, start_sim  # noqa: E402
+from procs import Proc, start_runtime, start_sim  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -87,29 +87,10 @@ def main() -> None:
             if runtime:
                 procs.append(runtime)
             kube.add_pod(f"base-{i:02d}", runtime=runtime, engine=sim)
-        port = free_port()
-        controller = Proc(
-            [
-                sys.executable,
-                "-m",
-                "aibrix.controller.cli",
-                "--kubeconfig",
-                str(kube.kubeconfig),
-                "--health-probe-bind-address",
-                f"127.0.0.1:{port}",
-                "--metrics-bind-address",
-                "0",
-                "--leader-election-namespace",
-                "default",
-                "--resync-seconds",
-                str(args.resync),
-                "--enable-runtime-sidecar",
-                "true" if args.mode == "sidecar" else "false",
-            ],
-            port,
+        controller = kube.start_controller(
+            *("--resync-seconds", str(args.resync)),
+            *("--enable-runtime-sidecar", "true" if args.mode == "sidecar" else "false"),
         )
-        procs.append(controller)
-        controller.wait_http("/healthz")
         time.sleep(0.5)
 
         started, cpu_start = time.monotonic(), cpu_seconds(controller.popen.pid)

@@ -45,6 +45,16 @@ class FakeKube:
         self.http.close()
         self.proc.stop()
 
+    def start_controller(self, *args: str) -> Proc:
+        """``aibrix_controller`` against this API server; probes and metrics on a free loopback port."""
+        port = free_port()
+        argv = [sys.executable, "-m", "aibrix.controller.cli", "--kubeconfig", str(self.kubeconfig),
+                "--health-probe-bind-address", f"127.0.0.1:{port}", "--metrics-bind-address", "0",
+                "--leader-election-namespace", "default", *args]  # fmt: skip
+        proc = Proc(argv, port)
+        proc.wait_http("/healthz")
+        return proc
+
     # --- REST ---------------------------------------------------------------------------------------------------
 
     def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:

@@ -64,39 +64,12 @@ def controller(kube: FakeKube) -> Iterator[Controllers]:
     started: list[Proc] = []
 
     def start(*args: str) -> Proc:
-        port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "aibrix.controller.cli",
-            "--kubeconfig",
-            str(kube.kubeconfig),
-            "--health-probe-bind-address",
-            f"127.0.0.1:{port}",
-            "--metrics-bind-address",
-            "0",
-            "--leader-election-namespace",
-            "default",
-            "--retry-base-seconds",
-            "0.2",
-            "--stability-seconds",
-            "1",
-            "--resync-seconds",
-            "1",
-            "--lease-duration",
-            "2",
-            "--renew-deadline",
-            "1.5",
-            "--retry-period",
-            "0.3",
-            "--unload-timeout",
-            "1",
-            "--deletion-timeout",
-            "3",
+        proc = kube.start_controller(
+            *("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1"),
+            *("--lease-duration", "2", "--renew-deadline", "1.5", "--retry-period", "0.3"),
+            *("--unload-timeout", "1", "--deletion-timeout", "3"),
             *args,
-        ]
-        proc = Proc(argv, port)
-        proc.wait_http("/healthz")
+        )
         started.append(proc)
         return proc
 
