@@ -112,3 +112,15 @@ def test_error_classes() -> None:
     with pytest.raises(LoadError) as caught:
         engine_path("s3://bucket/key?X-Amz-Signature=secret")
     assert caught.value.outcome is Outcome.FATAL and "secret" not in caught.value.message
+
+
+def test_an_unknown_engine_label_fails_over_rather_than_crashing() -> None:
+    import asyncio
+
+    from aibrix.controller.loader import Loader
+
+    labels = {"adapter.model.aibrix.ai/enabled": "true", "model.aibrix.ai/engine": "mystery"}
+    target = pod_from_object(pod("p", labels=labels))
+    with pytest.raises(LoadError) as caught:
+        asyncio.run(Loader(use_runtime=False).load(target, parse_spec(adapter(artifactURL="/m")), None))
+    assert caught.value.outcome is Outcome.POD and "mystery" in caught.value.message

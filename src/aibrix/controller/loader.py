@@ -15,7 +15,7 @@ from typing import Any
 
 from aibrix.controller.pods import Pod
 from aibrix.controller.spec import AdapterSpec
-from aibrix.engines import EngineClient, create_engine
+from aibrix.engines import Engine, EngineClient, create_engine
 from aibrix.engines.base import error_message
 from aibrix.engines.client import Response
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, EngineRejected, NotSupported
@@ -75,6 +75,12 @@ class Loader:
             client = self._clients[url] = EngineClient(url, timeout=self.timeout, connect_timeout=3.0, max_idle=4)
         return client
 
+    def _engine(self, pod: Pod) -> Engine:
+        try:
+            return create_engine(pod.engine, self._client(pod.engine_url))
+        except ValueError as exc:  # an unknown model.aibrix.ai/engine label
+            raise LoadError(f"pod {pod.name}: {exc}", Outcome.POD) from None
+
     def via_runtime(self, pod: Pod) -> bool:
         return self.use_runtime and pod.runtime_url is not None
 
@@ -103,7 +109,7 @@ class Loader:
                     Outcome.FATAL,
                 )
             path = engine_path(spec.artifact_url)
-            engine = create_engine(pod.engine, self._client(pod.engine_url))
+            engine = self._engine(pod)
             try:
                 await engine.load_adapter(spec.name, path, auth=_bearer(spec.api_key))
             except AdapterAlreadyLoaded:
@@ -132,7 +138,7 @@ class Loader:
                     classify(response.status_code),
                 )
             return
-        engine = create_engine(pod.engine, self._client(pod.engine_url))
+        engine = self._engine(pod)
         try:
             async with asyncio.timeout(timeout):
                 await engine.unload_adapter(spec.name, auth=_bearer(spec.api_key))
