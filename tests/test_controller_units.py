@@ -124,3 +124,33 @@ def test_an_unknown_engine_label_fails_over_rather_than_crashing() -> None:
     with pytest.raises(LoadError) as caught:
         asyncio.run(Loader(use_runtime=False).load(target, parse_spec(adapter(artifactURL="/m")), None))
     assert caught.value.outcome is Outcome.POD and "mystery" in caught.value.message
+
+
+def test_a_listing_in_flight_during_a_load_does_not_lose_the_adapter() -> None:
+    import asyncio
+
+    from aibrix.controller.reconciler import LoadedIndex
+
+    class SlowListing:
+        def __init__(self) -> None:
+            self.release = asyncio.Event()
+
+        async def loaded(self, pod: object, api_key: object) -> set[str]:
+            await self.release.wait()
+            return {"base-model"}  # asked before the load finished: the new adapter is not in it
+
+    async def scenario() -> tuple[set[str] | None, set[str] | None]:
+        listing = SlowListing()
+        index = LoadedIndex(listing, ttl=0.0)  # type: ignore[arg-type]
+        target = pod_from_object(pod("p"))
+        pending = asyncio.ensure_future(index.names(target, None))
+        await asyncio.sleep(0.01)  # the listing request is out
+        index.add(target, "fresh-lora")  # the load finishes while the listing is on its way
+        listing.release.set()
+        during = await pending
+        after = await index.names(target, None)  # asked after the load: its word stands
+        return during, after
+
+    during, after = asyncio.run(scenario())
+    assert during == {"base-model", "fresh-lora"}
+    assert after == {"base-model"}

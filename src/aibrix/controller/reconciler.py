@@ -67,6 +67,7 @@ class LoadedIndex:
         self.loader, self.ttl = loader, ttl
         self._entries: dict[str, tuple[float, set[str]]] = {}
         self._inflight: dict[str, asyncio.Future[set[str] | None]] = {}
+        self._loaded: dict[str, dict[str, float]] = {}  # pod uid -> adapter -> when this controller loaded it
 
     def fresh(self, pod: Pod) -> set[str] | None:
         """The pod's served names if they were asked recently enough, without waiting."""
@@ -87,26 +88,32 @@ class LoadedIndex:
         return await asyncio.shield(future)
 
     async def _fetch(self, pod: Pod, api_key: str | None) -> set[str] | None:
+        asked = time.monotonic()
         try:
             names = await self.loader.loaded(pod, api_key)
         except LoadError as exc:
             log.debug("cannot list adapters on %s: %s", pod.name, exc.message)
             return None
-        self._entries[pod.uid] = (time.monotonic(), names)
+        # A load that finished while the listing was on its way may be missing from it: keep it.
+        names |= {name for name, at in self._loaded.get(pod.uid, {}).items() if at >= asked}
+        self._entries[pod.uid] = (asked, names)
         return names
 
     def add(self, pod: Pod, name: str) -> None:
+        self._loaded.setdefault(pod.uid, {})[name] = time.monotonic()
         entry = self._entries.get(pod.uid)
         if entry is not None:
             entry[1].add(name)
 
     def discard(self, pod: Pod, name: str) -> None:
+        self._loaded.get(pod.uid, {}).pop(name, None)
         entry = self._entries.get(pod.uid)
         if entry is not None:
             entry[1].discard(name)
 
     def forget(self, uid: str) -> None:
         self._entries.pop(uid, None)
+        self._loaded.pop(uid, None)
 
 
 class Reconciler:
