@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import copy
 import itertools
 import json
@@ -273,6 +274,9 @@ class Store:
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1, resourceVersion=self._bump())
         meta.pop("deletionTimestamp", None)
         obj["kind"], obj["apiVersion"] = kind.kind, kind.api_version
+        if kind.kind == "Secret" and "stringData" in obj:  # write-only: the server stores it as base64 data
+            encoded = {k: base64.b64encode(str(v).encode()).decode() for k, v in obj.pop("stringData").items()}
+            obj["data"] = {**(obj.get("data") or {}), **encoded}
         if kind.status and kind.schema is not None:
             obj.pop("status", None)  # custom resources with a status subresource ignore status on create
         self.objects[kind][(namespace, name)] = obj

@@ -147,9 +147,7 @@ class Kube:
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
         secret = await self.client.get(Secret, name, namespace=namespace)
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        data.update(secret.get("stringData") or {})
-        return data
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     async def ensure(self, resource: Any, desired: Obj) -> None:
         """Create ``desired`` or merge it into what exists (only the fields we own change)."""

@@ -84,8 +84,9 @@ class Loader:
     def via_runtime(self, pod: Pod) -> bool:
         return self.use_runtime and pod.runtime_url is not None
 
-    def _runtime_auth(self, spec: AdapterSpec) -> str | None:
-        return _bearer(self.runtime_key or spec.api_key)
+    def _runtime_auth(self, api_key: str | None) -> str | None:
+        """The runtime's own key when it has one, else the engine key for the runtime to pass on."""
+        return _bearer(self.runtime_key or api_key)
 
     async def load(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> float:
         """Load the adapter on ``pod``; return the seconds it took. Raises LoadError."""
@@ -96,7 +97,9 @@ class Loader:
                 body["credentials"] = credentials
             if spec.api_key:
                 body["additional_config"] = {"api-key": spec.api_key}
-            response = await self._call(pod.runtime_url or "", "/v1/lora_adapter/load", body, self._runtime_auth(spec))
+            response = await self._call(
+                pod.runtime_url or "", "/v1/lora_adapter/load", body, self._runtime_auth(spec.api_key)
+            )
             if not response.is_success and response.status_code != 409:
                 raise LoadError(
                     f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
@@ -129,7 +132,7 @@ class Loader:
                 pod.runtime_url or "",
                 "/v1/lora_adapter/unload",
                 {"lora_name": spec.name},
-                self._runtime_auth(spec),
+                self._runtime_auth(spec.api_key),
                 timeout=timeout,
             )
             if not response.is_success and response.status_code != 404:
@@ -154,7 +157,7 @@ class Loader:
     async def loaded(self, pod: Pod, api_key: str | None, *, timeout: float = 2.0) -> set[str]:
         """Names of the models and adapters the pod serves now. Raises LoadError when it cannot tell."""
         if self.via_runtime(pod):
-            url, auth = pod.runtime_url or "", _bearer(self.runtime_key or api_key)
+            url, auth = pod.runtime_url or "", self._runtime_auth(api_key)
         else:
             url, auth = pod.engine_url, _bearer(api_key)
         try:

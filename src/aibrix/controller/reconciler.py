@@ -34,7 +34,7 @@ from aibrix.controller.spec import (
     SpecError,
     parse_spec,
 )
-from aibrix.controller.status import Retry, condition, set_condition
+from aibrix.controller.status import Retry, claimed_pods, condition, set_condition
 from aibrix.storage.uri import redact
 
 log = logging.getLogger("aibrix.controller")
@@ -142,8 +142,7 @@ class Reconciler:
         """Count placements from the cached statuses, so least-adapters is right from the first reconcile."""
         for key, obj in self.adapters.objects.items():
             status = obj.get("status") or {}
-            pods = set(status.get("instances") or []) | {r.get("pod") for r in status.get("retries") or []}
-            self._assign(key, {p for p in pods if p})
+            self._assign(key, claimed_pods(status))
             self._set_phase(key, status.get("phase"))
 
     def _assign(self, key: Key, pods: set[str]) -> None:
@@ -207,8 +206,7 @@ class Reconciler:
         key = key_of(obj)
         finalizers = obj["metadata"].get("finalizers") or []
         if FINALIZER in finalizers:
-            status = obj.get("status") or {}
-            names = set(status.get("instances") or []) | {r.get("pod") for r in status.get("retries") or []}
+            names = claimed_pods(obj.get("status") or {})
             pods = [p for p in self.namespace_pods(key[0]) if p.name in names and p.alive()]
             try:
                 spec: AdapterSpec | None = parse_spec(obj)

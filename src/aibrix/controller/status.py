@@ -35,6 +35,12 @@ def condition(conditions: list[Obj], type_: str) -> Obj | None:
     return next((c for c in conditions if c.get("type") == type_), None)
 
 
+def claimed_pods(status: Obj) -> set[str]:
+    """Pods that hold the adapter or are being loaded with it, by name, as the status records them."""
+    retried = {r["pod"] for r in status.get("retries") or [] if r.get("pod")}
+    return set(status.get("instances") or []) | retried
+
+
 @dataclass
 class Retry:
     """Failed load attempts on one pod; the pod is given up on once ``attempts`` reaches the limit."""
