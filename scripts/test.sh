@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Install the project with its test dependencies and run the whole test suite.
+# Arguments go to pytest: `scripts/test.sh -m real_vllm` runs only the tests against real vLLM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
 scripts/fetch_promtool.sh
 scripts/install_services.sh
+# vLLM's CPU build in an environment of its own, and the tiny model it serves (both cached per machine).
+AIBRIX_VLLM_PYTHON=$(scripts/install_vllm.sh | tail -1)
+AIBRIX_TINY_MODELS=$(scripts/make_tiny_model.sh "$AIBRIX_VLLM_PYTHON" | tail -1)
+export AIBRIX_VLLM_PYTHON AIBRIX_TINY_MODELS
 exec .venv/bin/python -m pytest -q "$@"

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from procs import Proc, start_runtime, start_sim  # noqa: E402
+from real_vllm import RealVLLM  # noqa: E402
 from services import RadosGateway  # noqa: E402
 
 
@@ -55,3 +56,11 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("cannot mount a tmpfs here")
     yield mount
     subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def real_vllm() -> Iterator[RealVLLM]:
+    """One real vLLM (CPU build, tiny model, no API key) for the whole session: it takes 30-60 s to start."""
+    engine = RealVLLM().start()
+    yield engine
+    engine.stop()

@@ -341,15 +341,15 @@ def test_http_artifact_and_engine_key_from_additional_config(tmp_path):
     sim = start_sim("vllm", "--api-key", "per-adapter-key")
     adapters = tmp_path / "adapters"
     runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters)})
-    data = os.urandom(100_000)
+    data = b'{"r": 8, "lora_alpha": 16}'
     try:
-        with PayloadServer({"/loras/tiny.safetensors": data}) as server:
-            body = {"lora_name": "web", "artifact_url": f"{server.url}/loras/tiny.safetensors"}
+        with PayloadServer({"/loras/adapter_config.json": data}) as server:
+            body = {"lora_name": "web", "artifact_url": f"{server.url}/loras/adapter_config.json"}
             assert_error(load(runtime, body), 401)  # the engine wants its key
             keyed = {**body, "additional_config": {"api-key": "per-adapter-key"}}
             response = load(runtime, keyed)
         assert response.status_code == 200, response.text
-        assert (adapters / "web" / "tiny.safetensors").read_bytes() == data
+        assert (adapters / "web" / "adapter_config.json").read_bytes() == data
     finally:
         runtime.stop()
         sim.stop()

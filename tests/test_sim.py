@@ -53,6 +53,13 @@ def test_vllm_lora_routes_follow_the_runtime_flag():
         gated.stop()
 
 
+@pytest.fixture
+def tmp_path(tmp_path):
+    """A folder vLLM takes for an adapter: it has an adapter_config.json."""
+    (tmp_path / "adapter_config.json").write_text('{"r": 8}')
+    return tmp_path
+
+
 def test_vllm_load_and_error_bodies(vllm, tmp_path):
     url = f"{vllm.url}/v1/load_lora_adapter"
     ok = httpx.post(url, json={"lora_name": "sql", "lora_path": str(tmp_path)}, headers=AUTH)
@@ -61,10 +68,10 @@ def test_vllm_load_and_error_bodies(vllm, tmp_path):
     assert dup.status_code == 400
     assert dup.json()["error"]["type"] == "InvalidUserInput"
     assert "has already been loaded" in dup.json()["error"]["message"]
-    missing = httpx.post(url, json={"lora_name": "x", "lora_path": "/nope"}, headers=AUTH)
+    missing = httpx.post(url, json={"lora_name": "x", "lora_path": "/srv/nope"}, headers=AUTH)
     assert missing.status_code == 404
     assert missing.json()["error"] == {
-        "message": "Loading lora x failed: No adapter found for /nope",
+        "message": "Loading lora x failed: No adapter found for <path>",  # vLLM hides paths in its errors
         "type": "NotFoundError",
         "param": None,
         "code": 404,

@@ -18,7 +18,7 @@ from aibrix.controller.spec import AdapterSpec
 from aibrix.engines import Engine, EngineClient, create_engine
 from aibrix.engines.base import error_message
 from aibrix.engines.client import Response
-from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, EngineRejected, NotSupported
+from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, NotSupported
 from aibrix.storage.uri import redact
 
 DELEGATED_SCHEMES = ("s3://", "gs://", "gcs://", "tos://")
@@ -117,12 +117,11 @@ class Loader:
                 await engine.load_adapter(spec.name, path, auth=_bearer(spec.api_key))
             except AdapterAlreadyLoaded:
                 pass
-            except NotSupported as exc:
-                raise LoadError(f"engine on {pod.name}: {exc.message}", Outcome.POD) from None
-            except EngineRejected as exc:
-                raise LoadError(f"engine on {pod.name} refused: {exc.message}", classify(exc.status)) from None
-            except EngineError as exc:
-                raise LoadError(exc.message, Outcome.RETRY) from None
+            except EngineError as exc:  # by status, so every kind of engine error is sorted the same way
+                message = f"engine on {pod.name} refused: {exc.message}" if exc.status < 500 else exc.message
+                if isinstance(exc, NotSupported):
+                    message = f"engine on {pod.name}: {exc.message}"
+                raise LoadError(message, classify(exc.status)) from None
         return time.monotonic() - started
 
     async def unload(self, pod: Pod, spec: AdapterSpec, *, timeout: float) -> None:

@@ -57,3 +57,10 @@ class AdapterNotFound(EngineError):
 
     status = 404
     type = "AdapterNotFound"
+
+
+class AdapterRejected(EngineError):
+    """The engine cannot load this adapter, and retrying will not change that (rank too high, not an adapter)."""
+
+    status = 422
+    type = "AdapterRejected"

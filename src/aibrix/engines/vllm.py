@@ -5,15 +5,37 @@ plain-text 200 ("Success: LoRA adapter '<name>' added successfully."); errors ar
 ``{"object":"error","message","type","code"}`` up to ~0.9 and nested ``{"error":{...}}`` after
 (vllm/entrypoints/openai/serving_models.py, vllm/entrypoints/openai/models/serving.py). A duplicate load is 400
 "... has already been loaded"; unloading an unknown name is 404 NotFoundError (400 InvalidUserInput in 0.6.x).
+
+Any other exception of ``add_lora`` is a 500 ``InternalServerError`` carrying only ``str(exc)``
+(vllm/entrypoints/openai/models/serving.py, 0.32). Most of them are the adapter's fault and never pass: a rank above
+``--max-lora-rank`` or a bias (lora/peft_helper.py ``validate_legal``), a file given as the folder (``open`` of
+``<path>/adapter_config.json`` raises NotADirectoryError), a bad config or weights (lora/lora_model.py,
+lora/utils.py). Those become 422, so the controller fails fast with the reason instead of retrying from pod to pod.
 """
 
 from __future__ import annotations
 
 from aibrix.engines.base import Engine, engine_error, error_message
 from aibrix.engines.client import Response
-from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, NotSupported
+from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, AdapterRejected, NotSupported
 
 ROUTE_MISSING = {"detail": "Not Found"}
+# Fragments of add_lora's messages that say the adapter itself cannot be loaded by this engine (see above).
+ADAPTER_FAULTS = (
+    "is greater than max_lora_rank",
+    "bias is not supported",
+    "must be a positive integer",
+    "Missing required configuration",
+    "Not a directory",
+    "Is a directory",
+    "doesn't contain tensors",
+    "is unsupported LoRA weight",
+    "is missing weight",
+    "is not supported for LoRA",
+    "Expecting value",  # adapter_config.json is not JSON
+    "Permission denied",
+    "File name too long",
+)
 
 
 class VLLMEngine(Engine):
@@ -30,6 +52,8 @@ class VLLMEngine(Engine):
         message = error_message(response)
         if response.status_code == 400 and "has already been" in message:
             raise AdapterAlreadyLoaded(message)
+        if response.status_code == 500 and any(fault in message for fault in ADAPTER_FAULTS):
+            raise AdapterRejected(f"vllm cannot load adapter {lora_name!r} from {lora_path!r}: {message}")
         raise engine_error(response)
 
     async def unload_adapter(self, lora_name: str, *, auth: str | None = None) -> str:

@@ -21,6 +21,7 @@ from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineE
 
 log = logging.getLogger("aibrix.runtime")
 STATE_FILE = ".runtime-adapters.json"
+WANTED = ("loaded", "reloading")  # states of adapters the runtime keeps in the engine (and on disk)
 
 
 class KeyedLocks:
@@ -61,7 +62,7 @@ class ManagedAdapter:
     lora_path: str
     source: str  # redacted artifact URL, or the path the engine was given
     delegated: bool  # files downloaded by the runtime into the adapter directory
-    state: str = "loaded"  # downloading | loading | loaded | failed
+    state: str = "loaded"  # downloading | loading | loaded | reloading | failed
     reason: str = ""
     size_bytes: int = 0
     updated: float = field(default_factory=time.time)
@@ -95,10 +96,18 @@ class AdapterService:
         self.adapter_dir = adapter_dir
         self._engine_lists_adapters = False
         self.managed: dict[str, ManagedAdapter] = self._read_state()
+        # The Authorization each adapter was loaded with, so a re-load after an engine restart is allowed where
+        # the load was. Held in memory only: never persisted, never listed.
+        self._auth: dict[str, str | None] = {}
 
     @property
     def loaded(self) -> dict[str, str]:
         return {a.name: a.lora_path for a in self.managed.values() if a.state == "loaded"}
+
+    @property
+    def wanted(self) -> dict[str, str]:
+        """Adapters the runtime keeps in the engine: loaded ones and those it is loading again."""
+        return {a.name: a.lora_path for a in self.managed.values() if a.state in WANTED}
 
     async def load(
         self, name: str, path: str, *, auth: str | None = None, source: str | None = None, delegated: bool = False
@@ -152,6 +161,7 @@ class AdapterService:
             message, already = f"adapter {name!r} is already loaded from {path!r}", True
         size = folder_size(path) if delegated else 0
         self._set(ManagedAdapter(name, path, source, delegated, size_bytes=size))
+        self._auth[name] = auth
         return LoadResult(message, already, path, None, time.monotonic() - started)
 
     async def unload(self, name: str, *, auth: str | None = None, cleanup_local: bool = True) -> str:
@@ -167,6 +177,7 @@ class AdapterService:
 
     def _forget(self, name: str, managed: ManagedAdapter | None, cleanup_local: bool) -> None:
         self.managed.pop(name, None)
+        self._auth.pop(name, None)
         self._write_state()
         if cleanup_local and managed is not None and managed.delegated and self.adapter_dir is not None:
             folder = Path(managed.lora_path)
@@ -194,46 +205,69 @@ class AdapterService:
                 )
         return cards
 
-    async def reconcile(self, *, engine_came_back: bool = False, auth: str | None = None) -> int:
+    async def reconcile(self, *, engine_came_back: bool = False) -> int:
         """Load again the adapters this runtime manages that the engine no longer has (it restarted).
 
         Engines that list adapters in /v1/models are compared every time; for one that does not (SGLang before
         #12229) the runtime re-loads only when the engine came back from being unreachable, relying on loads being
-        idempotent."""
-        wanted = self.loaded
-        if not wanted:
+        idempotent. Each re-load carries the Authorization its adapter was loaded with."""
+        if not self.wanted:
             return 0
-        listed = {card["id"] for card in await self.engine.list_models(auth=auth) if card.get("parent")}
+        listed = {card["id"] for card in await self._list_for_reconcile() if card.get("parent")}
         self._engine_lists_adapters = self._engine_lists_adapters or bool(listed) or self.engine.lists_adapters
         if not self._engine_lists_adapters and not engine_came_back:
             return 0
-        missing = [name for name in wanted if name not in listed]
-
-        async def again(name: str) -> bool:
-            managed = self.managed.get(name)
-            if managed is None or (managed.delegated and not Path(managed.lora_path).exists()):
-                return False
-            try:
-                result = await self.load(name, managed.lora_path, source=managed.source, delegated=managed.delegated)
-            except EngineError as exc:
-                log.warning("re-loading adapter %s failed: %s", name, exc.message)
-                if exc.status < 500:  # the engine refuses it (path gone, ...): stop retrying, say why
-                    self._set(ManagedAdapter(name, managed.lora_path, managed.source, managed.delegated,
-                                             state="failed", reason=f"re-load failed: {exc.message}"))  # fmt: skip
-                return False
-            return not result.already_loaded
-
-        reloaded = sum(await asyncio.gather(*(again(name) for name in missing)))
+        missing = [name for name in self.wanted if name not in listed]
+        reloaded = sum(await asyncio.gather(*(self._reload(name) for name in missing)))
         if reloaded:
             log.info("re-loaded %d adapter(s) the engine had lost", reloaded)
         return reloaded
+
+    async def _list_for_reconcile(self) -> list[ModelCard]:
+        """The engine's model list, with the runtime's own key or, if the engine refuses it, a key an adapter
+        was loaded with (the controller sends the engine's key with each load, not to the runtime's environment)."""
+        keys = [None] + sorted({auth for auth in self._auth.values() if auth})
+        for index, auth in enumerate(keys):
+            try:
+                return await self.engine.list_models(auth=auth)
+            except EngineError as exc:
+                if exc.status not in (401, 403) or index == len(keys) - 1:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _reload(self, name: str) -> bool:
+        async with self.locks.hold(name):
+            managed = self.managed.get(name)
+            if managed is None or managed.state not in WANTED:
+                return False  # unloaded (or failed) while this pass was on its way
+            if managed.delegated and not Path(managed.lora_path).exists():
+                self._mark(managed, "failed", "the engine lost it and its files are gone")
+                return False
+            self._mark(managed, "reloading", "the engine lost it; loading it again")
+            auth = self._auth.get(name)
+            try:
+                result = await self._load_locked(
+                    name, managed.lora_path, auth=auth, source=managed.source, delegated=managed.delegated
+                )
+            except EngineError as exc:
+                log.warning("re-loading adapter %s failed (%d): %s", name, exc.status, exc.message)
+                if exc.status < 500:  # the engine refuses it (path gone, key wrong, ...): stop retrying, say why
+                    self._mark(managed, "failed", f"re-load refused by the engine ({exc.status}): {exc.message}")
+                else:  # may pass: try again next round, and meanwhile never claim it is loaded
+                    self._mark(managed, "reloading", f"the engine lost it; re-load failed: {exc.message}")
+                return False
+            return not result.already_loaded
+
+    def _mark(self, managed: ManagedAdapter, state: str, reason: str) -> None:
+        self._set(ManagedAdapter(managed.name, managed.lora_path, managed.source, managed.delegated,
+                                 state=state, reason=reason, size_bytes=managed.size_bytes))  # fmt: skip
 
     def listing(self) -> list[dict[str, Any]]:
         return [asdict(adapter) for adapter in sorted(self.managed.values(), key=lambda a: a.name)]
 
     def _set(self, adapter: ManagedAdapter) -> None:
         self.managed[adapter.name] = adapter
-        if adapter.state in ("loaded", "failed"):
+        if adapter.state in (*WANTED, "failed"):
             self._write_state()
 
     def _read_state(self) -> dict[str, ManagedAdapter]:
@@ -244,7 +278,7 @@ class AdapterService:
             adapters = [ManagedAdapter(**entry) for entry in raw.get("adapters", [])]
         except (FileNotFoundError, ValueError, TypeError):
             return {}
-        return {a.name: a for a in adapters if a.state == "loaded"}
+        return {a.name: a for a in adapters if a.state in WANTED}
 
     def _write_state(self) -> None:
         if self.adapter_dir is None:
@@ -252,7 +286,7 @@ class AdapterService:
         try:
             self.adapter_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.adapter_dir / f"{STATE_FILE}.tmp{os.getpid()}"
-            entries = [asdict(a) for a in self.managed.values() if a.state == "loaded"]
+            entries = [asdict(a) for a in self.managed.values() if a.state in WANTED]
             tmp.write_text(json.dumps({"adapters": entries}))
             os.replace(tmp, self.adapter_dir / STATE_FILE)
         except OSError as exc:

@@ -134,19 +134,24 @@ async def _keep_adapters_loaded(app: Starlette) -> None:
     settings: Settings = app.state.settings
     service: AdapterService = app.state.adapters
     was_ready = False
+    last_problem = ""
     while True:
         await asyncio.sleep(settings.reconcile_seconds)
+        problem = ""
         try:
             ready = await app.state.readiness.reason_not_ready() is None
-            if ready and service.loaded:
+            if ready and service.wanted:
                 reloaded = await service.reconcile(engine_came_back=not was_ready)
                 app.state.telemetry.adapter_reloads.inc(reloaded)
             was_ready = ready
         except EngineError as exc:
-            log.debug("adapter reconciliation skipped: %s", exc.message)
+            problem = f"{exc.message} ({exc.status})"
             was_ready = False
         except Exception:  # never let the keeper die; the next round tries again
             log.exception("adapter reconciliation failed")
+        if problem and problem != last_problem:  # said once, not every round
+            log.warning("cannot check the engine's adapters: %s", problem)
+        last_problem = problem
 
 
 def build_app(settings: Settings) -> Starlette:

@@ -12,9 +12,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aibrix.sim.engine import SimEngine, Timing
-from aibrix.sim.metrics import SGLangMetrics, VLLMMetrics
+from aibrix.sim.metrics import SGLangMetrics
 from aibrix.sim.sglang import sglang_auth_exempt, sglang_routes
-from aibrix.sim.vllm import vllm_auth_exempt, vllm_routes
+from aibrix.sim.vllm import VLLMLimits, vllm_auth_exempt, vllm_routes
+from aibrix.sim.vllm_metrics import VLLMMetrics
 
 SIM_ENGINES = ("vllm", "sglang")
 
@@ -79,11 +80,14 @@ def build_sim_app(
     max_running: int = 64,
     sglang_lists_adapters: bool = True,
     metrics_payload: bytes | None = None,
+    vllm_limits: VLLMLimits | None = None,
 ) -> Starlette:
     if engine == "vllm":
-        vllm_metrics = VLLMMetrics(model)
+        limits = vllm_limits or VLLMLimits()
+        vllm_metrics = VLLMMetrics(model, max_lora=limits.max_loras, max_model_len=limits.max_model_len)
         state = SimEngine(model, vllm_metrics, timing or Timing(), max_running=max_running)
-        routes, exempt = vllm_routes(state, error_style=error_style, allow_lora=allow_lora), vllm_auth_exempt
+        routes = vllm_routes(state, error_style=error_style, allow_lora=allow_lora, limits=limits)
+        exempt = vllm_auth_exempt
     elif engine == "sglang":
         metrics = SGLangMetrics(model, max_total_tokens=65536)
         state = SimEngine(model, metrics, timing or Timing(), max_running=max_running, kv_capacity_tokens=65536)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from aibrix.sim.app import SIM_ENGINES, build_sim_app
 from aibrix.sim.engine import Timing
-from aibrix.sim.vllm import runtime_lora_allowed
+from aibrix.sim.vllm import VLLMLimits, runtime_lora_allowed
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--itl-ms", type=float, default=5.0, help="time between generated tokens")
     parser.add_argument("--lora-load-ms", type=float, default=0.0, help="time an adapter load takes")
     parser.add_argument("--max-running", type=int, default=64, help="requests run at once; the rest wait")
+    vllm = parser.add_argument_group("vLLM serving flags (same meaning as vLLM's)")
+    vllm.add_argument("--model-path", help="the model's folder: root of the base model card (default: --model)")
+    vllm.add_argument("--max-model-len", type=int, default=32768)
+    vllm.add_argument("--max-lora-rank", type=int, default=16, help="adapters of a higher rank are refused (500)")
+    vllm.add_argument("--max-loras", type=int, default=1)
     args = parser.parse_args(argv)
 
     import uvicorn
@@ -52,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_running=args.max_running,
         sglang_lists_adapters=not args.sglang_legacy_models,
         metrics_payload=args.metrics_payload.read() if args.metrics_payload else None,
+        vllm_limits=VLLMLimits(args.max_model_len, args.max_lora_rank, args.max_loras, args.model_path),
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

@@ -44,7 +44,7 @@ class SimEngine:
     def _publish(self) -> None:
         self.metrics.set_load(self.running, self.waiting, min(1.0, self.kv_tokens / self.kv_capacity_tokens))
 
-    async def generate(self, prompt_tokens: int, max_tokens: int) -> AsyncIterator[str]:
+    async def generate(self, prompt_tokens: int, max_tokens: int, adapter: str | None = None) -> AsyncIterator[str]:
         """Yield generated tokens at the configured pace, accounting the request in the metrics."""
         arrived = time.perf_counter()
         self.waiting += 1
@@ -56,6 +56,7 @@ class SimEngine:
             reserved = prompt_tokens + max_tokens
             self.kv_tokens += reserved
             self._publish()
+            self.metrics.request_started(adapter)
             itls: list[float] = []
             generated = 0
             ttft = 0.0
@@ -72,6 +73,7 @@ class SimEngine:
                     generated += 1
                     yield f" tok{index}"
             finally:
+                self.metrics.request_ended(adapter)
                 self.running -= 1
                 self.kv_tokens -= reserved
                 self._publish()

@@ -6,12 +6,14 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
 from aibrix.sim.engine import SimEngine
 
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# vLLM answers prometheus_client's CONTENT_TYPE_LATEST whatever the Accept header asks for.
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -28,6 +30,6 @@ def metrics_handler(engine: SimEngine) -> Callable[[Request], Awaitable[Response
 
     async def metrics(request: Request) -> Response:
         body = engine.metrics_payload if engine.metrics_payload is not None else engine.metrics.render()
-        return Response(body, media_type=METRICS_CONTENT_TYPE)
+        return Response(body, headers={"content-type": METRICS_CONTENT_TYPE})
 
     return metrics

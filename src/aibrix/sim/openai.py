@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from aibrix.sim.engine import SimEngine, count_tokens
 
-ErrorFn = Callable[[int, str, str], Response]
+ErrorFn = Callable[..., Response]  # (status, message, type[, param])
 
 
 def _prompt_text(body: dict[str, Any], chat: bool) -> str:
@@ -30,13 +30,39 @@ def _prompt_text(body: dict[str, Any], chat: bool) -> str:
     return prompt
 
 
-def completion_handler(chat: bool, error: ErrorFn) -> Callable[[Request], Any]:
-    """A route for completions (``chat`` False) or chat completions, reporting errors through ``error``."""
+# Fields vLLM 0.32 adds to the OpenAI bodies (entrypoints/openai/completion/protocol.py, chat_completion/protocol.py).
+VLLM_CHOICE = {"stop_reason": None, "token_ids": None, "routed_experts": None}
+VLLM_MESSAGE = {"refusal": None, "annotations": None, "audio": None, "function_call": None, "reasoning": None}
+VLLM_BODY = {"service_tier": None, "system_fingerprint": "vllm-0.32.0-sim", "kv_transfer_params": None,
+             "ec_transfer_params": None, "metrics": None}  # fmt: skip
+VLLM_USAGE = {"prompt_tokens_details": None, "completion_tokens_details": None}
+
+
+def _vllm_checks(body: dict[str, Any], chat: bool, max_model_len: int) -> tuple[int, str, str, str] | None:
+    """vLLM's own 400s for a completion request: (status, message, type, param)."""
+    if not chat and not body.get("prompt"):
+        message = "Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)"
+        return 400, message, "BadRequestError", "prompt"
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    if isinstance(max_tokens, int) and max_tokens > max_model_len:
+        message = (f"max_tokens={max_tokens} cannot be greater than max_model_len={max_model_len}. "
+                   f"Please request fewer output tokens. (parameter=max_tokens, value={max_tokens})")  # fmt: skip
+        return 400, message, "BadRequestError", "max_tokens"
+    return None
+
+
+def completion_handler(chat: bool, error: ErrorFn, vllm_max_model_len: int | None = None) -> Callable[[Request], Any]:
+    """A route for completions (``chat`` False) or chat completions, reporting errors through ``error``.
+    With ``vllm_max_model_len`` the checks and bodies are vLLM's."""
+    vllm = vllm_max_model_len is not None
 
     async def handle(request: Request) -> Response:
         engine: SimEngine = request.app.state.engine
         try:
             body = json.loads(await request.body())
+            problem = _vllm_checks(body, chat, vllm_max_model_len) if vllm_max_model_len else None
+            if problem is not None:
+                return error(problem[0], problem[1], problem[2], problem[3])
             prompt = _prompt_text(body, chat)
             max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
             if not 1 <= max_tokens <= 4096:
@@ -45,7 +71,11 @@ def completion_handler(chat: bool, error: ErrorFn) -> Callable[[Request], Any]:
             return error(400, str(exc), "BadRequestError")
         model = body.get("model") or engine.model
         if not engine.serves(model):
+            if vllm:
+                message = f"The model `{model}` does not exist. Valid aliases: {engine.model}."
+                return error(404, message, "NotFoundError", "model")
             return error(404, f"The model `{model}` does not exist.", "NotFoundError")
+        adapter = model if model != engine.model else None
         prompt_tokens = count_tokens(prompt)
         request_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
@@ -53,14 +83,22 @@ def completion_handler(chat: bool, error: ErrorFn) -> Callable[[Request], Any]:
 
         def choice(text: str, finish: str | None, stream: bool) -> dict[str, Any]:
             if not chat:
-                return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+                extra = {**VLLM_CHOICE, "prompt_logprobs": None, "prompt_token_ids": None} if vllm else {}
+                return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish, **extra}
             key = "delta" if stream else "message"
-            return {"index": 0, key: {"role": "assistant", "content": text}, "finish_reason": finish}
+            message = {"role": "assistant", "content": text, **(VLLM_MESSAGE if vllm and not stream else {})}
+            return {
+                "index": 0,
+                key: message,
+                "logprobs": None,
+                "finish_reason": finish,
+                **(VLLM_CHOICE if vllm else {}),
+            }
 
         if body.get("stream"):
 
             async def events() -> AsyncIterator[bytes]:
-                async for token in engine.generate(prompt_tokens, max_tokens):
+                async for token in engine.generate(prompt_tokens, max_tokens, adapter):
                     chunk = {
                         "id": request_id,
                         "object": kind + (".chunk" if chat else ""),
@@ -80,20 +118,19 @@ def completion_handler(chat: bool, error: ErrorFn) -> Callable[[Request], Any]:
 
             return StreamingResponse(events(), media_type="text/event-stream")
 
-        text = "".join([token async for token in engine.generate(prompt_tokens, max_tokens)])
-        return JSONResponse(
-            {
-                "id": request_id,
-                "object": kind,
-                "created": created,
-                "model": model,
-                "choices": [choice(text, "length", False)],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": max_tokens,
-                    "total_tokens": prompt_tokens + max_tokens,
-                },
-            }
-        )
+        text = "".join([token async for token in engine.generate(prompt_tokens, max_tokens, adapter)])
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": max_tokens,
+            "total_tokens": prompt_tokens + max_tokens,
+        }
+        reply = {"id": request_id, "object": kind, "created": created, "model": model,
+                 "choices": [choice(text, "length", False)], "usage": usage}  # fmt: skip
+        if vllm:
+            usage.update(VLLM_USAGE)
+            reply.update(VLLM_BODY)
+            if chat:
+                reply.update({"prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None})
+        return JSONResponse(reply)
 
     return handle

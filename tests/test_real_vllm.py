@@ -1,0 +1,160 @@
+"""The runtime in front of real vLLM (CPU build, tiny model): the README's API, S3 delegation, and /metrics."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from procs import Proc, start_runtime
+from real_vllm import RealVLLM, tiny_models
+from services import RadosGateway, require
+from test_runtime_metrics import ACCEPTED_LINT, PROMTOOL
+
+pytestmark = pytest.mark.real_vllm
+
+
+@pytest.fixture
+def runtime(real_vllm: RealVLLM, tmp_path: Path) -> Iterator[Proc]:
+    proc = start_runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    yield proc
+    proc.stop()
+
+
+def load(runtime: Proc, **body: object) -> httpx.Response:
+    return httpx.post(runtime.url + "/v1/lora_adapter/load", json=body, timeout=120)
+
+
+def unload(runtime: Proc, name: str) -> httpx.Response:
+    return httpx.post(runtime.url + "/v1/lora_adapter/unload", json={"lora_name": name}, timeout=60)
+
+
+def error_of(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["type"]
+
+
+def test_the_runtime_api_against_real_vllm(real_vllm: RealVLLM, runtime: Proc) -> None:
+    models = tiny_models()
+    assert httpx.get(runtime.url + "/ready", timeout=10).json() == {"status": "ready", "engine": "vllm"}
+
+    ok = load(runtime, lora_name="rt-a", lora_path=str(models / "lora-r8"))
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["already_loaded"] is False
+    assert "rt-a" in real_vllm.adapters()
+    assert load(runtime, lora_name="rt-a", lora_path=str(models / "lora-r8")).json()["already_loaded"] is True
+    elsewhere = load(runtime, lora_name="rt-a", lora_path=str(models / "lora-r8-b"))
+    assert error_of(elsewhere) == (409, "AdapterAlreadyLoaded")
+
+    cards = httpx.get(runtime.url + "/v1/models", timeout=10).json()["data"]
+    card = next(c for c in cards if c["id"] == "rt-a")
+    assert (card["parent"], card["root"]) == ("tiny", str(models / "lora-r8"))
+    listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
+    assert [(a["name"], a["state"]) for a in listing] == [("rt-a", "loaded")]
+
+    completion = real_vllm.complete("rt-a")
+    assert completion.status_code == 200, completion.text
+    assert completion.json()["model"] == "rt-a"
+
+    assert unload(runtime, "rt-a").status_code == 200
+    assert "rt-a" not in real_vllm.adapters()
+    assert error_of(unload(runtime, "rt-a")) == (404, "AdapterNotFound")
+    assert httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    "folder, status, kind, says",
+    [
+        ("lora-r64", 422, "AdapterRejected", "LoRA rank 64 is greater than max_lora_rank 8"),
+        ("lora-r8/adapter_config.json", 422, "AdapterRejected", "Not a directory"),
+        ("no-such-adapter", 404, "NotFoundError", "No adapter found"),
+        ("model", 404, "NotFoundError", "No adapter found"),
+    ],
+)
+def test_adapters_vllm_can_never_load_are_client_errors(runtime: Proc, folder: str, status: int, kind: str,
+                                                        says: str) -> None:  # fmt: skip
+    """vLLM answers 500 for a rank above --max-lora-rank or a file given as the folder; that can never pass, so the
+    runtime says 422 with the reason (the controller then fails fast instead of retrying from pod to pod)."""
+    response = load(runtime, lora_name="rt-bad", lora_path=str(tiny_models() / folder))
+    assert error_of(response) == (status, kind)
+    assert says in response.json()["error"]["message"]
+    listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
+    assert all(a["state"] != "loaded" for a in listing)
+
+
+def test_a_name_vllm_serves_as_its_base_model_is_refused(runtime: Proc) -> None:
+    response = load(runtime, lora_name="tiny", lora_path=str(tiny_models() / "lora-r8"))
+    assert error_of(response) == (400, "InvalidUserInput")
+    assert "conflicts with a served base model" in response.json()["error"]["message"]
+
+
+def test_an_adapter_from_s3_is_loaded_into_real_vllm_and_serves(real_vllm: RealVLLM, rgw: RadosGateway,
+                                                                tmp_path: Path) -> None:  # fmt: skip
+    client = rgw.client()
+    client.create_bucket(Bucket="real-loras")
+    folder = tiny_models() / "lora-r8-b"
+    for path in folder.iterdir():
+        client.put_object(Bucket="real-loras", Key=f"tiny/sql-lora/{path.name}", Body=path.read_bytes())
+    adapters = tmp_path / "adapters"
+    runtime = start_runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), **rgw.env()})
+    try:
+        response = load(runtime, lora_name="sql-lora", artifact_url="s3://real-loras/tiny/sql-lora/",
+                        credentials={"aws_access_key_id": rgw.ACCESS_KEY,
+                                     "aws_secret_access_key": rgw.SECRET_KEY})  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert response.json()["lora_path"] == str(adapters / "sql-lora")
+        assert (adapters / "sql-lora" / "adapter_model.safetensors").read_bytes() == (
+            folder / "adapter_model.safetensors"
+        ).read_bytes()
+        assert "sql-lora" in real_vllm.adapters()
+        completion = real_vllm.complete("sql-lora")
+        assert completion.status_code == 200, completion.text
+        assert unload(runtime, "sql-lora").status_code == 200
+        assert not (adapters / "sql-lora").exists()
+    finally:
+        runtime.stop()
+
+
+def test_metrics_over_the_live_vllm_payload(real_vllm: RealVLLM, runtime: Proc) -> None:
+    assert real_vllm.complete("tiny").status_code == 200  # some traffic, so histograms have samples
+    direct = httpx.get(real_vllm.url + "/metrics", timeout=10).text
+    served = httpx.get(runtime.url + "/metrics", timeout=10).text
+    engine_families = {f.name for f in text_string_to_metric_families(direct) if f.name.startswith("vllm:")}
+    ours = {f.name: f for f in text_string_to_metric_families(served)}
+    assert engine_families and engine_families <= set(ours), engine_families - set(ours)
+    for name in ("aibrix:num_requests_running", "aibrix:num_requests_waiting", "aibrix:kv_cache_usage_perc",
+                 "aibrix:prompt_tokens", "aibrix:generation_tokens", "aibrix:time_to_first_token_seconds",
+                 "aibrix:request_success", "aibrix:engine_up"):  # fmt: skip
+        assert name in ours, name
+    assert [s.value for s in ours["aibrix:engine_up"].samples] == [1.0]
+    assert sum(s.value for s in ours["aibrix:generation_tokens"].samples if s.name.endswith("_total")) >= 4
+
+    require(PROMTOOL.exists(), "promtool (scripts/fetch_promtool.sh)")
+    result = subprocess.run([str(PROMTOOL), "check", "metrics"], input=served, capture_output=True, text=True)
+    report = result.stdout + result.stderr
+    assert result.returncode in (0, 3), report  # 3: lint remarks only
+    remarks = [line for line in report.splitlines() if line.startswith("aibrix:")]
+    assert not [line for line in remarks if not line.endswith(ACCEPTED_LINT)], remarks
+
+
+def test_a_delegated_adapter_vllm_refuses_leaves_no_files(real_vllm: RealVLLM, rgw: RadosGateway,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """An artifact vLLM can never load (rank above --max-lora-rank) is a 422, and its downloaded files are gone."""
+    client = rgw.client()
+    client.create_bucket(Bucket="big-loras")
+    for path in (tiny_models() / "lora-r64").iterdir():
+        client.put_object(Bucket="big-loras", Key=f"big/{path.name}", Body=path.read_bytes())
+    adapters = tmp_path / "adapters"
+    runtime = start_runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), **rgw.env()})
+    try:
+        response = load(runtime, lora_name="big", artifact_url="s3://big-loras/big/")
+        assert error_of(response) == (422, "AdapterRejected")
+        assert not (adapters / "big").exists()
+        listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
+        assert [(a["name"], a["state"]) for a in listing] == [("big", "failed")]
+        assert "greater than max_lora_rank" in listing[0]["reason"]
+    finally:
+        runtime.stop()
