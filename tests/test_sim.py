@@ -105,7 +105,8 @@ def test_sglang_update_bodies(sglang, tmp_path):
     url = f"{sglang.url}/load_lora_adapter"
     ok = httpx.post(url, json={"lora_name": "a", "lora_path": str(tmp_path)})
     assert ok.status_code == 200
-    assert ok.json() == {"success": True, "error_message": "", "loaded_adapters": {"a": str(tmp_path)}}
+    assert ok.json() == {"rid": None, "http_worker_ipc": None, "success": True, "error_message": "",
+                         "loaded_adapters": {"a": str(tmp_path)}}  # fmt: skip
     dup = httpx.post(url, json={"lora_name": "a", "lora_path": str(tmp_path)})
     assert dup.status_code == 400 and "already loaded" in dup.json()["error_message"]
     gone = httpx.post(f"{sglang.url}/unload_lora_adapter", json={"lora_name": "zzz"})
@@ -113,6 +114,8 @@ def test_sglang_update_bodies(sglang, tmp_path):
     assert gone.json()["error_message"].startswith("LoRA with name zzz does not exist")
     assert gone.json()["loaded_adapters"] is None
     assert httpx.post(f"{sglang.url}/unload_lora_adapter", json={"lora_name": "a"}).json()["success"] is True
+    invalid = httpx.post(url, json={"lora_name": "b"})
+    assert (invalid.status_code, invalid.json()["object"], invalid.json()["type"]) == (400, "error", "Bad Request")
 
 
 def test_completions_generate_tokens_for_base_and_adapters(vllm, tmp_path):

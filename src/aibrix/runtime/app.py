@@ -129,6 +129,10 @@ ROUTES = [
 ]
 
 
+# While the engine is down the keeper looks this often, so adapters are back soon after it answers again.
+COMEBACK_POLL_SECONDS = 0.1
+
+
 async def _keep_adapters_loaded(app: Starlette) -> None:
     """Self-healing: when the engine comes back (or the runtime starts), load again what it has lost."""
     settings: Settings = app.state.settings
@@ -136,10 +140,13 @@ async def _keep_adapters_loaded(app: Starlette) -> None:
     was_ready = False
     last_problem = ""
     while True:
-        await asyncio.sleep(settings.reconcile_seconds)
+        watching = not was_ready and bool(service.wanted)
+        await asyncio.sleep(
+            min(settings.reconcile_seconds, COMEBACK_POLL_SECONDS) if watching else settings.reconcile_seconds
+        )
         problem = ""
         try:
-            ready = await app.state.readiness.reason_not_ready() is None
+            ready = await app.state.readiness.reason_not_ready(fresh=watching) is None
             if ready and service.wanted:
                 reloaded = await service.reconcile(engine_came_back=not was_ready)
                 app.state.telemetry.adapter_reloads.inc(reloaded)

@@ -18,10 +18,11 @@ class ReadinessProbe:
         self._checked_at = float("-inf")
         self._reason: str | None = "not checked yet"
 
-    async def reason_not_ready(self) -> str | None:
-        """None when the engine is ready, else why not; at most one probe is in flight at a time."""
+    async def reason_not_ready(self, *, fresh: bool = False) -> str | None:
+        """None when the engine is ready, else why not; at most one probe is in flight at a time.
+        ``fresh`` skips the cache (the adapter keeper, watching for the engine to come back)."""
         async with self._lock:
-            if time.monotonic() - self._checked_at >= self.cache_seconds:
+            if fresh or time.monotonic() - self._checked_at >= self.cache_seconds:
                 try:
                     await self.engine.health(timeout=self.timeout)
                     self._reason = None

@@ -1,8 +1,11 @@
 """SGLang's management routes as the real server answers them.
 
-Sources (sgl-project/sglang): python/sglang/srt/entrypoints/http_server.py (routes; 200 on success and 400 on any
+Checked line by line against SGLang 0.5.23's own source, read from its PyPI wheel (SGLang's CPU backend needs
+sgl-kernel built from source, so no real SGLang runs here; see docs/simulator.md). Sources (sgl-project/sglang): python/sglang/srt/entrypoints/http_server.py (routes; 200 on success and 400 on any
 failure for the LoRA routes; the API-key middleware leaving /health and /metrics open); managers/io_struct.py
-(LoRAUpdateOutput ``{success, error_message, loaded_adapters}``); lora/lora_manager.py and lora/lora_registry.py
+(LoRAUpdateOutput ``{success, error_message, loaded_adapters}`` plus BaseReq's ``rid`` and ``http_worker_ipc``, all
+serialized by utils/msgspec_utils.py ``msgspec_to_builtins``); a request missing fields is FastAPI's validation error,
+answered 400 ``Bad Request`` in the legacy ErrorResponse shape (http_server.py ``validation_exception_handler``); lora/lora_manager.py and lora/lora_registry.py
 (messages). Since sgl-project/sglang PR #12229 (Oct 2025) /v1/models also lists loaded adapters (``id`` the
 lora_name, ``root`` its path, ``parent`` the base model); ``list_adapters=False`` reproduces older releases.
 """
@@ -31,6 +34,8 @@ def sglang_error(code: int, message: str, type: str) -> Response:
 def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Route]:
     def update_result(success: bool, error_message: str = "", with_adapters: bool = True) -> Response:
         body = {
+            "rid": None,
+            "http_worker_ipc": None,
             "success": success,
             "error_message": error_message,
             "loaded_adapters": dict(engine.adapters) if with_adapters else None,
@@ -71,7 +76,7 @@ def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Rout
         body = await read_json(request)
         name, path = body.get("lora_name"), body.get("lora_path")
         if not name or not path:
-            return update_result(False, "lora_name and lora_path are required", with_adapters=False)
+            return sglang_error(400, "1 validation error: lora_name and lora_path are required", "Bad Request")
         if name in engine.adapters:
             return update_result(False, f"Failed to load LoRA adapter {name} because it is already loaded")
         await asyncio.sleep(engine.timing.lora_load)
@@ -104,4 +109,5 @@ def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Rout
 
 
 def sglang_auth_exempt(path: str) -> bool:
-    return path.startswith("/health") or path.startswith("/metrics")
+    """utils/auth.py: health, readiness and metrics paths stay open (matched by prefix)."""
+    return path.startswith(("/health", "/ready", "/metrics"))
