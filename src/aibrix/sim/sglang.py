@@ -1,13 +1,15 @@
 """SGLang's management routes as the real server answers them.
 
 Checked line by line against SGLang 0.5.23's own source, read from its PyPI wheel (SGLang's CPU backend needs
-sgl-kernel built from source, so no real SGLang runs here; see docs/simulator.md). Sources (sgl-project/sglang): python/sglang/srt/entrypoints/http_server.py (routes; 200 on success and 400 on any
-failure for the LoRA routes; the API-key middleware leaving /health and /metrics open); managers/io_struct.py
-(LoRAUpdateOutput ``{success, error_message, loaded_adapters}`` plus BaseReq's ``rid`` and ``http_worker_ipc``, all
-serialized by utils/msgspec_utils.py ``msgspec_to_builtins``); a request missing fields is FastAPI's validation error,
-answered 400 ``Bad Request`` in the legacy ErrorResponse shape (http_server.py ``validation_exception_handler``); lora/lora_manager.py and lora/lora_registry.py
-(messages). Since sgl-project/sglang PR #12229 (Oct 2025) /v1/models also lists loaded adapters (``id`` the
-lora_name, ``root`` its path, ``parent`` the base model); ``list_adapters=False`` reproduces older releases.
+sgl-kernel built from source, so no real SGLang runs here; see docs/simulator.md). Sources (sgl-project/sglang):
+python/sglang/srt/entrypoints/http_server.py (routes; 200 on success and 400 on any failure for the LoRA routes;
+a request missing fields is FastAPI's validation error, answered 400 ``Bad Request`` in the legacy ErrorResponse
+shape by ``validation_exception_handler``); utils/auth.py (the API key leaves /health, /ready and /metrics open);
+managers/io_struct.py (LoRAUpdateOutput ``{success, error_message, loaded_adapters}`` plus BaseReq's ``rid`` and
+``http_worker_ipc``, all serialized by utils/msgspec_utils.py ``msgspec_to_builtins``); lora/lora_manager.py and
+lora/lora_registry.py (messages). Since sgl-project/sglang PR #12229 (Oct 2025) /v1/models also lists loaded
+adapters (``id`` the lora_name, ``root`` its path, ``parent`` the base model); ``list_adapters=False`` reproduces
+older releases.
 """
 
 from __future__ import annotations
