@@ -117,6 +117,7 @@ def main() -> None:
     single = capture_payload()
     payloads = {"vLLM V1, 1 engine": single, "vLLM V1, 8 DP engines": data_parallel(single, 8)}
     adapter = tempfile.mkdtemp()
+    Path(adapter, "adapter_config.json").write_text('{"r": 8}')  # vLLM (and the simulator) want one
     runtimes = {"ours": (OURS, "/metrics")}
     if args.upstream:
         runtimes["upstream 0.8.0"] = (args.upstream, "/metrics/")  # upstream redirects /metrics to /metrics/

@@ -95,7 +95,8 @@ def main() -> None:
     try:
         for name, binary in runtimes.items():
             procs[name], urls[name], _ = start(binary, engine.url)
-        with httpx.Client(timeout=60) as client:
+        # Upstream answers /metrics with a 307 to /metrics/; Prometheus follows it, and so does this client.
+        with httpx.Client(timeout=60, follow_redirects=True) as client:
             targets = {"direct": (engine.url + "/v1/load_lora_adapter", engine.url + "/v1/unload_lora_adapter")}
             targets |= {n: (u + "/v1/lora_adapter/load", u + "/v1/lora_adapter/unload") for n, u in urls.items()}
             loads = load_rounds(client, targets, adapter, args.rounds)

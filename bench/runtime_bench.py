@@ -89,6 +89,7 @@ def main() -> None:
 
     sim = start_sim("vllm", "--ttft-ms", "1")
     adapter = tempfile.mkdtemp()
+    Path(adapter, "adapter_config.json").write_text('{"r": 8}')  # vLLM (and the simulator) want one
     results: dict[str, dict[str, float]] = {name: {} for name in runtimes}
     try:
         for name, binary in runtimes.items():

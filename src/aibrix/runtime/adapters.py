@@ -4,7 +4,6 @@ controller delegates them, and a persisted record so adapters come back after en
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import posixpath
@@ -18,9 +17,9 @@ from typing import Any
 
 from aibrix.engines import Engine, ModelCard
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
+from aibrix.runtime.record import AdapterRecord
 
 log = logging.getLogger("aibrix.runtime")
-STATE_FILE = ".runtime-adapters.json"
 WANTED = ("loaded", "reloading")  # states of adapters the runtime keeps in the engine (and on disk)
 
 
@@ -95,7 +94,8 @@ class AdapterService:
         self.locks = KeyedLocks()
         self.adapter_dir = adapter_dir
         self._engine_lists_adapters = False
-        self.managed: dict[str, ManagedAdapter] = self._read_state()
+        self.record = AdapterRecord(adapter_dir)
+        self.managed: dict[str, ManagedAdapter] = self._read_record()
         # The Authorization each adapter was loaded with, so a re-load after an engine restart is allowed where
         # the load was. Held in memory only: never persisted, never listed.
         self._auth: dict[str, str | None] = {}
@@ -148,21 +148,40 @@ class AdapterService:
 
     async def _load_locked(self, name: str, path: str, *, auth: str | None, source: str, delegated: bool) -> LoadResult:
         started = time.monotonic()
+        size = await asyncio.to_thread(folder_size, path) if delegated else 0
+        record = ManagedAdapter(name, path, source, delegated, size_bytes=size)
+        # The record is written while the engine loads, so the disk costs the caller nothing; if the load fails
+        # the record is written back as it was. Either way it is on disk before the answer.
+        self.record.save(self._entries(record))
         try:
-            message = await self.engine.load_adapter(name, path, auth=auth)
-            already = False
+            message, already = await self._engine_load(name, path, auth), False
         except AdapterAlreadyLoaded as exc:
-            current = await self.engine.adapter_path(name, auth=auth) or self.loaded.get(name)
-            if not same_path(current, path):
-                where = f"from {current!r}" if current else "from a path the engine does not report"
-                raise AdapterAlreadyLoaded(
-                    f"adapter {name!r} is already loaded {where}; unload it before loading it from {path!r}"
-                ) from exc
-            message, already = f"adapter {name!r} is already loaded from {path!r}", True
-        size = folder_size(path) if delegated else 0
-        self._set(ManagedAdapter(name, path, source, delegated, size_bytes=size))
+            try:
+                message, already = await self._already_loaded(name, path, auth, exc), True
+            except BaseException:
+                self.record.save(self._entries())
+                raise
+        except BaseException:
+            self.record.save(self._entries())
+            raise
+        finally:
+            await self.record.flush()
+        self._set(record)
         self._auth[name] = auth
         return LoadResult(message, already, path, None, time.monotonic() - started)
+
+    async def _engine_load(self, name: str, path: str, auth: str | None) -> str:
+        return await self.engine.load_adapter(name, path, auth=auth)
+
+    async def _already_loaded(self, name: str, path: str, auth: str | None, exc: AdapterAlreadyLoaded) -> str:
+        """The engine holds ``name``: fine when from ``path`` (loads are idempotent), a conflict otherwise."""
+        current = await self.engine.adapter_path(name, auth=auth) or self.loaded.get(name)
+        if not same_path(current, path):
+            where = f"from {current!r}" if current else "from a path the engine does not report"
+            raise AdapterAlreadyLoaded(
+                f"adapter {name!r} is already loaded {where}; unload it before loading it from {path!r}"
+            ) from exc
+        return f"adapter {name!r} is already loaded from {path!r}"
 
     async def unload(self, name: str, *, auth: str | None = None, cleanup_local: bool = True) -> str:
         async with self.locks.hold(name):
@@ -170,19 +189,21 @@ class AdapterService:
             try:
                 message = await self.engine.unload_adapter(name, auth=auth)
             except AdapterNotFound:
-                self._forget(name, managed, cleanup_local)
+                await self._forget(name, managed, cleanup_local)
                 raise AdapterNotFound(f"adapter {name!r} is not loaded") from None
-            self._forget(name, managed, cleanup_local)
+            await self._forget(name, managed, cleanup_local)
             return message
 
-    def _forget(self, name: str, managed: ManagedAdapter | None, cleanup_local: bool) -> None:
+    async def _forget(self, name: str, managed: ManagedAdapter | None, cleanup_local: bool) -> None:
+        """Drop the adapter from memory and from the record (on disk before the unload is answered)."""
         self.managed.pop(name, None)
         self._auth.pop(name, None)
-        self._write_state()
+        self.record.save(self._entries())
+        await self.record.flush()
         if cleanup_local and managed is not None and managed.delegated and self.adapter_dir is not None:
             folder = Path(managed.lora_path)
             if folder.parent.resolve() == self.adapter_dir.resolve() and not folder.is_symlink():
-                shutil.rmtree(folder, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def models(self, *, auth: str | None = None) -> list[ModelCard]:
         """The engine's model cards, plus cards for adapters this runtime loaded that the engine does not list."""
@@ -266,31 +287,32 @@ class AdapterService:
         return [asdict(adapter) for adapter in sorted(self.managed.values(), key=lambda a: a.name)]
 
     def _set(self, adapter: ManagedAdapter) -> None:
+        """Remember ``adapter``; the record changes when it is wanted in the engine or has failed (a download in
+        progress leaves the record as it was, so files the engine still serves stay recorded)."""
         self.managed[adapter.name] = adapter
         if adapter.state in (*WANTED, "failed"):
-            self._write_state()
+            self.record.save(self._entries())
 
-    def _read_state(self) -> dict[str, ManagedAdapter]:
-        if self.adapter_dir is None:
-            return {}
-        try:
-            raw = json.loads((self.adapter_dir / STATE_FILE).read_text())
-            adapters = [ManagedAdapter(**entry) for entry in raw.get("adapters", [])]
-        except (FileNotFoundError, ValueError, TypeError):
-            return {}
-        return {a.name: a for a in adapters if a.state in WANTED}
+    def _entries(self, pending: ManagedAdapter | None = None) -> list[dict[str, Any]]:
+        """What the record holds: the adapters kept in the engine, with ``pending`` counted as one of them."""
+        adapters = {a.name: a for a in self.managed.values() if a.state in WANTED}
+        if pending is not None:
+            adapters[pending.name] = pending
+        return [asdict(a) for a in sorted(adapters.values(), key=lambda a: a.name)]
 
-    def _write_state(self) -> None:
-        if self.adapter_dir is None:
-            return
-        try:
-            self.adapter_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.adapter_dir / f"{STATE_FILE}.tmp{os.getpid()}"
-            entries = [asdict(a) for a in self.managed.values() if a.state in WANTED]
-            tmp.write_text(json.dumps({"adapters": entries}))
-            os.replace(tmp, self.adapter_dir / STATE_FILE)
-        except OSError as exc:
-            log.warning("cannot persist adapter state under %s: %s", self.adapter_dir, exc)
+    def _read_record(self) -> dict[str, ManagedAdapter]:
+        adapters = {}
+        for entry in self.record.read():
+            try:
+                adapter = ManagedAdapter(**entry)
+            except TypeError:
+                continue
+            if adapter.state in WANTED:
+                adapters[adapter.name] = adapter
+        return adapters
+
+    def close(self) -> None:
+        self.record.close()
 
 
 def _reason(exc: BaseException) -> str:

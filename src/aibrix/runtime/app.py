@@ -172,6 +172,7 @@ def build_app(settings: Settings) -> Starlette:
         finally:
             keeper.cancel()
             await app.state.adapters.engine.aclose()
+            app.state.adapters.close()
 
     routes = list(ROUTES)
     if settings.enable_docs:
