@@ -95,6 +95,11 @@ def test_v1_inter_token_latency_feeds_time_per_output_token():
 @pytest.mark.parametrize(
     "engine, name, expected",
     [
+        ("vllm", "vllm_0_32_cpu.txt", {
+            "aibrix:num_requests_running": 0.0, "aibrix:num_requests_waiting": 0.0, "aibrix:kv_cache_usage_perc": 0.0,
+            "aibrix:prompt_tokens_total": 20.0, "aibrix:generation_tokens_total": 14.0,
+            "aibrix:request_success_total": 3.0,
+        }),
         ("sglang", "sglang.txt", {
             "aibrix:num_requests_running": 3.0, "aibrix:queue_size": 2.0, "aibrix:kv_cache_usage_perc": 0.25,
             "aibrix:avg_generation_throughput_toks_per_s": 812.5, "aibrix:prefix_cache_hit_rate": 0.4,

@@ -205,6 +205,7 @@ ACCEPTED_LINT = (
     "engine, path, payload",
     [
         ("vllm", "/metrics", "vllm_v0_docs.txt"),
+        ("vllm", "/metrics", "vllm_0_32_cpu.txt"),
         ("sglang", "/metrics", "sglang.txt"),
         ("xllm", "/brpc_metrics", "xllm_brpc.txt"),
         ("trtllm", "/prometheus/metrics", "trtllm.txt"),
