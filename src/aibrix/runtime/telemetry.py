@@ -18,7 +18,7 @@ class Telemetry:
     def __init__(self, engine: str) -> None:
         self.registry = Registry()
         add = self.registry.add
-        info = Gauge("aibrix:runtime_info", "Runtime version and engine kind.", ["version", "engine"])
+        info = Gauge("aibrix:runtime_info", "Runtime version and engine kind.", ["version", "inference_engine"])
         info.labels(__version__, engine).set(1)
         add(info)
         self.engine_up = Gauge("aibrix:engine_up", "1 when the last engine scrape succeeded, else 0.")
