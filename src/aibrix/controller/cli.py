@@ -13,8 +13,6 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from aibrix.controller.reconciler import Options
-
 log = logging.getLogger("aibrix.controller")
 
 
@@ -135,6 +133,7 @@ async def run(args: argparse.Namespace) -> None:
 
     from aibrix.controller.manager import Controller, ControllerConfig
     from aibrix.controller.metrics import ControllerMetrics, probe_app
+    from aibrix.controller.reconciler import Options
 
     try:
         kubeconfig = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else KubeConfig.from_env()

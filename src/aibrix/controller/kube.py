@@ -146,8 +146,15 @@ class Kube:
         return dict(result)
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """The secret's values as text; ValueError names a key whose value is not UTF-8 text (never the value)."""
         secret = await self.client.get(Secret, name, namespace=namespace)
-        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        values = {}
+        for key, value in (secret.get("data") or {}).items():
+            try:
+                values[key] = base64.b64decode(value).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise ValueError(f"secret {name}: the value of {key!r} is not UTF-8 text") from None
+        return values
 
     async def ensure(self, resource: Any, desired: Obj) -> None:
         """Create ``desired`` or merge it into what exists (only the fields we own change)."""

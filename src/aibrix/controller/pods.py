@@ -35,12 +35,17 @@ class Pod:
     engine: str
 
     @property
+    def host(self) -> str:
+        """The pod IP as a URL host: IPv6 addresses in brackets."""
+        return f"[{self.ip}]" if self.ip and ":" in self.ip else str(self.ip)
+
+    @property
     def engine_url(self) -> str:
-        return f"http://{self.ip}:{self.engine_port}"
+        return f"http://{self.host}:{self.engine_port}"
 
     @property
     def runtime_url(self) -> str | None:
-        return f"http://{self.ip}:{self.runtime_port}" if self.runtime_port else None
+        return f"http://{self.host}:{self.runtime_port}" if self.runtime_port else None
 
     def eligible(self, now: float, stability: float) -> bool:
         """Ready for at least ``stability`` seconds, not going away, and opted in to hosting adapters."""

@@ -8,6 +8,7 @@ A reconcile returns how soon it wants to run again (a retry falling due, a pod b
 from __future__ import annotations
 
 import asyncio
+import math
 import copy
 import logging
 import time
@@ -522,6 +523,8 @@ class Pass:
             raise LoadError(
                 f"cannot read secret {self.spec.secret_name}: {exc.status.message}", Outcome.FATAL
             ) from None
+        except ValueError as exc:  # a value that is not text: fix the secret, retrying cannot help
+            raise LoadError(str(exc), Outcome.FATAL) from None
 
     async def expose(self) -> None:
         """The Service and EndpointSlice that route the adapter's name to the pods holding it."""
@@ -601,7 +604,8 @@ class Pass:
             self.condition("Bound", "False", "NoInstances", "No pod holds the adapter")
         if fatal:
             self.status["phase"] = "Failed"
-            self.status["nextAttemptTime"] = timestamp(self.now + self.options.cooldown, micro=True)
+            # whole seconds, as every other timestamp of the status; rounded up so the hold is never cut short
+            self.status["nextAttemptTime"] = timestamp(math.ceil(self.now + self.options.cooldown))
             self.condition("Ready", "False", "LoadFailed", fatal)
             self.r._event(self.obj, "Warning", "LoadFailed", fatal)
             return
@@ -619,6 +623,7 @@ class Pass:
         self.status["phase"] = "Pending"
         message = "no Ready pod matches spec.podSelector with label adapter.model.aibrix.ai/enabled=true"
         self.condition("Ready", "False", "NoCandidatePods", message)
+        self.r._event(self.obj, "Warning", "NoCandidatePods", message)
 
     async def write(
         self,

@@ -1,0 +1,103 @@
+"""Controller defects found by review (issue 12): IPv6 pods, secrets that are not text, whole-second status times,
+an Event when no pod matches, and a one-line answer when the controller's extra is missing."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kube import FakeKube, phase, running
+from procs import Proc, free_port
+
+FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1",
+        "--unload-timeout", "1", "--deletion-timeout", "3")  # fmt: skip
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[FakeKube]:
+    server = FakeKube(tmp_path)
+    yield server
+    server.stop()
+
+
+def on_ipv6_loopback(argv: list[str], port: int, env: dict[str, str] | None = None) -> Proc:
+    proc = Proc(argv, port, env)
+    proc.url = f"http://[::1]:{port}"
+    proc.wait_http("/health" if "aibrix.sim.cli" in argv else "/healthz")
+    return proc
+
+
+def test_pods_with_ipv6_addresses_are_reached_in_brackets(kube: FakeKube, adapter_dir: Path, tmp_path: Path) -> None:
+    sim_port, runtime_port = free_port(), free_port()
+    sim = on_ipv6_loopback([sys.executable, "-m", "aibrix.sim.cli", "--engine", "vllm", "--host", "::1", "--port",
+                            str(sim_port), "--model", "base-model"], sim_port,
+                           {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true"})  # fmt: skip
+    runtime = on_ipv6_loopback([sys.executable, "-m", "aibrix.runtime.cli", "--host", "::1", "--port",
+                                str(runtime_port)], runtime_port,
+                               {"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": sim.url,
+                                "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})  # fmt: skip
+    controller = None
+    try:
+        kube.add_pod("v6-0", runtime=runtime, engine=sim)
+        kube.patch_status("/api/v1/namespaces/default/pods/v6-0", {"podIP": "::1", "podIPs": [{"ip": "::1"}]})
+        controller = kube.start_controller(*FAST)
+        kube.add_adapter("v6-lora", artifactURL=str(adapter_dir), replicas=1)
+        obj = kube.wait_adapter("v6-lora", running, timeout=20)
+        assert obj["status"]["instances"] == ["v6-0"]
+        endpoint_slice = kube.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/v6-lora")
+        assert endpoint_slice is not None and endpoint_slice["addressType"] == "IPv6"
+        assert endpoint_slice["endpoints"][0]["addresses"] == ["::1"]
+    finally:
+        for proc in (controller, runtime, sim):
+            if proc is not None:
+                proc.stop()
+
+
+def test_a_secret_value_that_is_not_text_fails_once_with_the_key_named(kube: FakeKube, adapter_dir: Path) -> None:
+    kube.add_pod("base-0")
+    secret = {"metadata": {"name": "binary"}, "data": {"aws_secret_access_key": base64.b64encode(b"\xff\xfe").decode()}}
+    kube.create("/api/v1/namespaces/default/secrets", secret)
+    controller = kube.start_controller(*FAST, "--enable-runtime-sidecar=false")
+    try:
+        kube.add_adapter("binary-secret", artifactURL=str(adapter_dir), replicas=1,
+                         credentialsSecretRef={"name": "binary"})  # fmt: skip
+        failed = kube.wait_adapter("binary-secret", lambda o: phase(o) == "Failed", timeout=15)
+        ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+        assert "'aws_secret_access_key' is not UTF-8 text" in ready["message"]
+        assert controller.popen.poll() is None  # no crash loop
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", failed["status"]["nextAttemptTime"])
+    finally:
+        controller.stop()
+
+
+def test_an_adapter_no_pod_matches_says_so_in_an_event(kube: FakeKube, adapter_dir: Path) -> None:
+    controller = kube.start_controller(*FAST)
+    try:
+        kube.add_adapter("lonely", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("lonely", lambda o: phase(o) == "Pending", timeout=15)
+        found: list[dict] = []
+        deadline = time.monotonic() + 10
+        while not found and time.monotonic() < deadline:
+            events = kube.items("/api/v1/namespaces/default/events")
+            found = [e for e in events if (e["involvedObject"]["name"], e["reason"]) == ("lonely", "NoCandidatePods")]
+            time.sleep(0.1)
+        assert found and "spec.podSelector" in found[0]["message"]
+    finally:
+        controller.stop()
+
+
+def test_the_controller_without_its_extra_says_what_to_install_in_one_line() -> None:
+    code = ("import sys; sys.modules['lightkube'] = None\n"
+            "from aibrix.controller.cli import main; main(['--kubeconfig', '/nonexistent'])")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "aibrix_controller: the controller needs its extra: pip install 'aibrix[controller]'"
+    )
