@@ -103,3 +103,36 @@ def test_refused_connection_is_engine_unavailable():
 def test_bad_endpoint_is_refused(endpoint):
     with pytest.raises(ValueError, match="http"):
         EngineClient(endpoint)
+
+
+def test_a_post_that_may_have_reached_the_engine_is_never_sent_twice():
+    """The engine carries out a POST, then its connection drops before the answer: the client reports that, and
+    does not send the POST again (a second unload would answer 404 for an unload that succeeded)."""
+    posts: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head.startswith(b"POST"):
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                posts.append(await reader.readexactly(length))
+                writer.close()  # carried out, then gone before answering
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def go() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = EngineClient(f"http://127.0.0.1:{port}")
+        try:
+            assert (await client.request("GET", "/health")).status_code == 200  # a pooled connection now
+            with pytest.raises(EngineUnavailable, match="may have been carried out"):
+                await client.request("POST", "/v1/unload_lora_adapter", json={"lora_name": "a"})
+            assert posts == [b'{"lora_name": "a"}']
+            assert (await client.request("GET", "/health")).status_code == 200  # the client still works
+        finally:
+            await client.aclose()
+            server.close()
+
+    run(go())

@@ -51,6 +51,9 @@ class _Connection:
         self.writer.close()
 
 
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
 class _ProtocolError(Exception):
     """The engine's reply is not HTTP we can read."""
 
@@ -123,14 +126,23 @@ class EngineClient:
             ) from exc
 
     async def _exchange(self, message: bytes, method: str) -> Response:
-        # A pooled connection may have been closed by the engine while idle; such a failure before any reply
-        # byte is retried once on a fresh connection, as browsers and Go's transport do.
+        # A pooled connection may have been closed by the engine while idle. One the engine already closed is
+        # dropped before use; one that fails after the request was written is retried on a fresh connection only
+        # for idempotent methods: a POST (an adapter load or unload) may have reached the engine, and sending it
+        # again would report the second answer ("not found") for an operation that succeeded.
         while self._idle:
             connection = self._idle.pop()
+            if connection.reader.at_eof() or connection.writer.is_closing():
+                connection.close()
+                continue
             try:
                 return await self._send(connection, message, method)
-            except _StaleConnection:
+            except _StaleConnection as exc:
                 connection.close()
+                if method not in IDEMPOTENT:
+                    raise _ProtocolError(
+                        "the connection closed before the engine answered; the request may have been carried out"
+                    ) from exc
         connection = await self._connect()
         try:
             return await self._send(connection, message, method)
