@@ -136,3 +136,24 @@ def test_a_post_that_may_have_reached_the_engine_is_never_sent_twice():
             server.close()
 
     run(go())
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-5", b"10, 12", b""])
+def test_an_invalid_content_length_is_a_clear_engine_error(length: bytes):
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: " + length + b"\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        client = EngineClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        try:
+            with pytest.raises(EngineUnavailable, match="invalid Content-Length"):
+                await client.request("GET", "/v1/models")
+        finally:
+            await client.aclose()
+            server.close()
+
+    run(go())

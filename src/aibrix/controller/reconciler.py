@@ -8,9 +8,9 @@ A reconcile returns how soon it wants to run again (a retry falling due, a pod b
 from __future__ import annotations
 
 import asyncio
-import math
 import copy
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass

@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from aibrix.storage.base import NoSpace, RemoteFile, StorageError, TransientError, safe_relative
+from aibrix.storage.base import (
+    LocalWriteError,
+    NoSpace,
+    RemoteFile,
+    StorageError,
+    TransientError,
+    safe_relative,
+)
 from aibrix.storage.fetch import classify
 
 STATE_DIR = ".aibrix"
@@ -430,7 +437,9 @@ def _write(fd: int, data: memoryview | bytes, offset: int, path: str) -> None:
     try:
         os.pwrite(fd, data, offset)
     except OSError as exc:  # a local write failure (disk full, read-only) will not pass with a retry
-        raise StorageError(f"{path}: cannot write the local file ({exc.strerror})") from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpace(f"{path}: the local disk is full ({exc.strerror})") from None
+        raise LocalWriteError(f"{path}: cannot write the local file ({exc.strerror})") from None
 
 
 def _complete(job: _FileJob, state: Path) -> None:

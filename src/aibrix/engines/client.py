@@ -193,7 +193,7 @@ class EngineClient:
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             content = await _read_chunked(reader)
         elif "content-length" in headers:
-            length = int(headers["content-length"])
+            length = _content_length(headers["content-length"])
             if length > MAX_BODY_BYTES:
                 raise _ProtocolError(f"reply of {length} bytes exceeds {MAX_BODY_BYTES}")
             content = await reader.readexactly(length)
@@ -208,6 +208,14 @@ class EngineClient:
 
     async def aclose(self) -> None:
         self.close_idle()
+
+
+def _content_length(value: str) -> int:
+    """RFC 9110: one non-negative decimal number (repeated identical values tolerated)."""
+    values = {part.strip() for part in value.split(",")}
+    if len(values) != 1 or not (number := values.pop()).isdigit():
+        raise _ProtocolError(f"the engine sent an invalid Content-Length: {value[:40]!r}")
+    return int(number)
 
 
 class _StaleConnection(Exception):

@@ -9,7 +9,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from aibrix.engines.errors import EngineError
-from aibrix.storage.base import AccessDenied, BadSetting, BadURI, NoSpace, NotFound, StorageError, TooLarge
+from aibrix.storage.base import (
+    AccessDenied,
+    BadSetting,
+    BadURI,
+    LocalWriteError,
+    NoSpace,
+    NotFound,
+    StorageError,
+    TooLarge,
+)
+
+# Storage failures as API statuses, by isinstance (a subclass answers as its family); upstream trouble is 502.
+STORAGE_STATUSES: list[tuple[type[StorageError], int]] = [
+    (NotFound, 404), (AccessDenied, 403), (BadURI, 400), (BadSetting, 400), (TooLarge, 413), (NoSpace, 507),
+    (LocalWriteError, 500),
+]  # fmt: skip
 
 log = logging.getLogger("aibrix.runtime")
 
@@ -20,6 +35,10 @@ class APIError(Exception):
     def __init__(self, status: int, message: str, type: str) -> None:
         super().__init__(message)
         self.status, self.message, self.type = status, message, type
+
+
+def storage_status(exc: StorageError) -> int:
+    return next((code for kind, code in STORAGE_STATUSES if isinstance(exc, kind)), 502)
 
 
 def error_response(status: int, message: str, type: str) -> JSONResponse:
@@ -39,8 +58,7 @@ async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StorageError)
-    statuses = {NotFound: 404, AccessDenied: 403, BadURI: 400, BadSetting: 400, TooLarge: 413, NoSpace: 507}
-    status = statuses.get(type(exc), 502)
+    status = storage_status(exc)
     log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(status, str(exc), type(exc).__name__)
 

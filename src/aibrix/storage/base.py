@@ -37,6 +37,10 @@ class TooLarge(StorageError):
     pass
 
 
+class LocalWriteError(StorageError):
+    """The local disk refused a write (read-only, I/O error): the source is fine, retrying will not help."""
+
+
 class TransientError(StorageError):
     """Worth retrying: connection reset, timeout, 5xx, throttling."""
 
