@@ -128,6 +128,7 @@ class AdapterService:
         async with self.locks.hold(name):
             assert self.adapter_dir is not None
             folder = self.adapter_dir / name
+            await self._refuse_other_path(name, str(folder), auth)
             previous = self.managed.get(name)
             in_use = previous is not None and previous.state == "loaded" and previous.lora_path == str(folder)
             self._set(ManagedAdapter(name, str(folder), source, True, state="downloading"))
@@ -145,6 +146,18 @@ class AdapterService:
                     self._set(ManagedAdapter(name, str(folder), source, True, state="failed", reason=_reason(exc)))
                 raise
             return LoadResult(result.message, result.already_loaded, str(folder), downloaded, result.load_seconds)
+
+    async def _refuse_other_path(self, name: str, path: str, auth: str | None) -> None:
+        """409 before any byte is downloaded when ``name`` is already served from somewhere else; the live record
+        and the engine's adapter stay as they are."""
+        managed = self.managed.get(name)
+        current = managed.lora_path if managed is not None and managed.state in WANTED else None
+        if self.engine.lists_adapters or self._engine_lists_adapters:
+            current = await self.engine.adapter_path(name, auth=auth) or current
+        if current is not None and not same_path(current, path):
+            raise AdapterAlreadyLoaded(
+                f"adapter {name!r} is already loaded from {current!r}; unload it before loading it from {path!r}"
+            )
 
     async def _load_locked(self, name: str, path: str, *, auth: str | None, source: str, delegated: bool) -> LoadResult:
         started = time.monotonic()

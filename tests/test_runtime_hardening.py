@@ -1,0 +1,88 @@
+"""Runtime defects found by review (issue 12): a conflicting load never clobbers a live adapter, and the
+self-healing pass never undoes an unload that just finished."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aibrix.engines import Engine
+from aibrix.runtime.adapters import AdapterService
+from hf_server import HubServer, Repo
+from procs import Proc, start_runtime, start_sim
+
+
+@pytest.fixture
+def hub_stack(tmp_path: Path, adapter_dir: Path) -> Iterator[tuple[Proc, Proc, Path]]:
+    with HubServer({"org/sql-lora": Repo(adapter_dir)}) as hub:
+        sim = start_sim("vllm")
+        adapters = tmp_path / "adapters"
+        runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "HF_ENDPOINT": hub.url})
+        yield sim, runtime, adapters
+        runtime.stop()
+        sim.stop()
+
+
+def test_a_name_loaded_from_elsewhere_is_refused_before_any_download(hub_stack, adapter_dir: Path) -> None:
+    sim, runtime, adapters = hub_stack
+    url = runtime.url + "/v1/lora_adapter/load"
+    assert httpx.post(url, json={"lora_name": "dup", "lora_path": str(adapter_dir)}, timeout=30).status_code == 200
+    conflict = httpx.post(url, json={"lora_name": "dup", "artifact_url": "huggingface://org/sql-lora"}, timeout=30)
+    assert conflict.status_code == 409, conflict.text
+    assert str(adapter_dir) in conflict.json()["error"]["message"]
+    assert not (adapters / "dup").exists()  # nothing was downloaded
+    listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
+    assert [(a["name"], a["state"], a["lora_path"]) for a in listing] == [("dup", "loaded", str(adapter_dir))]
+    assert (adapters / ".runtime-adapters.json").read_text().count(str(adapter_dir)) >= 1
+    cards = httpx.get(sim.url + "/v1/models", timeout=10).json()["data"]
+    assert {c["id"]: c["root"] for c in cards if c.get("parent")} == {"dup": str(adapter_dir)}
+
+
+class SlowListing(Engine):
+    """An engine whose model list answers after an unload has gone through: the race the keeper must survive."""
+
+    name = "vllm"
+    lists_adapters = True
+
+    def __init__(self) -> None:
+        self.adapters: dict[str, str] = {}
+        self.loads = 0
+
+    async def list_models(self, *, auth: str | None = None) -> list[dict]:
+        await asyncio.sleep(0.05)
+        return [{"id": "base", "parent": None}] + [{"id": n, "parent": "base", "root": p} for n, p in
+                                                    self.adapters.items()]  # fmt: skip
+
+    async def load_adapter(self, lora_name: str, lora_path: str, *, auth: str | None = None) -> str:
+        self.loads += 1
+        self.adapters[lora_name] = lora_path
+        return "ok"
+
+    async def unload_adapter(self, lora_name: str, *, auth: str | None = None) -> str:
+        self.adapters.pop(lora_name)
+        return "ok"
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_self_healing_never_loads_again_what_was_just_unloaded(tmp_path: Path) -> None:
+    async def go() -> None:
+        engine = SlowListing()
+        service = AdapterService(engine, tmp_path)
+        await service.load("lora", "/models/lora")
+        engine.adapters.clear()  # the engine restarted and lost it
+        healing = asyncio.create_task(service.reconcile())
+        await asyncio.sleep(0.01)  # the pass has read what the runtime wants and is asking the engine
+        engine.adapters["lora"] = "/models/lora"  # (loaded back by someone) ...
+        await service.unload("lora")  # ... and unloaded by the user while the pass waits
+        await healing
+        assert "lora" not in engine.adapters
+        assert service.listing() == []
+        service.close()
+
+    asyncio.run(go())
