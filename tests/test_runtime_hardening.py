@@ -4,6 +4,7 @@ self-healing pass never undoes an unload that just finished."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,39 @@ def test_self_healing_never_loads_again_what_was_just_unloaded(tmp_path: Path) -
         service.close()
 
     asyncio.run(go())
+
+
+def test_signed_url_queries_and_user_info_never_leave_the_runtime(tmp_path: Path) -> None:
+    """Presigned URLs carry their credential in the query: it must not reach error bodies, listings or logs."""
+    from payload_server import PayloadServer
+
+    secret = "SIGNATURE-abc123"
+    sim = start_sim("vllm")
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
+                                                  "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models")})  # fmt: skip
+    try:
+        with PayloadServer({}) as server:
+            host = server.url.removeprefix("http://")
+            urls = [f"{server.url}/adapter.bin?X-Amz-Signature={secret}&X-Amz-Credential={secret}",
+                    f"http://user:{secret}@{host}/adapter.bin",
+                    f"http://127.0.0.1:9/gone.bin?sig={secret}"]  # fmt: skip
+            seen = []
+            for index, url in enumerate(urls):
+                body = {"lora_name": f"signed-{index}", "artifact_url": url}
+                response = httpx.post(runtime.url + "/v1/lora_adapter/load", json=body, timeout=30)
+                assert response.status_code >= 400
+                seen.append(response.text)
+                download = {"model_uri": url, "model_name": f"m{index}"}
+                seen.append(httpx.post(runtime.url + "/v1/model/download", json=download, timeout=30).text)
+        seen.append(httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).text)
+        for _ in range(50):  # the background downloads finish (and fail) quickly
+            listing = httpx.get(runtime.url + "/v1/model/list", timeout=10).text
+            if "downloading" not in listing:
+                break
+            time.sleep(0.1)
+        seen += [listing, httpx.get(runtime.url + "/metrics", timeout=10).text]
+    finally:
+        runtime.stop()
+        sim.stop()
+    seen.append(runtime.output(limit=200_000))
+    assert not [text for text in seen if secret in text]

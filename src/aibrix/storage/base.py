@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 
 class StorageError(Exception):
@@ -98,3 +99,16 @@ def select_objects(key: str, names: list[str], what: str) -> tuple[str, list[str
 
 def relative_to_base(name: str, base: str) -> str:
     return name[len(base) :].lstrip("/") if base else name
+
+
+def redact(url: str) -> str:
+    """A URL fit for replies, logs and listings: no user info, no query (presigned signatures, tokens)."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aibrix.storage.base import AccessDenied, NotFound, StorageError, TransientError
+from aibrix.storage.base import AccessDenied, NotFound, StorageError, TransientError, redact
 
 RETRIABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 
@@ -27,6 +27,7 @@ def request(
 ) -> tuple[int, dict[str, str], bytes]:
     """Status, lower-cased headers and body of ``url`` after redirects; raises StorageError for 4xx/5xx.
     ``url_guard`` sees the URL and every redirect target before it is requested."""
+    what = what or redact(url)  # errors never carry a signed URL's query or user info
     if url_guard is not None:
         url_guard(url)
     opener = urllib.request.build_opener(_GuardedRedirects(url_guard)) if url_guard else urllib.request.build_opener()
@@ -37,9 +38,9 @@ def request(
             with opener.open(req, timeout=timeout) as response:
                 return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
         except urllib.error.HTTPError as exc:
-            error: StorageError = classify(exc.code, what or url, exc.read()[:300].decode(errors="replace"))
+            error: StorageError = classify(exc.code, what, exc.read()[:300].decode(errors="replace"))
         except (OSError, urllib.error.URLError) as exc:
-            error = TransientError(f"{what or url}: {getattr(exc, 'reason', exc)}")
+            error = TransientError(f"{what}: {getattr(exc, 'reason', exc)}")
         if not error.transient or attempt == attempts:
             raise error
         time.sleep(delay)
@@ -62,7 +63,7 @@ def request_json(url: str, **kwargs: Any) -> Any:
     try:
         return json.loads(body)
     except ValueError as exc:
-        raise StorageError(f"{kwargs.get('what') or url}: expected JSON, got {body[:100]!r}") from exc
+        raise StorageError(f"{kwargs.get('what') or redact(url)}: expected JSON, got {body[:100]!r}") from exc
 
 
 def classify(status: int, what: str, detail: str = "") -> StorageError:

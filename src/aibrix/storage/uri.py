@@ -7,9 +7,10 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from aibrix.storage.base import BadURI, RemoteFile
+from aibrix.storage.base import redact as redact  # re-exported: callers import it from here
 
 HF_REPO = re.compile(r"[\w.-]+/[\w.-]+")
 # Schemes open_source knows besides local paths and bare HuggingFace repository ids.
@@ -117,14 +118,3 @@ def _tos_style(endpoint: str | None) -> str:
         return "path"
     except ValueError:
         return "path" if host == "localhost" else "virtual"
-
-
-def redact(url: str) -> str:
-    """A URL fit for replies, logs and listings: no user info, no query (presigned signatures, tokens)."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -6,7 +6,7 @@ import posixpath
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
-from aibrix.storage.base import BadURI, RemoteFile, allowed
+from aibrix.storage.base import BadURI, RemoteFile, allowed, redact
 from aibrix.storage.fetch import request
 
 
@@ -16,17 +16,19 @@ class WebSource:
     ) -> None:
         name = posixpath.basename(unquote(urlsplit(url).path))
         if not name:
-            raise BadURI(f"{url!r} does not name a file")
+            raise BadURI(f"{redact(url)!r} does not name a file")
         self.url, self.headers, self.file_name, self.url_guard = url, dict(headers or {}), name, url_guard
         self.model_name = name
 
     def describe(self) -> str:
-        return self.url
+        return redact(self.url)
 
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
         if not allowed(self.file_name, suffixes):
             return []
-        _, headers, _ = request(self.url, method="HEAD", headers=self.headers, what=self.url, url_guard=self.url_guard)
+        _, headers, _ = request(
+            self.url, method="HEAD", headers=self.headers, what=self.describe(), url_guard=self.url_guard
+        )
         size = int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None
         etag = headers.get("etag")
         ranges = headers.get("accept-ranges", "").lower() == "bytes" and size is not None
