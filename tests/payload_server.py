@@ -33,6 +33,7 @@ class PayloadServer(LoopbackServer):
         self.routes = {path: body.encode() if isinstance(body, str) else body for path, body in routes.items()}
         self.delay = delay
         self.hits: dict[str, int] = {}
+        self.authorizations: list[str | None] = []  # the Authorization header of each request, in order
         self.redirects = redirects or {}
         server = self
 
@@ -42,6 +43,7 @@ class PayloadServer(LoopbackServer):
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                server.authorizations.append(self.headers.get("Authorization"))
                 time.sleep(server.delay)
                 if self.path in server.redirects:
                     self.send_response(302)

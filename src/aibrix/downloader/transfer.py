@@ -38,7 +38,7 @@ from aibrix.storage.base import (
     TransientError,
     safe_relative,
 )
-from aibrix.storage.fetch import classify
+from aibrix.storage.fetch import classify, keeps_credentials
 
 STATE_DIR = ".aibrix"
 
@@ -332,8 +332,8 @@ class Downloader:
                 location = response.getheader("location", "")
                 response.read()
                 next_url = urljoin(url, location)
-                if urlsplit(next_url).netloc != urlsplit(url).netloc:
-                    headers.pop("Authorization", None)  # never hand a token to another host
+                if not keeps_credentials(url, next_url):
+                    headers.pop("Authorization", None)  # never hand a token to another origin
                 url = next_url
                 continue
             break

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from aibrix.storage.base import AccessDenied, NotFound, StorageError, TransientError, redact
 
@@ -30,7 +31,7 @@ def request(
     what = what or redact(url)  # errors never carry a signed URL's query or user info
     if url_guard is not None:
         url_guard(url)
-    opener = urllib.request.build_opener(_GuardedRedirects(url_guard)) if url_guard else urllib.request.build_opener()
+    opener = urllib.request.build_opener(_GuardedRedirects(url_guard))
     delay = 0.25
     for attempt in range(1, attempts + 1):
         req = urllib.request.Request(url, method=method, headers=dict(headers or {}))
@@ -48,6 +49,21 @@ def request(
     raise AssertionError("unreachable")
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+def keeps_credentials(url: str, next_url: str) -> bool:
+    """Whether a redirect from ``url`` to ``next_url`` may carry the Authorization header: only to the same origin
+    (scheme, host, port), or from http to https on the same host and default ports, as httpx decides."""
+    old, new = _origin(url), _origin(next_url)
+    if old == new:
+        return True
+    return old == ("http", new[1], 80) and new == ("https", old[1], 443)
+
+
 class _GuardedRedirects(urllib.request.HTTPRedirectHandler):
     def __init__(self, guard: Callable[[str], None] | None) -> None:
         self.guard = guard
@@ -55,7 +71,10 @@ class _GuardedRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
         if self.guard is not None:
             self.guard(newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        redirected = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if redirected is not None and not keeps_credentials(req.full_url, newurl):
+            redirected.remove_header("Authorization")
+        return redirected
 
 
 def request_json(url: str, **kwargs: Any) -> Any:

@@ -1,0 +1,76 @@
+"""Storage rules a user relies on: a failure keeps its meaning on the way to the API (a local disk that refuses
+writes is not the source's fault), and credentials follow a redirect only to the same origin."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from aibrix.downloader.transfer import _write
+from aibrix.runtime.errors import storage_status as status_of
+from aibrix.storage.base import LocalWriteError, NoSpace, NotFound, StorageError, TransientError
+from aibrix.storage.fetch import keeps_credentials
+
+
+def test_a_local_write_failure_is_500_with_the_reason_not_an_upstream_502(tmp_path: Path) -> None:
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"")
+    fd = os.open(target, os.O_RDONLY)  # writes fail with EBADF, as on a disk gone read-only
+    try:
+        with pytest.raises(LocalWriteError, match="cannot write the local file") as caught:
+            _write(fd, b"data", 0, "weights.bin")
+    finally:
+        os.close(fd)
+    assert status_of(caught.value) == 500
+    assert not caught.value.transient  # never retried
+
+
+def test_a_full_disk_while_writing_is_507(tmp_path: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("/dev/full is not available")
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(NoSpace, match="local disk is full") as caught:
+            _write(fd, b"data", 0, "weights.bin")
+    finally:
+        os.close(fd)
+    assert status_of(caught.value) == 507
+
+
+@pytest.mark.parametrize("exc, status", [(NotFound("x"), 404), (TransientError("x"), 502), (StorageError("x"), 502)])
+def test_storage_errors_map_by_family(exc: StorageError, status: int) -> None:
+    class Subclass(type(exc)):  # type: ignore[misc]
+        pass
+
+    assert status_of(exc) == status_of(Subclass("x")) == status
+
+
+@pytest.mark.parametrize(
+    "url, next_url, keeps",
+    [
+        ("https://hub.example/a", "https://hub.example/b", True),
+        ("https://hub.example/a", "https://HUB.example:443/b", True),
+        ("http://hub.example/a", "https://hub.example/b", True),  # an upgrade on the same host
+        ("https://hub.example/a", "http://hub.example/b", False),  # a downgrade: the token would travel in clear
+        ("https://hub.example/a", "https://hub.example:8443/b", False),
+        ("https://hub.example/a", "https://cdn.example/b", False),
+    ],
+)
+def test_credentials_follow_a_redirect_only_to_the_same_origin(url: str, next_url: str, keeps: bool) -> None:
+    assert keeps_credentials(url, next_url) is keeps
+
+
+def test_the_downloader_never_hands_the_token_to_another_origin(tmp_path: Path) -> None:
+    from aibrix.downloader.transfer import Downloader
+    from aibrix.storage.base import RemoteFile
+    from payload_server import PayloadServer
+
+    with PayloadServer({"/weights.bin": b"w" * 1000}) as elsewhere:
+        with PayloadServer({}, redirects={"/weights.bin": f"{elsewhere.url}/weights.bin"}) as origin:
+            remote = RemoteFile("weights.bin", 1000, f"{origin.url}/weights.bin", {"Authorization": "Bearer hf_x"})
+            Downloader(threads=1).download([remote], tmp_path)
+    assert (tmp_path / "weights.bin").read_bytes() == b"w" * 1000
+    assert origin.authorizations == ["Bearer hf_x"]
+    assert elsewhere.authorizations == [None]
