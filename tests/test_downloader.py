@@ -201,3 +201,22 @@ def test_not_enough_disk_space_fails_before_downloading(hub, small_filesystem):
     assert result.returncode == 1
     assert "not enough disk space" in result.stderr and result.stderr.count("\n") == 1
     assert hub.bytes_served == 0
+
+
+def test_a_download_waiting_for_another_says_whom_and_gives_up_in_time(hub, tmp_path):
+    import fcntl
+
+    state = tmp_path / "tiny-llama" / ".aibrix"
+    state.mkdir(parents=True)
+    with open(state / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242")
+        held.flush()
+        started = time.monotonic()
+        result = run(["--model-uri", "org/tiny-llama", "--local-dir", str(tmp_path)],
+                     env={"HF_ENDPOINT": hub.url, "DOWNLOADER_LOCK_TIMEOUT": "1"})  # fmt: skip
+        took = time.monotonic() - started
+    assert result.returncode == 1
+    assert f"waiting for another download into {tmp_path / 'tiny-llama'} (pid 4242) to finish" in result.stderr
+    assert "is still running after 1s" in result.stderr
+    assert took < 30

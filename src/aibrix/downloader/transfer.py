@@ -21,6 +21,7 @@ import json
 import os
 import queue
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -559,9 +560,27 @@ def _target(dest: Path, path: str) -> Path:
 
 @contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
+    """One download per destination at a time. A second one says on stderr whom it waits for, and gives up after
+    DOWNLOADER_LOCK_TIMEOUT seconds (default an hour) with an error naming the holder, rather than hang silently."""
+    timeout = float(os.environ.get("DOWNLOADER_LOCK_TIMEOUT") or 3600)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline, said = time.monotonic() + timeout, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                where = f"another download into {lock_path.parent.parent} (pid {holder})"
+                if time.monotonic() >= deadline:
+                    raise StorageError(f"{where} is still running after {timeout:g}s; try again when it ends") from None
+                if not said:
+                    print(f"waiting for {where} to finish", file=sys.stderr, flush=True)
+                    said = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
