@@ -74,3 +74,47 @@ def test_the_downloader_never_hands_the_token_to_another_origin(tmp_path: Path) 
     assert (tmp_path / "weights.bin").read_bytes() == b"w" * 1000
     assert origin.authorizations == ["Bearer hf_x"]
     assert elsewhere.authorizations == [None]
+
+
+class BusyAtThatInstant:
+    """A lock that another worker holds whenever someone only tries it (non-blocking), and that a blocking
+    acquire gets: the moment at which the checksum check used to give up and call a good file corrupt."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return self._lock.acquire() if blocking else False
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_a_worker_hashing_at_the_same_instant_never_makes_a_good_file_corrupt(tmp_path: Path) -> None:
+    import hashlib
+
+    from aibrix.downloader.transfer import _FileJob
+    from aibrix.storage.base import RemoteFile
+
+    data = os.urandom(3 << 20)
+    digest = ("sha256", hashlib.sha256(data).hexdigest())
+    remote = RemoteFile("w.bin", len(data), "http://127.0.0.1:9/w.bin", digest=digest, version="v1")
+    job = _FileJob(remote, tmp_path / "w.bin", tmp_path / ".aibrix", 1 << 20, durable=False)
+    parts = job.open()
+    for part in parts:
+        os.pwrite(job.fd, data[part.start : part.end + 1], part.start)
+    job._hash_lock = BusyAtThatInstant()  # type: ignore[assignment]
+    for part in parts:
+        job.finish_part(part.index)  # each finishing worker finds the hash busy and leaves it to the others
+    try:
+        assert job.digest_matches()
+    finally:
+        job.close()

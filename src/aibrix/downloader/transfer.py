@@ -159,25 +159,31 @@ class _FileJob:
         if self.hasher is None or not self._hash_lock.acquire(blocking=False):
             return  # another worker is already hashing this file; it will pick up this part too
         try:
-            while self._hashed_parts < self.count and self._hashed_parts in self.done:
-                start = self._hashed_parts * self.part_size
-                end = min(start + self.part_size, self.remote.size or 0)
-                while start < end:
-                    chunk = os.pread(self.fd, min(2 * CHUNK, end - start), start)
-                    if not chunk:
-                        raise StorageError(f"{self.remote.path}: partial file shorter than expected")
-                    self.hasher.update(chunk)
-                    start += len(chunk)
-                self._hashed_parts += 1
+            self._hash_done_parts()
         finally:
             self._hash_lock.release()
 
     def digest_matches(self) -> bool:
+        """Whether the file's bytes have the source's checksum; waits for (and then finishes) any hashing under
+        way, so another worker hashing at this moment can never make a good file look corrupt."""
         assert self.remote.digest is not None and self.hasher is not None
         with self._hash_lock:
-            pass  # wait for a worker still hashing
-        self.hash_ready_parts()
-        return self._hashed_parts == self.count and self.hasher.hexdigest() == self.remote.digest[1].lower()
+            self._hash_done_parts()
+            return self._hashed_parts == self.count and self.hasher.hexdigest() == self.remote.digest[1].lower()
+
+    def _hash_done_parts(self) -> None:
+        """Hash the finished parts in order from the first one not hashed yet; the caller holds the hash lock."""
+        assert self.hasher is not None
+        while self._hashed_parts < self.count and self._hashed_parts in self.done:
+            start = self._hashed_parts * self.part_size
+            end = min(start + self.part_size, self.remote.size or 0)
+            while start < end:
+                chunk = os.pread(self.fd, min(2 * CHUNK, end - start), start)
+                if not chunk:
+                    raise StorageError(f"{self.remote.path}: partial file shorter than expected")
+                self.hasher.update(chunk)
+                start += len(chunk)
+            self._hashed_parts += 1
 
     def _save(self) -> None:
         record = {"version": self.remote.version, "size": self.remote.size, "part_size": self.part_size}
