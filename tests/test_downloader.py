@@ -220,3 +220,23 @@ def test_a_download_waiting_for_another_says_whom_and_gives_up_in_time(hub, tmp_
     assert f"waiting for another download into {tmp_path / 'tiny-llama'} (pid 4242) to finish" in result.stderr
     assert "is still running after 1s" in result.stderr
     assert took < 30
+
+
+def test_more_files_than_the_open_file_limit(tmp_path):
+    """Files are opened as workers reach them and closed when done, not all before the first fetch (EMFILE)."""
+    source = tmp_path / "many-files"
+    source.mkdir()
+    for index in range(300):
+        (source / f"shard-{index:03d}.bin").write_bytes(os.urandom(100 + index))
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+        "from aibrix.downloader.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = ["--model-uri", str(source), "--local-dir", str(tmp_path / "out"), "--threads", "8"]
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    copied = sorted((tmp_path / "out" / "many-files").glob("shard-*.bin"))
+    assert len(copied) == 300
+    assert all(path.read_bytes() == (source / path.name).read_bytes() for path in copied)

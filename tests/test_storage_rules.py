@@ -108,7 +108,8 @@ def test_a_worker_hashing_at_the_same_instant_never_makes_a_good_file_corrupt(tm
     digest = ("sha256", hashlib.sha256(data).hexdigest())
     remote = RemoteFile("w.bin", len(data), "http://127.0.0.1:9/w.bin", digest=digest, version="v1")
     job = _FileJob(remote, tmp_path / "w.bin", tmp_path / ".aibrix", 1 << 20, durable=False)
-    parts = job.open()
+    parts = job.plan()
+    job.ensure_open()
     for part in parts:
         os.pwrite(job.fd, data[part.start : part.end + 1], part.start)
     job._hash_lock = BusyAtThatInstant()  # type: ignore[assignment]

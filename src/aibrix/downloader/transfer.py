@@ -110,15 +110,16 @@ class _FileJob:
         else:
             self.count = -(-size // part_size)
         self.done: set[int] = set()
+        self.resumable = False
         self.fd = -1
         self.hasher = _new_hasher(remote.digest, size) if remote.digest else None
         self._hash_lock = threading.Lock()
         self._hashed_parts = 0  # parts 0.._hashed_parts-1 are in the hash
 
-    def open(self) -> list[_Part]:
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
+    def plan(self) -> list[_Part]:
+        """The parts still to fetch, from the resume record; no file is opened yet."""
         previous = _read_json(self.record)
-        resumable = (
+        self.resumable = (
             previous is not None
             and self.partial.exists()
             and previous.get("version") == self.remote.version
@@ -126,12 +127,7 @@ class _FileJob:
             and previous.get("part_size") == self.part_size
             and self.remote.version is not None
         )
-        self.done = set(previous["done"]) if resumable and previous else set()
-        flags = os.O_RDWR | os.O_CREAT | (0 if resumable else os.O_TRUNC)
-        self.fd = os.open(self.partial, flags, 0o644)
-        if self.remote.size:
-            _reserve(self.fd, self.remote.size, self.remote.path)
-        self._save()
+        self.done = set(previous["done"]) if self.resumable and previous else set()
         size = self.remote.size
         parts = []
         for index in range(self.count):
@@ -141,6 +137,19 @@ class _FileJob:
             end = -1 if size is None else (size - 1 if index == self.count - 1 else start + self.part_size - 1)
             parts.append(_Part(self, index, start, end))
         return parts
+
+    def ensure_open(self) -> None:
+        """Open (and reserve) the partial file when a worker first needs it, so a repository with more files than
+        the open-file limit never has them all open at once: files are opened in queue order and closed when done."""
+        with self.lock:
+            if self.fd >= 0:
+                return
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | (0 if self.resumable else os.O_TRUNC)
+            self.fd = os.open(self.partial, flags, 0o644)
+            if self.remote.size:
+                _reserve(self.fd, self.remote.size, self.remote.path)
+            self._save()
 
     def finish_part(self, index: int) -> bool:
         """Record a finished part; True when it was the file's last one."""
@@ -251,7 +260,7 @@ class Downloader:
         work: queue.Queue[_Part | None] = queue.Queue()
         try:
             for job in jobs:
-                parts = job.open()
+                parts = job.plan()
                 if not parts:  # every part was already fetched before an interruption
                     work.put(_Part(job, -1, 0, 0))
                 for part in parts:
@@ -287,10 +296,12 @@ class Downloader:
                 if stop.is_set():
                     continue
                 try:
+                    part.job.ensure_open()
                     if part.index >= 0:
                         self._fetch_with_retries(part, progress)
                     if part.index < 0 or part.job.finish_part(part.index):
                         _complete(part.job, state)
+                        part.job.close()
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
                     errors.append(exc)
                     stop.set()
