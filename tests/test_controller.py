@@ -117,7 +117,7 @@ def test_adapter_reaches_running_with_service_and_endpoint_slice(
     service = kube.get(SERVICE.format("my-lora"))
     assert service is not None
     assert service["spec"]["clusterIP"] == "None"
-    assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "protocol": "TCP", "targetPort": 8000}]
+    assert service["spec"]["ports"] == [{"name": "http", "port": sim.port, "protocol": "TCP", "targetPort": sim.port}]
     assert service["metadata"]["labels"] == {
         "model.aibrix.ai/name": "my-lora",
         "adapter.model.aibrix.ai/name": "my-lora",

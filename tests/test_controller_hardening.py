@@ -101,3 +101,30 @@ def test_the_controller_without_its_extra_says_what_to_install_in_one_line() -> 
     assert (
         result.stderr.strip() == "aibrix_controller: the controller needs its extra: pip install 'aibrix[controller]'"
     )
+
+
+def test_when_the_last_pod_goes_the_endpoint_slice_is_emptied(kube: FakeKube, adapter_dir: Path) -> None:
+    """Seen with kubectl: phase Pending, and a slice still sending traffic to a pod that no longer exists."""
+    from procs import start_sim
+
+    sim = start_sim("vllm")
+    controller = kube.start_controller(*FAST, "--enable-runtime-sidecar=false")
+    try:
+        kube.add_pod("only-0", engine=sim)
+        kube.add_adapter("orphan", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("orphan", running, timeout=15)
+        path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/orphan"
+        before = kube.get(path)
+        assert before is not None and [e["targetRef"]["name"] for e in before["endpoints"]] == ["only-0"]
+        service = kube.get("/api/v1/namespaces/default/services/orphan")
+        assert service is not None and service["spec"]["ports"][0]["port"] == sim.port  # the engine's real port
+        kube.delete("/api/v1/namespaces/default/pods/only-0")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (kube.get(path) or {}).get("endpoints"):
+            time.sleep(0.1)
+        after = kube.get(path)
+        assert after is not None and not after.get("endpoints"), after
+        assert phase(kube.adapter("orphan") or {}) != "Running"
+    finally:
+        controller.stop()
+        sim.stop()

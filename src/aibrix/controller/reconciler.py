@@ -308,8 +308,9 @@ class Pass:
                 await self.write_phase("Loading")
             fatal = await self.load(due)
         self.r._assign(self.key, {p.name for p in self.instances} | {n for n in self.retries if n in self.by_name})
-        if self.instances:
-            await self.expose()
+        bound = condition(self.conditions, "Bound")
+        if self.instances or (bound is not None and bound["status"] == "True"):
+            await self.expose()  # with no instances left, the slice is emptied: no traffic to pods without it
         self.settle(fatal)
         await self.write_phase(self.status["phase"])
         if fatal:
@@ -541,6 +542,9 @@ class Pass:
         ]
         labels = {MODEL_LABEL: spec.name, ADAPTER_LABEL: spec.name}
         annotations = {BASE_MODEL_ANNOTATION: spec.base_model} if spec.base_model else {}
+        # Headless: clients resolve the name to pod IPs and connect to this port, so it is the engine's own port.
+        known = instances or self.candidates
+        port = known[0].engine_port if known else 8000
         service: Obj = {
             "metadata": {
                 "name": spec.name,
@@ -551,10 +555,9 @@ class Pass:
             },
             "spec": {
                 "clusterIP": "None",
-                "ports": [{"name": "http", "port": 8000, "protocol": "TCP", "targetPort": 8000}],
+                "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": port}],
             },
         }
-        port = instances[0].engine_port
         endpoints = [
             {
                 "addresses": [p.ip],
@@ -574,12 +577,13 @@ class Pass:
                 },
                 "ownerReferences": owner,
             },
-            "addressType": "IPv6" if ":" in (instances[0].ip or "") else "IPv4",
             "endpoints": endpoints,
             "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
         }
+        if instances:  # addressType cannot change; an emptied slice keeps the one it has
+            slice_["addressType"] = "IPv6" if ":" in (instances[0].ip or "") else "IPv4"
         bound = condition(self.conditions, "Bound")
-        if bound is None or bound["status"] != "True":
+        if instances and (bound is None or bound["status"] != "True"):
             held = ", ".join(sorted(p.name for p in instances))
             self.condition("Bound", "True", "Bound", f"Loaded on [{held}]; creating Service and EndpointSlice")
             await self.write_phase("Bound")
