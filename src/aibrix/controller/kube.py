@@ -106,8 +106,14 @@ class Informer:
         self.handler(event, old, obj)
 
     def store(self, obj: Obj) -> None:
-        """Remember an object we just wrote, so the next reconcile does not act on a stale copy."""
+        """Remember an object we just wrote, so the next reconcile does not act on a stale copy. An object being
+        deleted whose last finalizer we removed is gone from the server: it is dropped, never kept (its DELETED
+        event may have arrived before our write's reply)."""
         key = key_of(obj)
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self.objects.pop(key, None)
+            return
         old = self.objects.get(key)
         if old is None or not _newer(old, obj):
             self.objects[key] = obj
