@@ -128,3 +128,35 @@ def test_when_the_last_pod_goes_the_endpoint_slice_is_emptied(kube: FakeKube, ad
     finally:
         controller.stop()
         sim.stop()
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "direct"])
+def test_a_pod_holding_the_name_from_another_path_ends_up_serving_the_spec(
+    kube: FakeKube, adapter_dir: Path, tmp_path: Path, mode: str
+) -> None:
+    """An artifactURL change whose unload failed, or a copy loaded by hand, used to count as loaded (a 409 or the
+    engine's "already loaded" were taken for success) while the pod served the old weights."""
+    import httpx
+
+    from procs import start_runtime, start_sim
+
+    old = tmp_path / "old-weights"
+    old.mkdir()
+    (old / "adapter_config.json").write_text('{"r": 8}')
+    sim = start_sim("vllm")
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    controller = None
+    try:
+        target = runtime.url + "/v1/lora_adapter/load" if mode == "sidecar" else sim.url + "/v1/load_lora_adapter"
+        assert httpx.post(target, json={"lora_name": "swap", "lora_path": str(old)}, timeout=10).status_code == 200
+        kube.add_pod("base-0", runtime=runtime if mode == "sidecar" else None, engine=sim)
+        flags = () if mode == "sidecar" else ("--enable-runtime-sidecar=false",)
+        controller = kube.start_controller(*FAST, *flags)
+        kube.add_adapter("swap", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("swap", running, timeout=20)
+        cards = httpx.get(sim.url + "/v1/models", timeout=10).json()["data"]
+        assert {c["id"]: c["root"] for c in cards if c.get("parent")} == {"swap": str(adapter_dir)}
+    finally:
+        for proc in (controller, runtime, sim):
+            if proc is not None:
+                proc.stop()

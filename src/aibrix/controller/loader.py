@@ -11,6 +11,7 @@ import asyncio
 import enum
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aibrix.controller.pods import Pod
@@ -89,40 +90,58 @@ class Loader:
         return _bearer(self.runtime_key or api_key)
 
     async def load(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> float:
-        """Load the adapter on ``pod``; return the seconds it took. Raises LoadError."""
+        """Load the adapter on ``pod``; return the seconds it took. Raises LoadError.
+
+        A pod already holding the name from another source (an artifact that changed while an unload failed, a
+        copy loaded by hand) gets it unloaded and loaded again: success means the pod serves this artifact."""
         started = time.monotonic()
         if self.via_runtime(pod):
-            body: dict[str, Any] = {"lora_name": spec.name, "artifact_url": spec.artifact_url}
-            if credentials:
-                body["credentials"] = credentials
-            if spec.api_key:
-                body["additional_config"] = {"api-key": spec.api_key}
-            response = await self._call(
-                pod.runtime_url or "", "/v1/lora_adapter/load", body, self._runtime_auth(spec.api_key)
+            attempt = partial(self._load_via_runtime, pod, spec, credentials)
+        elif credentials:
+            raise LoadError(
+                "credentialsSecretRef needs the runtime sidecar: engines cannot take storage credentials", Outcome.FATAL
             )
-            if not response.is_success and response.status_code != 409:
-                raise LoadError(
-                    f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
-                    classify(response.status_code),
-                )
         else:
-            if credentials:
-                raise LoadError(
-                    "credentialsSecretRef needs the runtime sidecar: engines cannot take storage credentials",
-                    Outcome.FATAL,
-                )
-            path = engine_path(spec.artifact_url)
-            engine = self._engine(pod)
-            try:
-                await engine.load_adapter(spec.name, path, auth=_bearer(spec.api_key))
-            except AdapterAlreadyLoaded:
-                pass
-            except EngineError as exc:  # by status, so every kind of engine error is sorted the same way
-                message = f"engine on {pod.name} refused: {exc.message}" if exc.status < 500 else exc.message
-                if isinstance(exc, NotSupported):
-                    message = f"engine on {pod.name}: {exc.message}"
-                raise LoadError(message, classify(exc.status)) from None
+            attempt = partial(self._load_direct, pod, spec, engine_path(spec.artifact_url))
+        if not await attempt():
+            await self.unload(pod, spec, timeout=self.timeout)
+            if not await attempt():
+                raise LoadError(f"pod {pod.name} still holds another {spec.name!r} after unloading it", Outcome.RETRY)
         return time.monotonic() - started
+
+    async def _load_via_runtime(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> bool:
+        """True once the runtime holds this artifact; False when it holds the name from elsewhere (409)."""
+        body: dict[str, Any] = {"lora_name": spec.name, "artifact_url": spec.artifact_url}
+        if credentials:
+            body["credentials"] = credentials
+        if spec.api_key:
+            body["additional_config"] = {"api-key": spec.api_key}
+        response = await self._call(
+            pod.runtime_url or "", "/v1/lora_adapter/load", body, self._runtime_auth(spec.api_key)
+        )
+        if response.status_code == 409:
+            return False
+        if not response.is_success:
+            raise LoadError(
+                f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
+                classify(response.status_code),
+            )
+        return True
+
+    async def _load_direct(self, pod: Pod, spec: AdapterSpec, path: str) -> bool:
+        """True once the engine holds ``path`` under the name; False when it holds the name from another path."""
+        engine = self._engine(pod)
+        try:
+            await engine.load_adapter(spec.name, path, auth=_bearer(spec.api_key))
+        except AdapterAlreadyLoaded:
+            current = await engine.adapter_path(spec.name, auth=_bearer(spec.api_key))
+            return current is None or current.rstrip("/") == path.rstrip("/")
+        except EngineError as exc:  # by status, so every kind of engine error is sorted the same way
+            message = f"engine on {pod.name} refused: {exc.message}" if exc.status < 500 else exc.message
+            if isinstance(exc, NotSupported):
+                message = f"engine on {pod.name}: {exc.message}"
+            raise LoadError(message, classify(exc.status)) from None
+        return True
 
     async def unload(self, pod: Pod, spec: AdapterSpec, *, timeout: float) -> None:
         """Unload; an adapter the pod no longer holds is already unloaded. Raises LoadError."""
