@@ -57,9 +57,10 @@ log "building etcd $etcd_version"
 etcd_work=$(mktemp -d)
 (
   cd "$etcd_work"
-  printf 'module aibrix.test/etcd\ngo 1.24\nrequire go.etcd.io/etcd/server/v3 %s\n' "$etcd_version" >go.mod
-  go mod tidy >/dev/null 2>&1 || true
+  printf 'module aibrix.test/etcd\ngo 1.24\n' >go.mod
+  go get "go.etcd.io/etcd/server/v3@$etcd_version" >/dev/null 2>&1
   go build -trimpath -ldflags "-s -w" -o "$OUT.tmp/etcd" go.etcd.io/etcd/server/v3
+  "$OUT.tmp/etcd" --version | grep -q "etcd Version: ${etcd_version#v}" || { log "etcd is not $etcd_version"; exit 1; }
 )
 rm -rf "$etcd_work"
 echo "kubernetes $KUBE_VERSION, etcd $etcd_version, built in $(( $(date +%s) - started )) s" >"$OUT.tmp/.complete"

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from procs import Proc, start_runtime, start_sim  # noqa: E402
+from real_kube import ControlPlane  # noqa: E402
 from real_vllm import RealVLLM  # noqa: E402
 from services import RadosGateway  # noqa: E402
 
@@ -64,3 +65,11 @@ def real_vllm() -> Iterator[RealVLLM]:
     engine = RealVLLM().start()
     yield engine
     engine.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver and kube-controller-manager for the whole session (built by scripts/build_kube.sh)."""
+    plane = ControlPlane(tmp_path_factory.mktemp("kube"))
+    yield plane
+    plane.stop()

@@ -25,9 +25,9 @@ def free_port() -> int:
 class Proc:
     """A child process serving HTTP on ``port``; ``stop()`` ends it (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, argv: Sequence[str], port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: Sequence[str], port: int, env: dict[str, str] | None = None, host: str = HOST) -> None:
         self.argv, self.port = list(argv), port
-        self.url = f"http://{HOST}:{port}"
+        self.url = f"http://{host}:{port}"
         full_env = {**os.environ, **(env or {})}
         # A file, not a pipe: a chatty child must never block on a full pipe nobody reads.
         self.log = tempfile.TemporaryFile()
@@ -63,7 +63,9 @@ class Proc:
                 self.popen.wait(timeout=5)
 
 
-def start_sim(engine: str = "vllm", *args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
+def start_sim(
+    engine: str = "vllm", *args: str, port: int | None = None, env: dict[str, str] | None = None, host: str = HOST
+) -> Proc:
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true", **(env or {})}
     port = port or free_port()
     proc = Proc(
@@ -73,6 +75,8 @@ def start_sim(engine: str = "vllm", *args: str, port: int | None = None, env: di
             "aibrix.sim.cli",
             "--engine",
             engine,
+            "--host",
+            host,
             "--port",
             str(port),
             "--model",
@@ -85,20 +89,24 @@ def start_sim(engine: str = "vllm", *args: str, port: int | None = None, env: di
         ],
         port,
         env,
+        host,
     )
     proc.wait_http("/health")
     return proc
 
 
-def start_runtime(engine: str, engine_url: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+def start_runtime(
+    engine: str, engine_url: str, *args: str, env: dict[str, str] | None = None, host: str = HOST
+) -> Proc:
     """A runtime process; each gets its own adapter directory unless ``env`` names one (AIBRIX_ADAPTER_DIR)."""
     port = free_port()
     base = {"INFERENCE_ENGINE": engine, "INFERENCE_ENGINE_ENDPOINT": engine_url,
             "AIBRIX_ADAPTER_DIR": tempfile.mkdtemp(prefix="aibrix-adapters-")}  # fmt: skip
     proc = Proc(
-        [sys.executable, "-m", "aibrix.runtime.cli", "--host", HOST, "--port", str(port), *args],
+        [sys.executable, "-m", "aibrix.runtime.cli", "--host", host, "--port", str(port), *args],
         port,
         {**base, **(env or {})},
+        host,
     )
     proc.wait_http("/healthz")
     return proc

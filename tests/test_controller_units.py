@@ -169,3 +169,17 @@ def test_an_object_whose_last_finalizer_we_removed_is_not_kept_after_its_deleted
     informer._apply("DELETED", reply)
     informer.store(reply)
     assert ("default", "gone") not in informer.objects
+
+
+def test_a_failing_object_is_retried_ever_less_often_and_a_success_starts_over() -> None:
+    """Seen on a real API server: an EndpointSlice it refused (422) was retried every 50 ms, forever."""
+    from aibrix.controller.manager import Backoff
+
+    backoff = Backoff(cap=60.0)
+    key = ("default", "refused")
+    delays = [backoff.failed(key, 0.5) for _ in range(10)]
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert delays[-1] == 60.0 and all(a <= b for a, b in zip(delays, delays[1:], strict=False))
+    assert backoff.failed(("default", "other"), 0.05) == 0.05  # per object
+    backoff.succeeded(key)
+    assert backoff.failed(key, 0.5) == 0.5

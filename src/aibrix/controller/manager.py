@@ -19,6 +19,24 @@ from aibrix.controller.spec import Selector, SpecError, parse_selector
 log = logging.getLogger("aibrix.controller")
 
 
+class Backoff:
+    """Per-object exponential backoff for failed reconciles, as client-go's rate limiter: a conflict is retried at
+    once and then less often, an error that keeps coming back (an object the server refuses) settles at ``cap``
+    seconds instead of looping; a success starts over."""
+
+    def __init__(self, cap: float = 60.0) -> None:
+        self.cap = cap
+        self._failures: dict[Key, int] = {}
+
+    def failed(self, key: Key, base: float) -> float:
+        count = self._failures.get(key, 0)
+        self._failures[key] = count + 1
+        return min(base * 2**count, self.cap)
+
+    def succeeded(self, key: Key) -> None:
+        self._failures.pop(key, None)
+
+
 class WorkQueue:
     """Keys waiting to be reconciled: each queued once, never reconciled by two workers at a time, and a key
     that changes while being reconciled is reconciled again afterwards (client-go's workqueue semantics)."""
@@ -89,6 +107,7 @@ class Controller:
     def __init__(self, client: AsyncClient, config: ControllerConfig, metrics: ControllerMetrics) -> None:
         self.client, self.config, self.metrics = client, config, metrics
         self.queue = WorkQueue()
+        self.backoff = Backoff()
         self.kube = Kube(client)
         self.loader = Loader(use_runtime=config.options.use_runtime, runtime_key=config.runtime_key)
         self.adapters = Informer(client, ModelAdapter, config.namespace, self._on_adapter)
@@ -195,6 +214,7 @@ class Controller:
             started = time.perf_counter()
             try:
                 again = await self.reconciler.reconcile(key)
+                self.backoff.succeeded(key)
                 self.metrics.reconciles.labels("ok").inc()
                 if again is not None:
                     self.queue.add_after(key, again)
@@ -204,13 +224,15 @@ class Controller:
                 code = exc.status.code
                 self.metrics.reconciles.labels("error").inc()
                 self.metrics.errors.labels("conflict" if code in (409, 422) else "api").inc()
-                log.info("reconcile of %s/%s: API answered %s (%s); retrying", *key, code, exc.status.message)
-                self.queue.add_after(key, 0.05 if code in (409, 422) else 1.0)
+                delay = self.backoff.failed(key, 0.05 if code == 409 else 0.5)
+                log.info("reconcile of %s/%s: API answered %s (%s); retrying in %.2gs", *key, code,
+                         exc.status.message, delay)  # fmt: skip
+                self.queue.add_after(key, delay)
             except Exception:
                 self.metrics.reconciles.labels("error").inc()
                 self.metrics.errors.labels("internal").inc()
                 log.exception("reconcile of %s/%s failed", *key)
-                self.queue.add_after(key, 1.0)
+                self.queue.add_after(key, self.backoff.failed(key, 1.0))
             finally:
                 self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                 self.queue.done(key)

@@ -1,0 +1,152 @@
+"""The controller and its manifests against a real kube-apiserver (with etcd and kube-controller-manager), driven
+with a real kubectl: schema and CEL rules enforced by the server, printer columns, describe, wait, server-side
+dry runs, garbage collection of owned objects, and the controller holding only deploy/rbac.yaml's permissions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kube import ADAPTERS, phase, running
+from procs import Proc, start_runtime, start_sim
+from real_kube import CONTROLLER_USER, ControlPlane, RealKube, pod_ip
+
+FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1",
+        "--unload-timeout", "1", "--deletion-timeout", "3")  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def kube(control_plane: ControlPlane) -> Iterator[RealKube]:
+    control_plane.reset()
+    real = RealKube(control_plane)
+    yield real
+    real.stop()
+
+
+@pytest.fixture
+def pod(kube: RealKube, tmp_path: Path) -> Iterator[tuple[Proc, Proc]]:
+    sim = start_sim("vllm", host=pod_ip())
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")}, host=pod_ip())
+    kube.add_pod("base-0", runtime=runtime, engine=sim)
+    yield sim, runtime
+    runtime.stop()
+    sim.stop()
+
+
+def test_the_control_plane_starts_quickly_and_kubectl_sees_the_crd(control_plane: ControlPlane) -> None:
+    assert control_plane.started_seconds < 60, control_plane.started_seconds
+    resources = control_plane.kubectl("api-resources", "--api-group", "model.aibrix.ai").stdout
+    assert "modeladapters" in resources
+    version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"].startswith("v1.")
+
+
+@pytest.mark.parametrize(
+    "spec, complaint",
+    [
+        ({"artifactURL": "ftp://somewhere/lora"}, "spec.artifactURL"),
+        ({"replicas": 0}, "spec.replicas"),
+        ({"podSelector": {}}, "podSelector"),
+        ({"schedulerName": "random"}, "spec.schedulerName"),
+    ],
+)
+def test_the_server_refuses_what_the_crd_schema_forbids(kube: RealKube, spec: dict, complaint: str) -> None:
+    body = {"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": "bad"},
+            "spec": {"baseModel": "m", "podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "s3://b/k",
+                     **spec}}  # fmt: skip
+    response = kube.http.post(ADAPTERS.format(ns="default"), json=body)
+    assert response.status_code == 422, response.text
+    assert complaint in response.json()["message"]
+
+
+def test_a_name_a_service_cannot_take_is_refused_by_the_cel_rule(kube: RealKube) -> None:
+    spec = {"baseModel": "m", "podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "s3://b/k"}
+    body = {"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": "9-lives.x"},
+            "spec": spec}  # fmt: skip
+    response = kube.http.post(ADAPTERS.format(ns="default"), json=body)
+    assert response.status_code == 422, response.text
+
+
+def test_kubectl_get_wide_describe_and_wait(kube: RealKube, pod: tuple[Proc, Proc], adapter_dir: Path) -> None:
+    controller = kube.start_controller(*FAST)
+    try:
+        kube.add_adapter("lora-a", artifactURL=str(adapter_dir), replicas=1)
+        waited = kube.plane.kubectl("wait", "--for=jsonpath={.status.phase}=Running", "modeladapter/lora-a",
+                                    "--timeout=60s", check=False)  # fmt: skip
+        assert waited.returncode == 0, waited.stderr + controller.output()
+        wide = kube.plane.kubectl("get", "modeladapters", "-o", "wide").stdout.splitlines()
+        header = wide[0].split()
+        for column in ("NAME", "PHASE", "READY", "DESIRED", "AGE"):
+            assert column in header, wide[0]
+        row = dict(zip(header, wide[1].split(), strict=False))
+        assert (row["NAME"], row["PHASE"]) == ("lora-a", "Running")
+        described = kube.plane.kubectl("describe", "modeladapter", "lora-a").stdout
+        assert "Conditions:" in described or "Conditions" in described
+        assert "Scheduled" in described and "Loaded" in described  # the events
+    finally:
+        controller.stop()
+
+
+def test_owned_service_and_slice_are_garbage_collected(
+    kube: RealKube, pod: tuple[Proc, Proc], adapter_dir: Path
+) -> None:
+    controller = kube.start_controller(*FAST)
+    try:
+        kube.add_adapter("lora-gc", artifactURL=str(adapter_dir), replicas=1)
+        obj = kube.wait_adapter("lora-gc", running, timeout=60)
+        assert kube.get("/api/v1/namespaces/default/services/lora-gc") is not None
+        kube.delete(ADAPTERS.format(ns="default") + "/lora-gc")
+        kube.wait_gone(ADAPTERS.format(ns="default") + "/lora-gc", timeout=30)
+        kube.wait_gone("/api/v1/namespaces/default/services/lora-gc", timeout=30)
+        kube.wait_gone("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/lora-gc", timeout=30)
+        assert obj["metadata"]["uid"]
+    finally:
+        controller.stop()
+
+
+def test_kubectl_apply_k_deploy_with_a_server_dry_run_first(control_plane: ControlPlane) -> None:
+    dry = control_plane.kubectl("apply", "-k", str(ROOT / "deploy"), "--dry-run=server")
+    assert "deployment.apps/aibrix-controller-manager" in dry.stdout or "(server dry run)" in dry.stdout
+    assert control_plane.kubectl("get", "deployment", "-n", "aibrix-system", check=False).stdout.strip() == ""
+    control_plane.kubectl("apply", "-k", str(ROOT / "deploy"))
+    deployments = control_plane.kubectl("get", "deployments", "-n", "aibrix-system", "-o", "name").stdout
+    assert "aibrix-controller-manager" in deployments
+    control_plane.kubectl("delete", "deployment", "-n", "aibrix-system", "--all")
+
+
+@pytest.mark.parametrize(
+    "verb, resource, allowed",
+    [
+        ("watch", "modeladapters.model.aibrix.ai", "yes"),
+        ("patch", "modeladapters.model.aibrix.ai/status", "yes"),
+        ("create", "services", "yes"),
+        ("get", "secrets", "yes"),
+        ("list", "secrets", "no"),
+        ("delete", "pods", "no"),
+        ("delete", "services", "no"),
+    ],
+)
+def test_the_controller_holds_exactly_what_rbac_yaml_grants(control_plane: ControlPlane, verb: str, resource: str,
+                                                             allowed: str) -> None:  # fmt: skip
+    answer = control_plane.kubectl("auth", "can-i", verb, resource, "--as", CONTROLLER_USER, check=False)
+    assert answer.stdout.strip() == allowed, answer.stdout + answer.stderr
+
+
+def test_phase_is_written_by_the_controller_running_with_rbac_yaml(kube: RealKube, pod, adapter_dir: Path) -> None:
+    controller = kube.start_controller(*FAST)
+    try:
+        kube.add_adapter("lora-rbac", artifactURL=str(adapter_dir), replicas=1)
+        try:
+            obj = kube.wait_adapter("lora-rbac", running, timeout=20)
+        except AssertionError:
+            print(controller.output(20000))
+            raise
+        assert obj["status"]["instances"] == ["base-0"]
+        assert phase(obj) == "Running"
+        assert "forbidden" not in controller.output().lower(), controller.output()
+    finally:
+        controller.stop()
