@@ -25,6 +25,8 @@ def stamp(seconds_ago: float = 0.0) -> str:
 class FakeKube:
     """The fake API server as a child process, with a REST client and a kubeconfig pointing at it."""
 
+    lease_namespace = "default"  # where the controllers started by start_controller keep their lease
+
     def __init__(self, tmp: Path, port: int | None = None) -> None:
         port = port or free_port()
         self.proc = Proc(

@@ -148,6 +148,16 @@ class ControlPlane:
         path.write_text(yaml.safe_dump(config))
         return path
 
+    def stop_apiserver(self) -> None:
+        self.apiserver.stop()
+        self.procs.remove(self.apiserver)
+
+    def start_apiserver_again(self) -> None:
+        """The same server on the same port over the same etcd: everything it held is still there."""
+        self._start_apiserver(self.apiserver.port)
+        self.http.close()
+        self.http = self._wait_ready()
+
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([str(self.bin / "kubectl"), "--kubeconfig", str(self.admin), *args], input=stdin,
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -175,6 +185,8 @@ class ControlPlane:
 
 class RealKube(FakeKube):
     """FakeKube's helpers (objects, waits, the controller process) against the real control plane."""
+
+    lease_namespace = "aibrix-system"  # deploy/rbac.yaml grants lease verbs there only
 
     def __init__(self, plane: ControlPlane) -> None:  # noqa: D107 - no fake server to start
         self.plane = plane

@@ -14,33 +14,45 @@ import httpx
 import pytest
 
 from kube import ADAPTERS, FakeKube, phase, running, status
-from procs import Proc, free_port, start_runtime, start_sim
+from procs import HOST, Proc, free_port, start_runtime, start_sim
+from real_kube import RealKube, pod_ip
 
 SERVICE = "/api/v1/namespaces/default/services/{}"
 SLICE = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/{}"
 POD = "/api/v1/namespaces/default/pods/{}"
 
 
-@pytest.fixture
-def kube(tmp_path: Path) -> Iterator[FakeKube]:
-    server = FakeKube(tmp_path)
-    yield server
-    server.stop()
+@pytest.fixture(params=["fake", "real"])
+def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FakeKube]:
+    """Each scenario runs against the fake API server and against a real kube-apiserver (tests/real_kube.py)."""
+    if request.param == "fake":
+        server = FakeKube(tmp_path)
+        yield server
+        server.stop()
+        return
+    if request.node.get_closest_marker("fake_only"):
+        pytest.skip(request.node.get_closest_marker("fake_only").args[0])
+    real = RealKube(request.getfixturevalue("control_plane"))
+    real.plane.reset()
+    yield real
+    real.stop()
 
 
 class Engines:
-    """Engine simulators (and runtimes in front of them) started on demand and stopped at the end."""
+    """Engine simulators (and runtimes in front of them) started on demand and stopped at the end; on the pod
+    address a real API server accepts when the scenario runs against one."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = HOST) -> None:
         self.procs: list[Proc] = []
+        self.host = host
 
     def sim(self, *args: str, engine: str = "vllm", port: int | None = None) -> Proc:
-        proc = start_sim(engine, *args, port=port)
+        proc = start_sim(engine, *args, port=port, host=self.host)
         self.procs.append(proc)
         return proc
 
     def runtime(self, sim: Proc, engine: str = "vllm") -> Proc:
-        proc = start_runtime(engine, sim.url)
+        proc = start_runtime(engine, sim.url, host=self.host)
         self.procs.append(proc)
         return proc
 
@@ -50,8 +62,8 @@ class Engines:
 
 
 @pytest.fixture
-def engines() -> Iterator[Engines]:
-    group = Engines()
+def engines(kube: FakeKube) -> Iterator[Engines]:
+    group = Engines(pod_ip() if isinstance(kube, RealKube) else HOST)
     yield group
     group.stop()
 
@@ -128,7 +140,7 @@ def test_adapter_reaches_running_with_service_and_endpoint_slice(
     assert endpoint_slice is not None
     assert endpoint_slice["metadata"]["labels"]["kubernetes.io/service-name"] == "my-lora"
     assert [e["targetRef"]["name"] for e in endpoint_slice["endpoints"]] == ["base-0"]
-    assert endpoint_slice["endpoints"][0]["addresses"] == ["127.0.0.1"]
+    assert endpoint_slice["endpoints"][0]["addresses"] == [engines.host]
     assert endpoint_slice["ports"][0]["port"] == sim.port
 
     events = kube.items("/api/v1/namespaces/default/events")
@@ -322,7 +334,7 @@ def test_credentials_secret_reaches_the_runtime(
     with HubServer({"org/private-lora": Repo(adapter_dir, private=True)}) as hub:
         sim = engines.sim()
         runtime = Proc(
-            [sys.executable, "-m", "aibrix.runtime.cli", "--host", "127.0.0.1", "--port", str(port := free_port())],
+            [sys.executable, "-m", "aibrix.runtime.cli", "--host", engines.host, "--port", str(port := free_port())],
             port,
             {
                 "INFERENCE_ENGINE": "vllm",
@@ -330,6 +342,7 @@ def test_credentials_secret_reaches_the_runtime(
                 "HF_ENDPOINT": hub.url,
                 "AIBRIX_ADAPTER_DIR": str(adapter_dir.parent / "adapters"),
             },
+            engines.host,
         )
         engines.procs.append(runtime)
         runtime.wait_http("/healthz")
@@ -407,7 +420,8 @@ def test_two_controllers_do_not_fight(
     second = controller()
     kube.add_adapter("shared", artifactURL=str(adapter_dir), replicas=1)
     kube.wait_adapter("shared", running)
-    lease = kube.get("/apis/coordination.k8s.io/v1/namespaces/default/leases/aibrix-controller-manager")
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{kube.lease_namespace}/leases/aibrix-controller-manager"
+    lease = kube.get(lease_path)
     assert lease is not None
     holder = lease["spec"]["holderIdentity"]
     leader, standby = (first, second) if _metric(first, "aibrix_controller_leader") == 1 else (second, first)
@@ -418,7 +432,7 @@ def test_two_controllers_do_not_fight(
     os_kill(9)  # no clean release: the standby waits for the lease to expire
     kube.add_adapter("after", artifactURL=str(adapter_dir), replicas=1)
     kube.wait_adapter("after", running, timeout=10)
-    lease = kube.get("/apis/coordination.k8s.io/v1/namespaces/default/leases/aibrix-controller-manager")
+    lease = kube.get(lease_path)
     assert lease["spec"]["holderIdentity"] != holder  # type: ignore[index]
     assert lease["spec"]["leaseTransitions"] >= 1  # type: ignore[index]
 
@@ -584,6 +598,7 @@ def _engine_metric(sim: Proc, name: str) -> float:
     return 0.0
 
 
+@pytest.mark.fake_only("the real server's CEL rule refuses the object: test_real_kube.py checks that")
 def test_a_spec_the_controller_cannot_use_is_failed_with_the_reason(kube: FakeKube, controller: Controllers) -> None:
     controller()
     kube.add_adapter("9lives", replicas=1)  # the fake server does not run the CRD's CEL rule; the controller checks
@@ -593,6 +608,7 @@ def test_a_spec_the_controller_cannot_use_is_failed_with_the_reason(kube: FakeKu
     assert "DNS-1035" in initialized["message"]
 
 
+@pytest.mark.fake_only("the real server keeps its state in etcd: tests/test_real_kube.py restarts it")
 def test_controller_rides_out_an_api_server_restart(
     kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path, tmp_path: Path
 ) -> None:
@@ -617,6 +633,7 @@ def test_controller_rides_out_an_api_server_restart(
         again.stop()
 
 
+@pytest.mark.fake_only("tests/test_real_kube.py stops the real API server under a leader")
 def test_a_leader_that_cannot_renew_stops_acting(kube: FakeKube, controller: Controllers) -> None:
     proc = controller()  # renew deadline 1.5 s
     deadline = time.monotonic() + 5

@@ -5,6 +5,7 @@ dry runs, garbage collection of owned objects, and the controller holding only d
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +151,40 @@ def test_phase_is_written_by_the_controller_running_with_rbac_yaml(kube: RealKub
         assert "forbidden" not in controller.output().lower(), controller.output()
     finally:
         controller.stop()
+
+
+def test_the_controller_rides_out_an_api_server_restart(kube: RealKube, pod, adapter_dir: Path) -> None:
+    """Informers reconnect to the restarted server and carry on from what etcd kept."""
+    controller = kube.start_controller(*FAST, "--leader-elect=false")
+    try:
+        kube.add_adapter("before", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("before", running, timeout=30)
+        kube.plane.stop_apiserver()
+        time.sleep(1)
+        kube.plane.start_apiserver_again()
+        kube.http = kube.plane.http
+        assert phase(kube.adapter("before") or {}) == "Running"  # etcd kept it
+        kube.add_adapter("after", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("after", running, timeout=30)
+        assert controller.popen.poll() is None
+    finally:
+        controller.stop()
+
+
+def test_a_leader_that_cannot_renew_its_real_lease_stops_acting(kube: RealKube) -> None:
+    controller = kube.start_controller(*FAST, "--lease-duration", "2", "--renew-deadline", "1.5",
+                                       "--retry-period", "0.3")  # fmt: skip
+    try:
+        lease = "/apis/coordination.k8s.io/v1/namespaces/aibrix-system/leases/aibrix-controller-manager"
+        deadline = time.monotonic() + 15
+        while kube.get(lease) is None:
+            assert time.monotonic() < deadline, controller.output()
+            time.sleep(0.1)
+        kube.plane.stop_apiserver()
+        assert controller.popen.wait(timeout=15) == 1  # no two leaders: it exits and the kubelet restarts it
+        assert "leadership lost" in controller.output()
+    finally:
+        controller.stop()
+        if kube.plane.apiserver.popen.poll() is not None:
+            kube.plane.start_apiserver_again()
+            kube.http = kube.plane.http
