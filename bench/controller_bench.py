@@ -1,6 +1,9 @@
-"""The ModelAdapter controller at scale, against the fake Kubernetes API with real pods (runtime + engine simulator).
+"""The ModelAdapter controller at scale, against the fake Kubernetes API or a real kube-apiserver, with real pods
+(runtime + engine simulator).
 
     python bench/controller_bench.py [--pods 20] [--adapters 200] [--mode sidecar|direct]
+    AIBRIX_KUBE_BIN=$(scripts/build_kube.sh | tail -1) scripts/in_netns.sh \
+        .venv/bin/python bench/controller_bench.py --api real     # the real control plane of scripts/build_kube.sh
 
 1. Time from creating N ModelAdapters (least-adapters; replicas: 1, or omitted with --every-pod) until all are
    Running on as many pods as they want.
@@ -25,7 +28,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from kube import ADAPTERS, FakeKube  # noqa: E402
-from procs import Proc, start_runtime, start_sim  # noqa: E402
+from procs import HOST, Proc, start_runtime, start_sim  # noqa: E402
+from real_kube import ControlPlane, RealKube, pod_ip  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,6 +57,19 @@ def adapters(kube: FakeKube) -> list[dict]:
     return kube.items(ADAPTERS.format(ns="default"))
 
 
+def api_requests(kube: FakeKube) -> float:
+    """Requests the API server has served: the fake counts them; a real one says so in apiserver_request_total
+    (writes only: its own controllers and the controller's watches read all the time)."""
+    if not isinstance(kube, RealKube):
+        return httpx.get(kube.url + "/stats").json()["requests"]
+    total = 0.0
+    for line in kube.http.get("/metrics").text.splitlines():
+        writes = ('verb="CREATE"', 'verb="PATCH"', 'verb="UPDATE"')
+        if line.startswith("apiserver_request_total{") and any(verb in line for verb in writes):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def wait_all(kube: FakeKube, check, timeout: float) -> float:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -71,19 +88,22 @@ def main() -> None:
     parser.add_argument("--every-pod", action="store_true", help="omit replicas: every adapter on every pod")
     parser.add_argument("--resync", type=float, default=2.0)
     parser.add_argument("--resync-rounds", type=int, default=5)
+    parser.add_argument("--api", choices=["fake", "real"], default="fake")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="controller-bench-"))
     folder = work / "lora"
     folder.mkdir()
     (folder / "adapter_config.json").write_text('{"r": 8}')
-    kube = FakeKube(work)
+    plane = ControlPlane(work / "kube") if args.api == "real" else None
+    kube: FakeKube = RealKube(plane) if plane is not None else FakeKube(work)
+    host = pod_ip() if plane is not None else HOST
     procs: list[Proc] = []
     try:
         for i in range(args.pods):
-            sim = start_sim("vllm", "--lora-load-ms", "5")
+            sim = start_sim("vllm", "--lora-load-ms", "5", host=host)
             procs.append(sim)
-            runtime = start_runtime("vllm", sim.url) if args.mode == "sidecar" else None
+            runtime = start_runtime("vllm", sim.url, host=host) if args.mode == "sidecar" else None
             if runtime:
                 procs.append(runtime)
             kube.add_pod(f"base-{i:02d}", runtime=runtime, engine=sim)
@@ -94,21 +114,21 @@ def main() -> None:
         time.sleep(0.5)
 
         started, cpu_start = time.monotonic(), cpu_seconds(controller.popen.pid)
-        with httpx.Client(base_url=kube.url, timeout=10) as http:
-            for i in range(args.adapters):
-                body = {
-                    "apiVersion": "model.aibrix.ai/v1alpha1",
-                    "kind": "ModelAdapter",
-                    "metadata": {"name": f"lora-{i:03d}"},
-                    "spec": {
-                        "baseModel": "base-model",
-                        "schedulerName": "least-adapters",
-                        "podSelector": {"matchLabels": {"model.aibrix.ai/name": "base-model"}},
-                        "artifactURL": str(folder),
-                        **({} if args.every_pod else {"replicas": 1}),
-                    },
-                }
-                assert http.post(ADAPTERS.format(ns="default"), json=body).status_code == 201
+        http = kube.http
+        for i in range(args.adapters):
+            body = {
+                "apiVersion": "model.aibrix.ai/v1alpha1",
+                "kind": "ModelAdapter",
+                "metadata": {"name": f"lora-{i:03d}"},
+                "spec": {
+                    "baseModel": "base-model",
+                    "schedulerName": "least-adapters",
+                    "podSelector": {"matchLabels": {"model.aibrix.ai/name": "base-model"}},
+                    "artifactURL": str(folder),
+                    **({} if args.every_pod else {"replicas": 1}),
+                },
+            }
+            assert http.post(ADAPTERS.format(ns="default"), json=body).status_code == 201
         created = time.monotonic() - started
         want = args.pods if args.every_pod else 1
         running = wait_all(kube, lambda a: (a.get("status") or {}).get("readyReplicas") == want, 120) + created
@@ -121,13 +141,13 @@ def main() -> None:
             cpu_seconds(controller.popen.pid),
             counter(controller, 'aibrix_controller_reconciles_total{result="ok"}'),
         )
-        writes0 = httpx.get(kube.url + "/stats").json()["requests"]
+        writes0 = api_requests(kube)
         time.sleep(args.resync * args.resync_rounds)
         cpu1, n1 = (
             cpu_seconds(controller.popen.pid),
             counter(controller, 'aibrix_controller_reconciles_total{result="ok"}'),
         )
-        writes1 = httpx.get(kube.url + "/stats").json()["requests"]
+        writes1 = api_requests(kube)
         per_adapter_ms = (cpu1 - cpu0) / max(1.0, n1 - n0) * 1000
 
         busiest = spread.most_common(1)[0][0]
@@ -157,9 +177,12 @@ def main() -> None:
         for proc in reversed(procs):
             proc.stop()
         kube.stop()
+        if plane is not None:
+            plane.stop()
 
     layout = "every adapter on every pod" if args.every_pod else "replicas: 1"
-    print(f"### Controller: {args.adapters} ModelAdapters over {args.pods} pods ({args.mode} mode, {layout})\n")
+    print(f"### Controller: {args.adapters} ModelAdapters over {args.pods} pods ({args.mode} mode, {layout}, "
+          f"{args.api} API server)\n")  # fmt: skip
     print("| measure | result | target |")
     print("|---|---|---|")
     print(
