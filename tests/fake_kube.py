@@ -328,6 +328,10 @@ class Store:
             self._emit(kind, "MODIFIED", obj)
             return obj
         obj = copy.deepcopy(obj)
+        if kind.kind == "Pod":  # graceful deletion: the real server marks a pod first (MODIFIED), then removes it
+            obj["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=0, resourceVersion=self._bump())
+            self._emit(kind, "MODIFIED", obj)
+            obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = self._bump()
         return self._remove(kind, namespace, name, obj)
 
