@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from hf_server import HubServer, Repo  # noqa: E402
 from procs import Proc, start_runtime, start_sim  # noqa: E402
 from real_kube import ControlPlane  # noqa: E402
 from real_vllm import RealVLLM  # noqa: E402
@@ -73,3 +75,33 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     plane = ControlPlane(tmp_path_factory.mktemp("kube"))
     yield plane
     plane.stop()
+
+
+ADAPTER = {"adapter_config.json": b'{"r": 8, "lora_alpha": 16}', "adapter_model.safetensors": os.urandom(3 << 20)}
+
+
+@pytest.fixture(scope="module")
+def adapter_repo(tmp_path_factory) -> Path:
+    """A folder holding ADAPTER's files, served by ``hub`` as org/sql-lora."""
+    root = tmp_path_factory.mktemp("hub") / "sql-lora"
+    root.mkdir()
+    for name, data in ADAPTER.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def hub(adapter_repo):
+    with HubServer({"org/sql-lora": Repo(adapter_repo), "org/private-lora": Repo(adapter_repo, private=True)}) as s:
+        yield s
+
+
+@pytest.fixture
+def hub_stack(tmp_path, hub):
+    """A vLLM simulator and a runtime whose HF_ENDPOINT is a hub serving org/sql-lora (and a private copy)."""
+    sim = start_sim("vllm")
+    adapters = tmp_path / "adapters"
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "HF_ENDPOINT": hub.url})
+    yield sim, runtime, adapters
+    runtime.stop()
+    sim.stop()

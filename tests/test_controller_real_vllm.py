@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,24 @@ FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-sec
         "--unload-timeout", "5", "--deletion-timeout", "10")  # fmt: skip
 
 
+@pytest.fixture(params=["sidecar", "direct"])
+def real_pod(request: pytest.FixtureRequest, real_vllm: RealVLLM, tmp_path: Path) -> Iterator[FakeKube]:
+    """A pod whose engine is the session's real vLLM, with a runtime sidecar or without, and a controller."""
+    kube = FakeKube(tmp_path)
+    runtime = start_runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    controller = None
+    try:
+        sidecar = request.param == "sidecar"
+        kube.add_pod("real-0", runtime=runtime if sidecar else None, engine=real_vllm)  # type: ignore[arg-type]
+        controller = kube.start_controller(*FAST, *(() if sidecar else ("--enable-runtime-sidecar=false",)))
+        yield kube
+    finally:
+        if controller is not None:
+            controller.stop()
+        runtime.stop()
+        kube.stop()
+
+
 def wait_until(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -25,52 +44,26 @@ def wait_until(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return check()
 
 
-@pytest.mark.parametrize("mode", ["sidecar", "direct"])
-def test_an_adapter_reaches_running_on_real_vllm_and_serves(real_vllm: RealVLLM, tmp_path: Path, mode: str) -> None:
-    models = tiny_models()
-    kube = FakeKube(tmp_path)
-    runtime = start_runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
-    controller = None
-    try:
-        kube.add_pod("real-0", runtime=runtime if mode == "sidecar" else None, engine=real_vllm)  # type: ignore[arg-type]
-        flags = () if mode == "sidecar" else ("--enable-runtime-sidecar=false",)
-        controller = kube.start_controller(*FAST, *flags)
-        name = f"ctl-{mode}"
-        kube.add_adapter(name, artifactURL=str(models / "lora-r8"), replicas=1)
-        obj = kube.wait_adapter(name, running, timeout=60)
-        assert obj["status"]["instances"] == ["real-0"]
-        assert name in real_vllm.adapters()
-        completion = real_vllm.complete(name)
-        assert completion.status_code == 200, completion.text
+def test_an_adapter_reaches_running_on_real_vllm_and_serves(real_vllm: RealVLLM, real_pod: FakeKube,
+                                                            request: pytest.FixtureRequest) -> None:  # fmt: skip
+    kube = real_pod
+    name = f"ctl-{request.node.callspec.params['real_pod']}"
+    kube.add_adapter(name, artifactURL=str(tiny_models() / "lora-r8"), replicas=1)
+    obj = kube.wait_adapter(name, running, timeout=60)
+    assert obj["status"]["instances"] == ["real-0"]
+    assert name in real_vllm.adapters()
+    completion = real_vllm.complete(name)
+    assert completion.status_code == 200, completion.text
 
-        kube.delete(ADAPTERS.format(ns="default") + f"/{name}")
-        kube.wait_gone(ADAPTERS.format(ns="default") + f"/{name}", timeout=30)
-        assert wait_until(lambda: name not in real_vllm.adapters(), 10)
-    finally:
-        if controller is not None:
-            controller.stop()
-        runtime.stop()
-        kube.stop()
+    kube.delete(ADAPTERS.format(ns="default") + f"/{name}")
+    kube.wait_gone(ADAPTERS.format(ns="default") + f"/{name}", timeout=30)
+    assert wait_until(lambda: name not in real_vllm.adapters(), 10)
 
 
-@pytest.mark.parametrize("mode", ["sidecar", "direct"])
-def test_an_adapter_vllm_can_never_load_fails_at_once_with_the_reason(real_vllm: RealVLLM, tmp_path: Path,
-                                                                      mode: str) -> None:  # fmt: skip
+def test_an_adapter_vllm_can_never_load_fails_at_once_with_the_reason(real_pod: FakeKube) -> None:
     """Rank above --max-lora-rank: vLLM says 500, which used to be retried 5 times per pod; now Failed, no retry."""
-    kube = FakeKube(tmp_path)
-    runtime = start_runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
-    controller = None
-    try:
-        kube.add_pod("real-0", runtime=runtime if mode == "sidecar" else None, engine=real_vllm)  # type: ignore[arg-type]
-        flags = () if mode == "sidecar" else ("--enable-runtime-sidecar=false",)
-        controller = kube.start_controller(*FAST, *flags)
-        kube.add_adapter("too-big", artifactURL=str(tiny_models() / "lora-r64"), replicas=1)
-        failed = kube.wait_adapter("too-big", lambda o: phase(o) == "Failed", timeout=30)
-        ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
-        assert "greater than max_lora_rank 8" in ready["message"]
-        assert not failed["status"].get("retries")
-    finally:
-        if controller is not None:
-            controller.stop()
-        runtime.stop()
-        kube.stop()
+    real_pod.add_adapter("too-big", artifactURL=str(tiny_models() / "lora-r64"), replicas=1)
+    failed = real_pod.wait_adapter("too-big", lambda o: phase(o) == "Failed", timeout=30)
+    ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+    assert "greater than max_lora_rank 8" in ready["message"]
+    assert not failed["status"].get("retries")

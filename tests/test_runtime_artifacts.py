@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from hf_server import HubServer, Repo
+from conftest import ADAPTER  # noqa: E402 - the files the hub fixtures serve
 from procs import free_port, start_runtime, start_sim
 from test_runtime_adapters import assert_error
-
-ADAPTER = {"adapter_config.json": b'{"r": 8, "lora_alpha": 16}', "adapter_model.safetensors": os.urandom(3 << 20)}
-
-
-@pytest.fixture(scope="module")
-def adapter_repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hub") / "sql-lora"
-    root.mkdir()
-    for name, data in ADAPTER.items():
-        (root / name).write_bytes(data)
-    return root
-
-
-@pytest.fixture
-def hub(adapter_repo):
-    with HubServer({"org/sql-lora": Repo(adapter_repo), "org/private-lora": Repo(adapter_repo, private=True)}) as s:
-        yield s
-
-
-@pytest.fixture
-def stack(tmp_path, hub):
-    sim = start_sim("vllm")
-    adapters = tmp_path / "adapters"
-    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "HF_ENDPOINT": hub.url})
-    yield sim, runtime, adapters
-    runtime.stop()
-    sim.stop()
 
 
 def load(runtime, body: dict, timeout: float = 60) -> httpx.Response:
@@ -51,8 +22,8 @@ def engine_adapters(sim) -> dict[str, str]:
     return {card["id"]: card["root"] for card in cards if card.get("parent")}
 
 
-def test_huggingface_artifact_is_downloaded_then_loaded_then_cleaned_up(stack):
-    sim, runtime, adapters = stack
+def test_huggingface_artifact_is_downloaded_then_loaded_then_cleaned_up(hub_stack):
+    sim, runtime, adapters = hub_stack
     response = load(runtime, {"lora_name": "sql", "artifact_url": "huggingface://org/sql-lora"})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -72,8 +43,8 @@ def test_huggingface_artifact_is_downloaded_then_loaded_then_cleaned_up(stack):
     assert httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"] == []
 
 
-def test_private_artifact_needs_its_token_and_failure_leaves_nothing(stack, hub):
-    sim, runtime, adapters = stack
+def test_private_artifact_needs_its_token_and_failure_leaves_nothing(hub_stack, hub):
+    sim, runtime, adapters = hub_stack
     denied = load(runtime, {"lora_name": "priv", "artifact_url": "huggingface://org/private-lora"})
     assert_error(denied, 403, "access denied")
     assert not (adapters / "priv").exists()
@@ -94,15 +65,15 @@ def runtime_logs(runtime) -> str:
     return runtime.output(limit=10**8)
 
 
-def test_unknown_credential_key_is_refused(stack):
-    _, runtime, adapters = stack
+def test_unknown_credential_key_is_refused(hub_stack):
+    _, runtime, adapters = hub_stack
     body = {"lora_name": "x", "artifact_url": "s3://b/k/", "credentials": {"aws_secret": "oops"}}
     assert_error(load(runtime, body), 400, "unknown credential keys")
     assert not (adapters / "x").exists()
 
 
-def test_local_absolute_artifact_path_loads_without_download(stack, adapter_repo):
-    sim, runtime, adapters = stack
+def test_local_absolute_artifact_path_loads_without_download(hub_stack, adapter_repo):
+    sim, runtime, adapters = hub_stack
     response = load(runtime, {"lora_name": "local", "artifact_url": str(adapter_repo)})
     assert response.status_code == 200, response.text
     assert response.json()["download_seconds"] is None
@@ -111,8 +82,8 @@ def test_local_absolute_artifact_path_loads_without_download(stack, adapter_repo
     assert adapter_repo.exists()  # never delete what the runtime did not download
 
 
-def test_concurrent_duplicate_loads_download_once(stack, hub):
-    _, runtime, _ = stack
+def test_concurrent_duplicate_loads_download_once(hub_stack, hub):
+    _, runtime, _ = hub_stack
 
     async def go() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=60) as client:
@@ -309,8 +280,8 @@ def test_background_model_download_and_listing(tmp_path, hub, adapter_repo):
 
 
 @pytest.mark.parametrize("name", ["ѕql", "sql\u200b", "ｓql", "sql/../x"])
-def test_unicode_and_path_tricks_in_adapter_names_are_refused(stack, name):
-    _, runtime, adapters = stack
+def test_unicode_and_path_tricks_in_adapter_names_are_refused(hub_stack, name):
+    _, runtime, adapters = hub_stack
     response = load(runtime, {"lora_name": name, "artifact_url": "huggingface://org/sql-lora"})
     assert_error(response, 422, "Kubernetes object name")
     assert not adapters.exists() or not any(adapters.iterdir())
@@ -336,8 +307,8 @@ def test_http_artifact_and_engine_key_from_additional_config(tmp_path):
         sim.stop()
 
 
-def test_symlink_planted_in_the_adapter_directory_is_refused(stack, tmp_path):
-    _, runtime, adapters = stack
+def test_symlink_planted_in_the_adapter_directory_is_refused(hub_stack, tmp_path):
+    _, runtime, adapters = hub_stack
     outside = tmp_path / "outside"
     outside.mkdir()
     adapters.mkdir(exist_ok=True)

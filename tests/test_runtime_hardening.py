@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from aibrix.engines import Engine
 from aibrix.runtime.adapters import AdapterService
-from hf_server import HubServer, Repo
-from procs import Proc, start_runtime, start_sim
-
-
-@pytest.fixture
-def hub_stack(tmp_path: Path, adapter_dir: Path) -> Iterator[tuple[Proc, Proc, Path]]:
-    with HubServer({"org/sql-lora": Repo(adapter_dir)}) as hub:
-        sim = start_sim("vllm")
-        adapters = tmp_path / "adapters"
-        runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "HF_ENDPOINT": hub.url})
-        yield sim, runtime, adapters
-        runtime.stop()
-        sim.stop()
+from procs import start_runtime, start_sim
 
 
 def test_a_name_loaded_from_elsewhere_is_refused_before_any_download(hub_stack, adapter_dir: Path) -> None:
