@@ -183,3 +183,46 @@ def test_a_failing_object_is_retried_ever_less_often_and_a_success_starts_over()
     assert backoff.failed(("default", "other"), 0.05) == 0.05  # per object
     backoff.succeeded(key)
     assert backoff.failed(key, 0.5) == 0.5
+
+
+def test_a_lease_renewed_by_a_holder_with_a_skewed_clock_is_never_taken_over() -> None:
+    """Expiry is judged by when this process saw the record change, not by the holder's renewTime against the
+    local clock: a holder whose clock runs an hour behind still holds its lease while it renews."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from aibrix.controller.leader import LeaderElector
+
+    class OneLease:
+        def __init__(self) -> None:
+            self.renewals = 0
+            self.frozen = False
+            self.replaced = 0
+            self.skewed = datetime.now(UTC) - timedelta(hours=1)
+
+        async def get(self, resource: object, name: str, namespace: str) -> dict:
+            if not self.frozen:
+                self.renewals += 1  # the holder keeps renewing, its clock an hour behind
+            renewed = self.skewed + timedelta(seconds=self.renewals)
+            spec = {"holderIdentity": "other", "leaseDurationSeconds": 1, "leaseTransitions": 0,
+                    "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}  # fmt: skip
+            meta = {"name": name, "namespace": namespace, "resourceVersion": "1"}
+            return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
+
+        async def replace(self, obj: object) -> object:
+            self.replaced += 1
+            return obj
+
+    async def go() -> None:
+        lease = OneLease()
+        elector = LeaderElector(lease, "l", "ns", "me", duration=1.0)  # type: ignore[arg-type]
+        for _ in range(6):  # 1.5 s of a live holder: never taken over
+            assert await elector._try() is False
+            await asyncio.sleep(0.25)
+        lease.frozen = True  # the holder stops renewing: after a lease duration of silence, it is taken over
+        assert await elector._try() is False
+        await asyncio.sleep(1.1)
+        assert await elector._try() is True
+        assert lease.replaced == 1
+
+    asyncio.run(go())

@@ -1,9 +1,11 @@
 """Leader election on a coordination.k8s.io Lease, so two controller replicas never act at once.
 
 The same protocol as client-go's leaderelection: the holder renews ``renewTime`` every ``retry`` seconds; others
-take the lease over once it has not been renewed for ``duration`` seconds. Every write carries the resourceVersion
-it read, so two candidates racing for an expired lease cannot both win (one gets 409). A leader that cannot renew
-within ``renew_deadline`` stops leading before anyone else may start.
+take the lease over once it has not changed for ``duration`` seconds, judged by when this process saw it change
+(its own monotonic clock), never by the remote ``renewTime`` against the local clock: clocks of two machines
+disagree. Every write carries the resourceVersion it read, so two candidates racing for an expired lease cannot
+both win (one gets 409). A leader that cannot renew within ``renew_deadline`` (each attempt bounded by what is left
+of it) stops leading before anyone else may start.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class LeaderElector:
     renew_deadline: float = 10.0
     retry: float = 2.0
 
+    def __post_init__(self) -> None:
+        self._observed: object = None  # the lease record as last read
+        self._observed_at = 0.0  # time.monotonic() when that record was first seen
+
     async def acquire(self) -> None:
         """Return once this process holds the lease."""
         logged = False
@@ -52,7 +58,9 @@ class LeaderElector:
         while True:
             await asyncio.sleep(self.retry)
             try:
-                if await self._try():
+                async with asyncio.timeout(max(0.1, self.renew_deadline - (time.monotonic() - last))):
+                    renewed = await self._try()
+                if renewed:
                     last = time.monotonic()
                     continue
                 log.error("lease %s/%s was taken by another controller", self.namespace, self.name)
@@ -84,8 +92,11 @@ class LeaderElector:
             return await self._write(self.client.create(Lease.from_dict(body)))
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
-        renewed = parse_time(spec.get("renewTime")) or 0.0
-        expired = now - renewed > float(spec.get("leaseDurationSeconds") or self.duration)
+        record = (holder, spec.get("renewTime"), spec.get("acquireTime"), spec.get("leaseTransitions"))
+        if record != self._observed:
+            self._observed, self._observed_at = record, time.monotonic()
+        duration = float(spec.get("leaseDurationSeconds") or self.duration)
+        expired = time.monotonic() - self._observed_at > duration
         if holder and holder != self.identity and not expired:
             return False
         transitions = int(spec.get("leaseTransitions") or 0)
