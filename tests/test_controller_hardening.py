@@ -160,3 +160,37 @@ def test_a_pod_holding_the_name_from_another_path_ends_up_serving_the_spec(
         for proc in (controller, runtime, sim):
             if proc is not None:
                 proc.stop()
+
+
+def test_a_deleted_adapter_is_unloaded_from_a_pod_that_answers_only_later(kube: FakeKube, adapter_dir: Path,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    """Finalization used to treat a failed unload as done: the runtime kept its record and brought the adapter back.
+    Now the unload is retried (bounded by --deletion-timeout) and the finalizer stays until it succeeds."""
+    import os
+    import signal
+
+    import httpx
+
+    from procs import start_runtime, start_sim
+
+    sim = start_sim("vllm")
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    controller = kube.start_controller("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds",
+                                       "1", "--unload-timeout", "0.5", "--deletion-timeout", "20")  # fmt: skip
+    try:
+        kube.add_pod("base-0", runtime=runtime, engine=sim)
+        kube.add_adapter("sticky", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("sticky", running, timeout=15)
+        os.killpg(runtime.popen.pid, signal.SIGSTOP)  # the runtime stops answering for a while
+        kube.delete("/apis/model.aibrix.ai/v1alpha1/namespaces/default/modeladapters/sticky")
+        time.sleep(2)
+        assert kube.adapter("sticky") is not None  # held: the unload has not gone through yet
+        os.killpg(runtime.popen.pid, signal.SIGCONT)
+        kube.wait_gone("/apis/model.aibrix.ai/v1alpha1/namespaces/default/modeladapters/sticky", timeout=15)
+        cards = httpx.get(sim.url + "/v1/models", timeout=5).json()["data"]
+        assert not [c for c in cards if c["id"] == "sticky"]
+        assert httpx.get(runtime.url + "/v1/lora_adapter", timeout=5).json()["data"] == []
+    finally:
+        controller.stop()
+        runtime.stop()
+        sim.stop()

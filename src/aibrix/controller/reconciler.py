@@ -194,31 +194,27 @@ class Reconciler:
             self.forget(key)
             return None
         if obj["metadata"].get("deletionTimestamp"):
-            await self.finalize(obj)
-            return None
+            return await self.finalize(obj)
         finalizers = obj["metadata"].get("finalizers") or []
         if FINALIZER not in finalizers:
             obj = await self.kube.set_finalizers(obj, [*finalizers, FINALIZER])
             self.adapters.store(obj)
         return await Pass(self, obj).run()
 
-    async def finalize(self, obj: Obj) -> None:
-        """Unload from every pod that may hold the adapter, within a bounded time, then let the object go."""
+    async def finalize(self, obj: Obj) -> float | None:
+        """Unload from every pod that may hold the adapter (ready or not: a runtime that keeps its record would
+        bring it back), retrying those that fail until ``deletion_timeout`` after the deletion was asked for;
+        then let the object go. Returns when to look again while unloads are still failing."""
         key = key_of(obj)
         finalizers = obj["metadata"].get("finalizers") or []
         if FINALIZER in finalizers:
-            names = claimed_pods(obj.get("status") or {})
-            pods = [p for p in self.namespace_pods(key[0]) if p.name in names and p.alive()]
-            try:
-                spec: AdapterSpec | None = parse_spec(obj)
-            except SpecError:
-                spec = None
-            if spec is not None and pods:
-                try:
-                    async with asyncio.timeout(self.options.deletion_timeout):
-                        await asyncio.gather(*(self._unload(obj, spec, pod) for pod in pods))
-                except TimeoutError:
-                    log.warning("unloading %s/%s took over %ss; deleting anyway", *key, self.options.deletion_timeout)
+            failed = await self._unload_everywhere(obj)
+            waited = time.time() - (parse_time(obj["metadata"].get("deletionTimestamp")) or time.time())
+            if failed and waited < self.options.deletion_timeout:
+                return min(1.0, self.options.deletion_timeout - waited)  # keep the finalizer; try those again
+            if failed:
+                log.warning("could not unload %s/%s from %s within %ss; deleting anyway", *key, ", ".join(failed),
+                            self.options.deletion_timeout)  # fmt: skip
             rest = [f for f in finalizers if f != FINALIZER]
             try:
                 self.adapters.store(await self.kube.set_finalizers(obj, rest))
@@ -227,15 +223,35 @@ class Reconciler:
                     raise
         log.info("adapter %s/%s deleted", *key, extra={"adapter": f"{key[0]}/{key[1]}"})
         self.forget(key)
+        return None
 
-    async def _unload(self, obj: Obj, spec: AdapterSpec, pod: Pod) -> None:
+    async def _unload_everywhere(self, obj: Obj) -> list[str]:
+        """Unload from the pods the status names that still exist with an address; the names that failed."""
+        names = claimed_pods(obj.get("status") or {})
+        pods = [p for p in self.namespace_pods(key_of(obj)[0]) if p.name in names and p.ip and not p.terminating]
+        try:
+            spec: AdapterSpec | None = parse_spec(obj)
+        except SpecError:
+            spec = None
+        if spec is None or not pods:
+            return []
+        try:
+            async with asyncio.timeout(self.options.deletion_timeout):
+                done = await asyncio.gather(*(self._unload(obj, spec, pod) for pod in pods))
+        except TimeoutError:
+            return [pod.name for pod in pods]
+        return [pod.name for pod, ok in zip(pods, done, strict=True) if not ok]
+
+    async def _unload(self, obj: Obj, spec: AdapterSpec, pod: Pod) -> bool:
         try:
             await self.loader.unload(pod, spec, timeout=self.options.unload_timeout)
             self.metrics.unloads.labels("ok").inc()
             self.index.discard(pod, spec.name)
+            return True
         except LoadError as exc:
             self.metrics.unloads.labels("error").inc()
             self._event(obj, "Warning", "UnloadFailed", f"could not unload from pod {pod.name}: {exc.message}")
+            return False
 
     def namespace_pods(self, namespace: str) -> list[Pod]:
         return [self._pod(o) for (ns, _), o in self.pods.objects.items() if ns == namespace]
@@ -354,8 +370,9 @@ class Pass:
                 self.obj, "Warning", "InstanceLost", f"pod {pod_name} is gone, not ready or no longer selected"
             )
             stray = self.r.pod(self.key[0], pod_name)
-            if stray is not None and stray.alive():
-                self.unwanted.append(stray)  # the selector changed: it should not keep the adapter
+            if stray is not None and stray.ip and not stray.terminating:
+                # the selector changed, or the pod is not ready: a copy left there would come back untracked
+                self.unwanted.append(stray)
         self.desired = spec.replicas if spec.replicas is not None else len(self.candidates)
 
     async def drop_stale_instances(self) -> None:
