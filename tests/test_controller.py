@@ -30,8 +30,6 @@ def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FakeKube]:
         yield server
         server.stop()
         return
-    if request.node.get_closest_marker("fake_only"):
-        pytest.skip(request.node.get_closest_marker("fake_only").args[0])
     real = RealKube(request.getfixturevalue("control_plane"))
     real.plane.reset()
     yield real
