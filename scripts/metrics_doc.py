@@ -60,7 +60,9 @@ DERIVED = """## Derived metrics
 
 OWN_ROWS = [
     ("aibrix:engine_up", "gauge", "", "1 when the last engine scrape succeeded, else 0"),
-    ("aibrix:runtime_info", "gauge", "`version`, `inference_engine` (the `INFERENCE_ENGINE` kind; not `engine`, which vLLM uses for its engine index)", "always 1"),
+    ("aibrix:runtime_info", "gauge",
+     "`version`, `inference_engine` (the `INFERENCE_ENGINE` kind; not `engine`, which vLLM uses for its engine index)",
+     "always 1"),  # fmt: skip
     ("aibrix:runtime_requests_total", "counter", "`method`, `route`, `status`",
      "requests to the runtime API (route template; `unmatched` for unknown paths)"),
     ("aibrix:runtime_request_duration_seconds", "histogram", "`method`, `route`", "time to answer them"),
