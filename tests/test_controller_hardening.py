@@ -194,3 +194,26 @@ def test_a_deleted_adapter_is_unloaded_from_a_pod_that_answers_only_later(kube: 
         controller.stop()
         runtime.stop()
         sim.stop()
+
+
+def test_a_service_deleted_by_hand_is_written_again_at_once(kube: FakeKube, adapter_dir: Path) -> None:
+    """It used to come back only after the controller's 300 s apply memory ran out."""
+    from procs import start_sim
+
+    sim = start_sim("vllm")
+    controller = kube.start_controller(*FAST, "--enable-runtime-sidecar=false")
+    try:
+        kube.add_pod("base-0", engine=sim)
+        kube.add_adapter("kept", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("kept", running, timeout=15)
+        for path in ("/api/v1/namespaces/default/services/kept",
+                     "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kept"):  # fmt: skip
+            assert kube.get(path) is not None
+            kube.delete(path)
+            deadline = time.monotonic() + 5
+            while kube.get(path) is None:
+                assert time.monotonic() < deadline, f"{path} was not written again"
+                time.sleep(0.05)
+    finally:
+        controller.stop()
+        sim.stop()

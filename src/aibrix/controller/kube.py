@@ -53,8 +53,10 @@ Handler = Callable[[str, Obj | None, Obj], None]
 class Informer:
     """A list-then-watch cache of one resource; ``handler(event, old, new)`` runs for every change."""
 
-    def __init__(self, client: AsyncClient, resource: Any, namespace: str | None, handler: Handler) -> None:
-        self.client, self.resource, self.handler = client, resource, handler
+    def __init__(
+        self, client: AsyncClient, resource: Any, namespace: str | None, handler: Handler, labels: Any = None
+    ) -> None:
+        self.client, self.resource, self.handler, self.labels = client, resource, handler, labels
         self.namespace = namespace or ALL_NS
         self.objects: dict[Key, Obj] = {}
         self.synced = asyncio.Event()
@@ -67,7 +69,11 @@ class Informer:
                 self.synced.set()
                 delay = 0.2
                 async for event, obj in self.client.watch(
-                    self.resource, namespace=self.namespace, resource_version=version, server_timeout=300
+                    self.resource,
+                    namespace=self.namespace,
+                    labels=self.labels,
+                    resource_version=version,
+                    server_timeout=300,
                 ):
                     self._apply(event, dict(obj))
             except asyncio.CancelledError:
@@ -80,7 +86,7 @@ class Informer:
                 delay = min(delay * 2, 10.0)
 
     async def _relist(self) -> str:
-        listing = self.client.list(self.resource, namespace=self.namespace)
+        listing = self.client.list(self.resource, namespace=self.namespace, labels=self.labels)
         fresh = {key_of(obj): dict(obj) for obj in [o async for o in listing]}
         version = listing.resourceVersion
         for key, gone in list(self.objects.items()):
@@ -184,6 +190,10 @@ class Kube:
             return
         await self.ensure(resource, desired)
         self._applied[key] = (fingerprint, time.monotonic())
+
+    def forget_applied(self, resource: Any, namespace: str, name: str) -> None:
+        """The object is gone: the next ``apply_once`` writes it again at once."""
+        self._applied.pop((resource.__name__, namespace, name), None)
 
     def event(self, adapter: Obj, type_: str, reason: str, message: str) -> None:
         """Record a Kubernetes event in the background; a failure to record never holds up reconciling."""

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from lightkube import ApiError, AsyncClient
+from lightkube import ApiError, AsyncClient, operators
 
-from aibrix.controller.kube import Informer, Key, Kube, ModelAdapter, Obj, Pod
+from aibrix.controller.kube import EndpointSlice, Informer, Key, Kube, ModelAdapter, Obj, Pod, Service
 from aibrix.controller.leader import LeaderElector
 from aibrix.controller.loader import Loader
 from aibrix.controller.metrics import ControllerMetrics
 from aibrix.controller.reconciler import Options, Reconciler
-from aibrix.controller.spec import Selector, SpecError, parse_selector
+from aibrix.controller.spec import ADAPTER_LABEL, Selector, SpecError, parse_selector
 
 log = logging.getLogger("aibrix.controller")
 
@@ -112,6 +114,10 @@ class Controller:
         self.loader = Loader(use_runtime=config.options.use_runtime, runtime_key=config.runtime_key)
         self.adapters = Informer(client, ModelAdapter, config.namespace, self._on_adapter)
         self.pods = Informer(client, Pod, config.namespace, self._on_pod)
+        # The Services and EndpointSlices the controller owns: one deleted by hand is written again at once.
+        owned = {ADAPTER_LABEL: operators.exists()}
+        self.owned = [Informer(client, kind, config.namespace, self._on_owned(kind), labels=owned)
+                      for kind in (Service, EndpointSlice)]  # fmt: skip
         self.reconciler = Reconciler(self.kube, self.adapters, self.pods, self.loader, config.options, metrics)
         self.leading = False
         self._selectors: dict[tuple[str, str, int], Selector | None] = {}
@@ -131,6 +137,18 @@ class Controller:
             ):
                 return  # our own status writes: nothing new to act on
         self.queue.add(key)
+
+    def _on_owned(self, kind: Any) -> Callable[[str, Obj | None, Obj], None]:
+        def handle(event: str, old: Obj | None, new: Obj) -> None:
+            if event != "DELETED":
+                return
+            meta = new["metadata"]
+            self.kube.forget_applied(kind, meta.get("namespace", ""), meta["name"])
+            key = (meta.get("namespace", ""), (meta.get("labels") or {}).get(ADAPTER_LABEL, ""))
+            if key in self.adapters.objects:
+                self.queue.add(key)
+
+        return handle
 
     def _on_pod(self, event: str, old: Obj | None, new: Obj) -> None:
         namespace = new["metadata"].get("namespace", "")
@@ -178,7 +196,7 @@ class Controller:
             stopped.cancel()
         self.leading = True
         self.metrics.leader.set(1)
-        tasks = [asyncio.create_task(self.adapters.run()), asyncio.create_task(self.pods.run())]
+        tasks = [asyncio.create_task(informer.run()) for informer in (self.adapters, self.pods, *self.owned)]
         try:
             await asyncio.gather(self.adapters.synced.wait(), self.pods.synced.wait())
             self.reconciler.seed()
