@@ -109,3 +109,38 @@ def test_signed_url_queries_and_user_info_never_leave_the_runtime(tmp_path: Path
         sim.stop()
     seen.append(runtime.output(limit=200_000))
     assert not [text for text in seen if secret in text]
+
+
+def test_a_cancelled_delegated_load_stops_its_download_before_cleaning_up(tmp_path: Path) -> None:
+    """The download thread used to keep writing after the cancelled load removed the folder, leaving files behind."""
+    import threading
+
+    async def go() -> None:
+        service = AdapterService(SlowListing(), tmp_path)
+        folder = tmp_path / "cancelled"
+        written: list[int] = []
+
+        def fetch(stop: threading.Event) -> None:
+            for index in range(200):  # a slow download: a chunk every 20 ms, until told to stop
+                if stop.is_set():
+                    raise RuntimeError("stopped")
+                folder.mkdir(parents=True, exist_ok=True)  # as the downloader makes its state folders
+                (folder / f"part-{index}").write_bytes(b"x")
+                written.append(index)
+                time.sleep(0.02)
+
+        load = asyncio.create_task(service.load_artifact("cancelled", "s3://b/k", fetch))
+        await asyncio.sleep(0.2)
+        load.cancel()
+        try:
+            await load
+        except asyncio.CancelledError:
+            pass
+        count = len(written)
+        await asyncio.sleep(0.2)
+        assert len(written) == count  # the thread had stopped before the cleanup
+        assert not folder.exists()
+        assert service.listing()[0]["state"] == "failed"
+        service.close()
+
+    asyncio.run(go())

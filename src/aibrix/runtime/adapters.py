@@ -4,10 +4,12 @@ controller delegates them, and a persisted record so adapters come back after en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import posixpath
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -119,11 +121,12 @@ class AdapterService:
         self,
         name: str,
         source: str,
-        fetch: Callable[[], Any],
+        fetch: Callable[[threading.Event], Any],
         *,
         auth: str | None = None,
     ) -> LoadResult:
-        """Download with ``fetch`` (blocking; run in a thread) into the adapter directory, then load from there.
+        """Download with ``fetch`` (blocking; run in a thread that stops when the event it is given is set) into the
+        adapter directory, then load from there.
         A failed download or load leaves neither files nor a half-registered adapter."""
         async with self.locks.hold(name):
             assert self.adapter_dir is not None
@@ -134,7 +137,7 @@ class AdapterService:
             self._set(ManagedAdapter(name, str(folder), source, True, state="downloading"))
             started = time.monotonic()
             try:
-                await asyncio.to_thread(fetch)
+                await _download(fetch)
                 downloaded = time.monotonic() - started
                 self._set(ManagedAdapter(name, str(folder), source, True, state="loading"))
                 result = await self._load_locked(name, str(folder), auth=auth, source=source, delegated=True)
@@ -326,6 +329,20 @@ class AdapterService:
 
     def close(self) -> None:
         self.record.close()
+
+
+async def _download(fetch: Callable[[threading.Event], Any]) -> None:
+    """Run ``fetch`` in a thread; when the load is cancelled, tell it to stop and wait until it has, so the cleanup
+    that follows never races a thread still writing into the folder."""
+    stop = threading.Event()
+    thread = asyncio.ensure_future(asyncio.to_thread(fetch, stop))
+    try:
+        await asyncio.shield(thread)
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await thread
+        raise
 
 
 def _reason(exc: BaseException) -> str:

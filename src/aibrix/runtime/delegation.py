@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -17,7 +18,9 @@ from aibrix.storage.base import BadURI, StorageError
 from aibrix.storage.uri import REMOTE_SCHEMES, redact
 
 
-def artifact_fetcher(settings: Settings, telemetry: Telemetry, body: LoadAdapterRequest) -> Callable[[], None]:
+def artifact_fetcher(
+    settings: Settings, telemetry: Telemetry, body: LoadAdapterRequest
+) -> Callable[[threading.Event], None]:
     """A blocking download of the artifact into the adapter directory, credentials resolved now so a bad secret
     fails before anything is written."""
     root = Path(settings.adapter_dir)
@@ -33,12 +36,15 @@ def artifact_fetcher(settings: Settings, telemetry: Telemetry, body: LoadAdapter
     if not uri.startswith(REMOTE_SCHEMES):
         raise BadURI(f"artifact_url must be an absolute path or start with one of {', '.join(REMOTE_SCHEMES)}")
 
-    def fetch() -> None:
+    def fetch(stop: threading.Event) -> None:
+        def stop_when_asked(progress: object) -> None:
+            if stop.is_set():
+                raise StorageError(f"{redact(uri)}: the load was cancelled")
+
         started = time.monotonic()
         try:
-            result = download_model(
-                uri, root, body.lora_name, env=env, url_guard=guard, max_bytes=settings.max_artifact_bytes
-            )
+            result = download_model(uri, root, body.lora_name, env=env, url_guard=guard,
+                                    max_bytes=settings.max_artifact_bytes, on_progress=stop_when_asked)  # fmt: skip
         except OSError as exc:  # local I/O trouble (name too long, permissions): a clear error, not a 500
             raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
         telemetry.download_bytes.inc(result.downloaded_bytes)
