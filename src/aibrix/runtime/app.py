@@ -75,7 +75,10 @@ async def load_adapter(request: Request) -> Response:
             source = path
         else:
             source = redact(body.artifact_url)
-            fetch = artifact_fetcher(request.app.state.settings, request.app.state.telemetry, body)
+            # reads the mounted secret: off the event loop
+            fetch = await asyncio.to_thread(
+                artifact_fetcher, request.app.state.settings, request.app.state.telemetry, body
+            )
             result = await service.load_artifact(body.lora_name, source, fetch, auth=auth)
     reply = {
         "status": "loaded",
@@ -104,7 +107,7 @@ async def download_model_route(request: Request) -> Response:
 
 
 async def list_models_on_disk(request: Request) -> Response:
-    data = request.app.state.downloads.listing(request.query_params.get("local_dir"))
+    data = await asyncio.to_thread(request.app.state.downloads.listing, request.query_params.get("local_dir"))
     return JSONResponse({"object": "list", "data": data})
 
 

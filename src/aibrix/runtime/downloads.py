@@ -6,7 +6,9 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +32,16 @@ class ModelStatus:
 
 
 class ModelDownloads:
-    """Downloads run in worker threads (the event loop never blocks); one at a time per target directory."""
+    """Downloads run in worker threads of their own (the event loop never blocks, and hours-long downloads never
+    hold the default executor that adapter loads and DNS look-ups need); one at a time per target directory, at
+    most ``parallel`` at once (the others wait their turn)."""
 
-    def __init__(self, root: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, root: Path, env: Mapping[str, str] | None = None, parallel: int = 2) -> None:
         self.root = root
         self.env = dict(os.environ if env is None else env)
         self.statuses: dict[str, ModelStatus] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="model-download")
 
     def start(self, model_uri: str, local_dir: str | None, model_name: str | None) -> ModelStatus:
         base = self._base(local_dir)
@@ -60,7 +65,8 @@ class ModelDownloads:
             status.bytes_done, status.bytes_total = p.done, p.total
 
         try:
-            await asyncio.to_thread(download_model, model_uri, base, name, env=self.env, on_progress=progress)
+            fetch = partial(download_model, model_uri, base, name, env=self.env, on_progress=progress)
+            await asyncio.get_running_loop().run_in_executor(self._executor, fetch)
             status.model_status = "downloaded"
         except Exception as exc:  # reported in the listing; the runtime keeps serving
             status.model_status, status.reason = "failed", str(exc) or type(exc).__name__
