@@ -17,7 +17,7 @@ from typing import Any
 from aibrix.controller.pods import Pod
 from aibrix.controller.spec import AdapterSpec
 from aibrix.engines import Engine, EngineClient, create_engine
-from aibrix.engines.base import error_message
+from aibrix.engines.base import error_message, same_path
 from aibrix.engines.client import Response
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, NotSupported
 from aibrix.storage.uri import redact
@@ -135,7 +135,7 @@ class Loader:
             await engine.load_adapter(spec.name, path, auth=_bearer(spec.api_key))
         except AdapterAlreadyLoaded:
             current = await engine.adapter_path(spec.name, auth=_bearer(spec.api_key))
-            return current is None or current.rstrip("/") == path.rstrip("/")
+            return current is None or same_path(current, path)
         except EngineError as exc:  # by status, so every kind of engine error is sorted the same way
             message = f"engine on {pod.name} refused: {exc.message}" if exc.status < 500 else exc.message
             if isinstance(exc, NotSupported):

@@ -59,7 +59,11 @@ class Pod:
 
     def alive(self) -> bool:
         """Still able to serve an adapter it holds (a pod briefly flapping between stability checks counts)."""
-        return self.ready_since is not None and not self.terminating and bool(self.ip)
+        return self.ready_since is not None and self.reachable()
+
+    def reachable(self) -> bool:
+        """Has an address and is not going away: it may hold an adapter even when not Ready."""
+        return bool(self.ip) and not self.terminating
 
 
 def _ports(container: dict[str, Any]) -> list[int]:

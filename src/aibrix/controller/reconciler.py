@@ -228,7 +228,7 @@ class Reconciler:
     async def _unload_everywhere(self, obj: Obj) -> list[str]:
         """Unload from the pods the status names that still exist with an address; the names that failed."""
         names = claimed_pods(obj.get("status") or {})
-        pods = [p for p in self.namespace_pods(key_of(obj)[0]) if p.name in names and p.ip and not p.terminating]
+        pods = [p for p in self.namespace_pods(key_of(obj)[0]) if p.name in names and p.reachable()]
         try:
             spec: AdapterSpec | None = parse_spec(obj)
         except SpecError:
@@ -370,7 +370,7 @@ class Pass:
                 self.obj, "Warning", "InstanceLost", f"pod {pod_name} is gone, not ready or no longer selected"
             )
             stray = self.r.pod(self.key[0], pod_name)
-            if stray is not None and stray.ip and not stray.terminating:
+            if stray is not None and stray.reachable():
                 # the selector changed, or the pod is not ready: a copy left there would come back untracked
                 self.unwanted.append(stray)
         self.desired = spec.replicas if spec.replicas is not None else len(self.candidates)

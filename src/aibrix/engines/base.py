@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from typing import Any, ClassVar
 
 from aibrix.engines.client import EngineClient, Response
@@ -66,6 +67,15 @@ class Engine:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def same_path(a: str | None, b: str) -> bool:
+    """Whether an adapter path an engine reports is the one asked for (normalized when absolute; a Hub id as is)."""
+    if a is None:
+        return False
+    if a.startswith("/") and b.startswith("/"):
+        return posixpath.normpath(a) == posixpath.normpath(b)
+    return a.rstrip("/") == b.rstrip("/")
 
 
 def error_message(response: Response) -> str:

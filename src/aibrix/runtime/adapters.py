@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import posixpath
 import shutil
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aibrix.engines import Engine, ModelCard
+from aibrix.engines.base import same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
 from aibrix.runtime.record import AdapterRecord
 
@@ -67,14 +67,6 @@ class ManagedAdapter:
     reason: str = ""
     size_bytes: int = 0
     updated: float = field(default_factory=time.time)
-
-
-def same_path(a: str | None, b: str) -> bool:
-    if a is None:
-        return False
-    if a.startswith("/") and b.startswith("/"):
-        return posixpath.normpath(a) == posixpath.normpath(b)
-    return a.rstrip("/") == b.rstrip("/")
 
 
 def folder_size(path: str) -> int:
@@ -158,9 +150,7 @@ class AdapterService:
         if self.engine.lists_adapters or self._engine_lists_adapters:
             current = await self.engine.adapter_path(name, auth=auth) or current
         if current is not None and not same_path(current, path):
-            raise AdapterAlreadyLoaded(
-                f"adapter {name!r} is already loaded from {current!r}; unload it before loading it from {path!r}"
-            )
+            raise _loaded_elsewhere(name, current, path)
 
     async def _load_locked(self, name: str, path: str, *, auth: str | None, source: str, delegated: bool) -> LoadResult:
         started = time.monotonic()
@@ -170,13 +160,10 @@ class AdapterService:
         # the record is written back as it was. Either way it is on disk before the answer.
         self.record.save(self._entries(record))
         try:
-            message, already = await self._engine_load(name, path, auth), False
-        except AdapterAlreadyLoaded as exc:
             try:
+                message, already = await self.engine.load_adapter(name, path, auth=auth), False
+            except AdapterAlreadyLoaded as exc:
                 message, already = await self._already_loaded(name, path, auth, exc), True
-            except BaseException:
-                self.record.save(self._entries())
-                raise
         except BaseException:
             self.record.save(self._entries())
             raise
@@ -186,17 +173,11 @@ class AdapterService:
         self._auth[name] = auth
         return LoadResult(message, already, path, None, time.monotonic() - started)
 
-    async def _engine_load(self, name: str, path: str, auth: str | None) -> str:
-        return await self.engine.load_adapter(name, path, auth=auth)
-
     async def _already_loaded(self, name: str, path: str, auth: str | None, exc: AdapterAlreadyLoaded) -> str:
         """The engine holds ``name``: fine when from ``path`` (loads are idempotent), a conflict otherwise."""
         current = await self.engine.adapter_path(name, auth=auth) or self.loaded.get(name)
         if not same_path(current, path):
-            where = f"from {current!r}" if current else "from a path the engine does not report"
-            raise AdapterAlreadyLoaded(
-                f"adapter {name!r} is already loaded {where}; unload it before loading it from {path!r}"
-            ) from exc
+            raise _loaded_elsewhere(name, current, path) from exc
         return f"adapter {name!r} is already loaded from {path!r}"
 
     async def unload(self, name: str, *, auth: str | None = None, cleanup_local: bool = True) -> str:
@@ -329,6 +310,13 @@ class AdapterService:
 
     def close(self) -> None:
         self.record.close()
+
+
+def _loaded_elsewhere(name: str, current: str | None, path: str) -> AdapterAlreadyLoaded:
+    where = f"from {current!r}" if current else "from a path the engine does not report"
+    return AdapterAlreadyLoaded(
+        f"adapter {name!r} is already loaded {where}; unload it before loading it from {path!r}"
+    )
 
 
 async def _download(fetch: Callable[[threading.Event], Any]) -> None:

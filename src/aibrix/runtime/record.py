@@ -37,13 +37,12 @@ class AdapterRecord:
             return []
         return [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
 
-    def save(self, entries: list[dict[str, Any]]) -> Future[None] | None:
-        """Start writing ``entries``; the returned future is done once they are on disk (None: nothing to do)."""
+    def save(self, entries: list[dict[str, Any]]) -> None:
+        """Start writing ``entries``; ``flush`` waits until they are on disk."""
         if self.folder is None:
-            return None
+            return
         data = json.dumps({"adapters": entries}, sort_keys=True).encode()
         self._pending = self._executor.submit(self._write, data)
-        return self._pending
 
     async def flush(self) -> None:
         """Wait until everything asked for so far is on disk."""

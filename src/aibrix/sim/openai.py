@@ -60,9 +60,9 @@ def completion_handler(chat: bool, error: ErrorFn, vllm_max_model_len: int | Non
         engine: SimEngine = request.app.state.engine
         try:
             body = json.loads(await request.body())
-            problem = _vllm_checks(body, chat, vllm_max_model_len) if vllm_max_model_len else None
+            problem = _vllm_checks(body, chat, vllm_max_model_len) if vllm_max_model_len is not None else None
             if problem is not None:
-                return error(problem[0], problem[1], problem[2], problem[3])
+                return error(*problem)
             prompt = _prompt_text(body, chat)
             max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
             if not 1 <= max_tokens <= 4096:
