@@ -27,6 +27,23 @@ def kube(tmp_path: Path) -> Iterator[FakeKube]:
     server.stop()
 
 
+@pytest.fixture
+def running_direct(kube: FakeKube, adapter_dir: Path) -> Iterator[Proc]:
+    """Adapter ``lora-x`` Running on pod ``base-0`` (a simulator, loaded directly); yields the simulator."""
+    from procs import start_sim
+
+    sim = start_sim("vllm")
+    controller = kube.start_controller(*FAST, "--enable-runtime-sidecar=false")
+    try:
+        kube.add_pod("base-0", engine=sim)
+        kube.add_adapter("lora-x", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("lora-x", running, timeout=15)
+        yield sim
+    finally:
+        controller.stop()
+        sim.stop()
+
+
 def on_ipv6_loopback(argv: list[str], port: int, env: dict[str, str] | None = None) -> Proc:
     proc = Proc(argv, port, env)
     proc.url = f"http://[::1]:{port}"
@@ -103,31 +120,20 @@ def test_the_controller_without_its_extra_says_what_to_install_in_one_line() -> 
     )
 
 
-def test_when_the_last_pod_goes_the_endpoint_slice_is_emptied(kube: FakeKube, adapter_dir: Path) -> None:
+def test_when_the_last_pod_goes_the_endpoint_slice_is_emptied(kube: FakeKube, running_direct: Proc) -> None:
     """Seen with kubectl: phase Pending, and a slice still sending traffic to a pod that no longer exists."""
-    from procs import start_sim
-
-    sim = start_sim("vllm")
-    controller = kube.start_controller(*FAST, "--enable-runtime-sidecar=false")
-    try:
-        kube.add_pod("only-0", engine=sim)
-        kube.add_adapter("orphan", artifactURL=str(adapter_dir), replicas=1)
-        kube.wait_adapter("orphan", running, timeout=15)
-        path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/orphan"
-        before = kube.get(path)
-        assert before is not None and [e["targetRef"]["name"] for e in before["endpoints"]] == ["only-0"]
-        service = kube.get("/api/v1/namespaces/default/services/orphan")
-        assert service is not None and service["spec"]["ports"][0]["port"] == sim.port  # the engine's real port
-        kube.delete("/api/v1/namespaces/default/pods/only-0")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and (kube.get(path) or {}).get("endpoints"):
-            time.sleep(0.1)
-        after = kube.get(path)
-        assert after is not None and not after.get("endpoints"), after
-        assert phase(kube.adapter("orphan") or {}) != "Running"
-    finally:
-        controller.stop()
-        sim.stop()
+    path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/lora-x"
+    before = kube.get(path)
+    assert before is not None and [e["targetRef"]["name"] for e in before["endpoints"]] == ["base-0"]
+    service = kube.get("/api/v1/namespaces/default/services/lora-x")
+    assert service is not None and service["spec"]["ports"][0]["port"] == running_direct.port  # the engine's port
+    kube.delete("/api/v1/namespaces/default/pods/base-0")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (kube.get(path) or {}).get("endpoints"):
+        time.sleep(0.1)
+    after = kube.get(path)
+    assert after is not None and not after.get("endpoints"), after
+    assert phase(kube.adapter("lora-x") or {}) != "Running"
 
 
 @pytest.mark.parametrize("mode", ["sidecar", "direct"])
@@ -196,24 +202,13 @@ def test_a_deleted_adapter_is_unloaded_from_a_pod_that_answers_only_later(kube: 
         sim.stop()
 
 
-def test_a_service_deleted_by_hand_is_written_again_at_once(kube: FakeKube, adapter_dir: Path) -> None:
+def test_a_service_deleted_by_hand_is_written_again_at_once(kube: FakeKube, running_direct: Proc) -> None:
     """It used to come back only after the controller's 300 s apply memory ran out."""
-    from procs import start_sim
-
-    sim = start_sim("vllm")
-    controller = kube.start_controller(*FAST, "--enable-runtime-sidecar=false")
-    try:
-        kube.add_pod("base-0", engine=sim)
-        kube.add_adapter("kept", artifactURL=str(adapter_dir), replicas=1)
-        kube.wait_adapter("kept", running, timeout=15)
-        for path in ("/api/v1/namespaces/default/services/kept",
-                     "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kept"):  # fmt: skip
-            assert kube.get(path) is not None
-            kube.delete(path)
-            deadline = time.monotonic() + 5
-            while kube.get(path) is None:
-                assert time.monotonic() < deadline, f"{path} was not written again"
-                time.sleep(0.05)
-    finally:
-        controller.stop()
-        sim.stop()
+    for path in ("/api/v1/namespaces/default/services/lora-x",
+                 "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/lora-x"):  # fmt: skip
+        assert kube.get(path) is not None
+        kube.delete(path)
+        deadline = time.monotonic() + 5
+        while kube.get(path) is None:
+            assert time.monotonic() < deadline, f"{path} was not written again"
+            time.sleep(0.05)

@@ -14,29 +14,32 @@ from aibrix.storage.base import LocalWriteError, NoSpace, NotFound, StorageError
 from aibrix.storage.fetch import keeps_credentials
 
 
-def test_a_local_write_failure_is_500_with_the_reason_not_an_upstream_502(tmp_path: Path) -> None:
-    target = tmp_path / "weights.bin"
-    target.write_bytes(b"")
-    fd = os.open(target, os.O_RDONLY)  # writes fail with EBADF, as on a disk gone read-only
+def failed_write(target: str | Path, flags: int) -> StorageError:
+    """What ``_write`` raises for a write to ``target`` opened with ``flags``."""
+    fd = os.open(target, flags)
     try:
-        with pytest.raises(LocalWriteError, match="cannot write the local file") as caught:
+        with pytest.raises(StorageError) as caught:
             _write(fd, b"data", 0, "weights.bin")
     finally:
         os.close(fd)
-    assert status_of(caught.value) == 500
-    assert not caught.value.transient  # never retried
+    return caught.value
+
+
+def test_a_local_write_failure_is_500_with_the_reason_not_an_upstream_502(tmp_path: Path) -> None:
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"")
+    error = failed_write(target, os.O_RDONLY)  # writes fail with EBADF, as on a disk gone read-only
+    assert isinstance(error, LocalWriteError) and "cannot write the local file" in str(error)
+    assert status_of(error) == 500
+    assert not error.transient  # never retried
 
 
 def test_a_full_disk_while_writing_is_507(tmp_path: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("/dev/full is not available")
-    fd = os.open("/dev/full", os.O_WRONLY)
-    try:
-        with pytest.raises(NoSpace, match="local disk is full") as caught:
-            _write(fd, b"data", 0, "weights.bin")
-    finally:
-        os.close(fd)
-    assert status_of(caught.value) == 507
+    error = failed_write("/dev/full", os.O_WRONLY)
+    assert isinstance(error, NoSpace) and "local disk is full" in str(error)
+    assert status_of(error) == 507
 
 
 @pytest.mark.parametrize("exc, status", [(NotFound("x"), 404), (TransientError("x"), 502), (StorageError("x"), 502)])
