@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from aibrix.runtime.artifacts import is_blocked
+from aibrix.storage.policy import is_blocked
 from netns import probe_artifact_urls
 
 METADATA_URLS = [
@@ -27,9 +27,10 @@ METADATA_URLS = [
 ]
 
 
-def test_metadata_addresses_are_refused_however_spelled_and_through_redirects() -> None:
+def test_metadata_addresses_are_refused_however_spelled_through_redirects_and_for_every_caller() -> None:
     answers = probe_artifact_urls(METADATA_URLS)
-    assert len(answers) == 2 * len(METADATA_URLS)
+    # adapter load and model download, each direct and redirected; S3 and TOS endpoints from credentials
+    assert len(answers) == 6 * len(METADATA_URLS)
     for answer in answers:
         error = answer["error"]
         # A refusal by the guard: 403 naming the reason; a network error (502, "unreachable") means it got through.

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from aibrix.downloader.transfer import _write
+from aibrix.downloader.disk import write_at
 from aibrix.runtime.errors import storage_status as status_of
 from aibrix.storage.base import LocalWriteError, NoSpace, NotFound, StorageError, TransientError
-from aibrix.storage.fetch import keeps_credentials
+from aibrix.storage.http import keeps_credentials
 
 
 def failed_write(target: str | Path, flags: int) -> StorageError:
-    """What ``_write`` raises for a write to ``target`` opened with ``flags``."""
+    """What ``write_at`` raises for a write to ``target`` opened with ``flags``."""
     fd = os.open(target, flags)
     try:
         with pytest.raises(StorageError) as caught:
-            _write(fd, b"data", 0, "weights.bin")
+            write_at(fd, b"data", 0, "weights.bin")
     finally:
         os.close(fd)
     return caught.value
@@ -104,13 +104,13 @@ class BusyAtThatInstant:
 def test_a_worker_hashing_at_the_same_instant_never_makes_a_good_file_corrupt(tmp_path: Path) -> None:
     import hashlib
 
-    from aibrix.downloader.transfer import _FileJob
+    from aibrix.downloader.job import FileJob
     from aibrix.storage.base import RemoteFile
 
     data = os.urandom(3 << 20)
     digest = ("sha256", hashlib.sha256(data).hexdigest())
     remote = RemoteFile("w.bin", len(data), "http://127.0.0.1:9/w.bin", digest=digest, version="v1")
-    job = _FileJob(remote, tmp_path / "w.bin", tmp_path / ".aibrix", 1 << 20, durable=False)
+    job = FileJob(remote, tmp_path / "w.bin", tmp_path, 1 << 20, durable=False)
     parts = job.plan()
     job.ensure_open()
     for part in parts:

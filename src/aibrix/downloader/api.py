@@ -6,8 +6,10 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from aibrix.downloader.transfer import Downloader, Progress, Result
+from aibrix.downloader.progress import Progress, Result
+from aibrix.downloader.transfer import Downloader
 from aibrix.storage.base import BadSetting, BadURI, TooLarge, parse_suffixes
+from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 from aibrix.storage.uri import open_source
 
 DEFAULT_LOCAL_DIR = "/tmp/aibrix/models/"
@@ -21,20 +23,21 @@ def download_model(
     env: Mapping[str, str] | None = None,
     threads: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    url_guard: Callable[[str], None] | None = None,
-    max_bytes: int | None = None,
+    policy: OutboundPolicy = DEFAULT_POLICY,
 ) -> Result:
-    """Download ``model_uri`` into ``<local_dir>/<model_name>/``; re-running skips what is already complete."""
+    """Download ``model_uri`` into ``<local_dir>/<model_name>/``; re-running skips what is already complete.
+    ``policy`` says what may be reached (and how much fetched); every listing, redirect and part passes it."""
     env = os.environ if env is None else env
-    source = open_source(model_uri, env, url_guard=url_guard)
+    policy.check_uri(model_uri)
+    source = open_source(model_uri, env, policy=policy)
     name = model_name or source.model_name
     if not name or "/" in name or name in (".", "..") or "\x00" in name:
         raise BadURI(f"model name {name!r} must be a single directory name")
     suffixes = parse_suffixes(env.get("DOWNLOADER_ALLOW_FILE_SUFFIX"))
     files = source.list_files(suffixes)
     size = sum(f.size or 0 for f in files)
-    if max_bytes is not None and size > max_bytes:
-        raise TooLarge(f"{source.describe()}: {size} bytes is over the limit of {max_bytes}")
+    if policy.max_bytes is not None and size > policy.max_bytes:
+        raise TooLarge(f"{source.describe()}: {size} bytes is over the limit of {policy.max_bytes}")
     if not files:
         raise BadURI(f"{source.describe()}: no files to download" + (" after the suffix filter" if suffixes else ""))
     downloader = Downloader(
@@ -42,7 +45,7 @@ def download_model(
         part_size=_int(env, "DOWNLOADER_PART_CHUNKSIZE", 64 << 20),
         timeout=float(env.get("DOWNLOADER_TIMEOUT") or 60),
         fsync=(env.get("DOWNLOADER_FSYNC") or "0").strip().lower() in ("1", "true", "yes", "on"),
-        url_guard=url_guard,
+        policy=policy,
     )
     root = Path(local_dir or env.get("DOWNLOADER_LOCAL_DIR") or DEFAULT_LOCAL_DIR)
     return downloader.download(files, root / name, on_progress=on_progress)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -16,7 +15,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aibrix import __version__
-from aibrix.downloader.api import DEFAULT_LOCAL_DIR
 from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
 from aibrix.runtime.adapters import AdapterService
@@ -30,6 +28,7 @@ from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import RequestMetricsMiddleware, Telemetry, track_adapter_operation
+from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.uri import redact
 
 log = logging.getLogger("aibrix.runtime")
@@ -189,7 +188,10 @@ def build_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.version = __version__
     app.state.adapters = AdapterService(engine, Path(settings.adapter_dir))
-    app.state.downloads = ModelDownloads(Path(os.environ.get("DOWNLOADER_LOCAL_DIR") or DEFAULT_LOCAL_DIR))
+    model_policy = OutboundPolicy(
+        settings.allow_metadata_urls, allow_local_files=False, max_bytes=settings.max_model_bytes
+    )
+    app.state.downloads = ModelDownloads(Path(settings.model_dir), policy=model_policy)
     app.state.telemetry = telemetry = Telemetry(settings.engine)
     if settings.runtime_api_key is not None:
         app.add_middleware(RuntimeKeyMiddleware, key=settings.runtime_api_key.get_secret_value())

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aibrix.storage.base import AccessDenied, BadURI
 
@@ -66,59 +63,6 @@ def adapter_folder(root: Path, name: str) -> Path:
     if folder.is_symlink() or not folder.resolve().is_relative_to(root.resolve()):
         raise BadURI(f"adapter directory for {name!r} resolves outside {root}")
     return folder
-
-
-_BLOCKED_NETWORKS = [
-    ipaddress.ip_network(net)
-    for net in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "0.0.0.0/8")
-]
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are an IPv4 address
-
-
-def embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses an IPv6 address carries and reaches: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d),
-    NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:AABB:CCDD::) and Teredo; so no spelling hides a blocked address."""
-    if isinstance(address, ipaddress.IPv4Address):
-        return []
-    found = []
-    if address.ipv4_mapped is not None:
-        found.append(address.ipv4_mapped)
-    packed = int(address)
-    if packed >> 32 == 0 and packed > 1:  # IPv4-compatible (deprecated, still routed by some stacks)
-        found.append(ipaddress.IPv4Address(packed & 0xFFFFFFFF))
-    if address in _NAT64:
-        found.append(ipaddress.IPv4Address(packed & 0xFFFFFFFF))
-    if address.sixtofour is not None:
-        found.append(address.sixtofour)
-    if address.teredo is not None:
-        found.extend(address.teredo)
-    return found
-
-
-def is_blocked(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Link-local and cloud metadata addresses, however they are spelled."""
-    return any(candidate in network for candidate in (address, *embedded_ipv4(address)) for network in _BLOCKED_NETWORKS
-               if candidate.version == network.version)  # fmt: skip
-
-
-def check_url_target(url: str, *, allow_metadata: bool) -> None:
-    """Refuse http(s) URLs whose host resolves to link-local or cloud metadata addresses (SSRF)."""
-    if allow_metadata:
-        return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return
-    host = (parts.hostname or "").rstrip(".")  # "169.254.169.254." is the same address to most clients
-    try:
-        infos = socket.getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
-    except OSError as exc:
-        raise BadURI(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if is_blocked(address):
-            raise AccessDenied(f"refusing to fetch from {host} ({address}): link-local or cloud metadata address")
 
 
 def is_local_path(url: str) -> bool:

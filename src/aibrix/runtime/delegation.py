@@ -6,15 +6,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 from aibrix.downloader.api import download_model
-from aibrix.runtime.artifacts import adapter_folder, check_url_target, credential_env, read_secret
+from aibrix.runtime.artifacts import adapter_folder, credential_env, read_secret
 from aibrix.runtime.models import LoadAdapterRequest
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import Telemetry
 from aibrix.storage.base import BadURI, StorageError
+from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.uri import REMOTE_SCHEMES, redact
 
 
@@ -30,9 +30,10 @@ def artifact_fetcher(
         credentials.update(read_secret(Path(settings.credentials_root), body.credentials_secret))
     credentials.update(body.credentials or {})
     env = {**os.environ, **credential_env(credentials)}
-    guard = partial(check_url_target, allow_metadata=settings.allow_metadata_urls)
-    uri = body.artifact_url
-    assert uri is not None
+    policy = OutboundPolicy(
+        settings.allow_metadata_urls, allow_local_files=False, max_bytes=settings.max_artifact_bytes
+    )
+    uri = body.artifact_url or ""
     if not uri.startswith(REMOTE_SCHEMES):
         raise BadURI(f"artifact_url must be an absolute path or start with one of {', '.join(REMOTE_SCHEMES)}")
 
@@ -43,8 +44,7 @@ def artifact_fetcher(
 
         started = time.monotonic()
         try:
-            result = download_model(uri, root, body.lora_name, env=env, url_guard=guard,
-                                    max_bytes=settings.max_artifact_bytes, on_progress=stop_when_asked)  # fmt: skip
+            result = download_model(uri, root, body.lora_name, env=env, policy=policy, on_progress=stop_when_asked)
         except OSError as exc:  # local I/O trouble (name too long, permissions): a clear error, not a 500
             raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
         telemetry.download_bytes.inc(result.downloaded_bytes)

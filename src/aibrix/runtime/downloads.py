@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from aibrix.downloader.api import download_model
-from aibrix.downloader.transfer import STATE_DIR, Progress
+from aibrix.downloader.progress import Progress
+from aibrix.downloader.records import is_download, is_unfinished
 from aibrix.storage.base import BadURI
+from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES, redact
 
 log = logging.getLogger("aibrix.runtime")
@@ -36,8 +38,10 @@ class ModelDownloads:
     hold the default executor that adapter loads and DNS look-ups need); one at a time per target directory, at
     most ``parallel`` at once (the others wait their turn)."""
 
-    def __init__(self, root: Path, env: Mapping[str, str] | None = None, parallel: int = 2) -> None:
-        self.root = root
+    def __init__(
+        self, root: Path, env: Mapping[str, str] | None = None, parallel: int = 2, *, policy: OutboundPolicy
+    ) -> None:
+        self.root, self.policy = root, policy
         self.env = dict(os.environ if env is None else env)
         self.statuses: dict[str, ModelStatus] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -48,8 +52,9 @@ class ModelDownloads:
         name = model_name or _name_of(model_uri)
         if not name or "/" in name or name in (".", "..") or "\x00" in name:
             raise BadURI(f"model name {name!r} must be a single directory name")
-        if not (model_uri.startswith((*REMOTE_SCHEMES, "file://", "/")) or HF_REPO.fullmatch(model_uri)):
-            raise BadURI(f"unsupported model URI {model_uri!r}")
+        self.policy.check_uri(model_uri)
+        if not (model_uri.startswith(REMOTE_SCHEMES) or HF_REPO.fullmatch(model_uri)):
+            raise BadURI(f"unsupported model URI {redact(model_uri)!r}; expected one of {', '.join(REMOTE_SCHEMES)}")
         target = base / name
         key = str(target)
         running = self._tasks.get(key)
@@ -65,7 +70,8 @@ class ModelDownloads:
             status.bytes_done, status.bytes_total = p.done, p.total
 
         try:
-            fetch = partial(download_model, model_uri, base, name, env=self.env, on_progress=progress)
+            fetch = partial(download_model, model_uri, base, name, env=self.env, on_progress=progress,
+                            policy=self.policy)  # fmt: skip
             await asyncio.get_running_loop().run_in_executor(self._executor, fetch)
             status.model_status = "downloaded"
         except Exception as exc:  # reported in the listing; the runtime keeps serving
@@ -77,10 +83,9 @@ class ModelDownloads:
         found = {key: asdict(s) for key, s in self.statuses.items() if Path(key).parent == base}
         if base.is_dir():
             for folder in sorted(base.iterdir()):
-                if str(folder) in found or not (folder / STATE_DIR).is_dir():
+                if str(folder) in found or not is_download(folder):
                     continue
-                partial = any((folder / STATE_DIR / "partial").rglob("*.json"))
-                state = "incomplete" if partial else "downloaded"
+                state = "incomplete" if is_unfinished(folder) else "downloaded"
                 found[str(folder)] = asdict(ModelStatus(folder.name, str(folder), "", state))
         return [found[key] for key in sorted(found)]
 

@@ -34,6 +34,8 @@ ENV_VARS = {
     "reconcile_seconds": "AIBRIX_ADAPTER_RECONCILE_SECONDS",
     "runtime_api_key": "AIBRIX_RUNTIME_API_KEY",
     "max_artifact_bytes": "AIBRIX_MAX_ARTIFACT_BYTES",
+    "max_model_bytes": "AIBRIX_MAX_MODEL_BYTES",
+    "model_dir": "DOWNLOADER_LOCAL_DIR",
     "max_body_bytes": "AIBRIX_MAX_BODY_BYTES",
 }
 
@@ -63,6 +65,8 @@ class Settings(BaseModel):
     reconcile_seconds: float = Field(1.0, gt=0, le=3600)
     runtime_api_key: SecretStr | None = None
     max_artifact_bytes: int = Field(50 << 30, gt=0)
+    max_model_bytes: int = Field(1 << 40, gt=0)
+    model_dir: str = "/tmp/aibrix/models/"
     max_body_bytes: int = Field(1 << 20, gt=0)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)

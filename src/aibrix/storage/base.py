@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -43,9 +43,10 @@ class LocalWriteError(StorageError):
 
 
 class TransientError(StorageError):
-    """Worth retrying: connection reset, timeout, 5xx, throttling."""
+    """Worth retrying: connection reset, timeout, 5xx, throttling; ``retry_after`` is the server's wish, if any."""
 
     transient = True
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,13 @@ class RemoteFile:
     digest: tuple[str, str] | None = None  # ("md5" | "sha256" | "git-sha1", lowercase hex)
     version: str | None = None
     ranges: bool = True  # the server honours Range requests
+    # Fresh URL and headers for the same file when credentials expire mid-download (presigned URLs, tokens).
+    refresh: Callable[[], RemoteFile] | None = field(default=None, compare=False, repr=False)
+
+
+def renewable(remote: RemoteFile, renew: Callable[[RemoteFile], RemoteFile]) -> RemoteFile:
+    """``remote`` with a ``refresh`` that gives it fresh credentials by ``renew``, as often as they expire."""
+    return replace(remote, refresh=lambda: renewable(renew(remote), renew))
 
 
 def safe_relative(path: str) -> str:

@@ -12,12 +12,21 @@ from urllib.parse import quote
 
 from aibrix.storage.base import BadURI, RemoteFile, allowed
 from aibrix.storage.fetch import request_json
+from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
 class HuggingFaceSource:
-    def __init__(self, repo: str, *, revision: str | None, endpoint: str | None, token: str | None) -> None:
+    def __init__(
+        self,
+        repo: str,
+        *,
+        revision: str | None,
+        endpoint: str | None,
+        token: str | None,
+        policy: OutboundPolicy = DEFAULT_POLICY,
+    ) -> None:
         parts = repo.strip("/").split("/")
         if len(parts) != 2 or not all(parts):
             raise BadURI(f"{repo!r} is not a HuggingFace repository id (expected 'organization/name')")
@@ -26,13 +35,14 @@ class HuggingFaceSource:
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.model_name = parts[1]
+        self.policy = policy
 
     def describe(self) -> str:
         return f"huggingface repository {self.repo}@{self.revision} at {self.endpoint}"
 
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
         url = f"{self.endpoint}/api/models/{self.repo}/revision/{quote(self.revision, safe='')}?blobs=true"
-        info = request_json(url, headers=self.headers, what=self.describe())
+        info = request_json(url, headers=self.headers, what=self.describe(), policy=self.policy)
         commit = info.get("sha") or self.revision
         files = []
         for sibling in info.get("siblings", []):

@@ -2,11 +2,16 @@
 
 botocore provides what is hard to get right (the whole credential chain: keys, shared config, web identity,
 container and instance roles; request signing; listing pages); the bytes are fetched by the downloader through
-presigned URLs, so every part is a plain ranged GET.
+presigned URLs, so every part is a plain ranged GET. A presigned URL that stops working mid-download (its session
+credentials expired) is signed again with the credentials botocore holds then, which it refreshes itself.
+
+An endpoint override (AWS_ENDPOINT_URL, TOS_ENDPOINT, or one arriving with a request's credentials) passes the
+outbound policy before botocore talks to it; the presigned bytes go through the storage transport like all others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,8 +24,10 @@ from aibrix.storage.base import (
     TransientError,
     allowed,
     relative_to_base,
+    renewable,
     select_objects,
 )
+from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 
 URL_LIFETIME = 12 * 3600
 
@@ -39,12 +46,15 @@ class S3Source:
         session_token: str | None = None,
         addressing_style: str | None = None,
         page_size: int = 1000,
+        policy: OutboundPolicy = DEFAULT_POLICY,
     ) -> None:
         import botocore.session
         from botocore import UNSIGNED
         from botocore.config import Config
 
         self.bucket, self.key, self.scheme, self.page_size = bucket, key, scheme, page_size
+        if endpoint:
+            policy.check_url(endpoint)
         session = botocore.session.get_session()
         if access_key and secret_key:
             session.set_credentials(access_key, secret_key, session_token)
@@ -96,10 +106,12 @@ class S3Source:
                 raise _storage_error(exc, f"{self.scheme}://{self.bucket}/{key}") from exc
             if head.get("ServerSideEncryption") != "aws:kms" and not head.get("SSECustomerAlgorithm"):
                 digest = ("md5", etag.lower())
-        url = self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=URL_LIFETIME
-        )
-        return RemoteFile(relative_to_base(key, base), obj["Size"], url, {}, digest, etag or None)
+        remote = RemoteFile(relative_to_base(key, base), obj["Size"], self._presign(key), {}, digest, etag or None)
+        return renewable(remote, lambda stale: dataclasses.replace(stale, url=self._presign(key)))
+
+    def _presign(self, key: str) -> str:
+        params = {"Bucket": self.bucket, "Key": key}
+        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=URL_LIFETIME))
 
 
 def _storage_error(exc: Exception, what: str) -> StorageError:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from aibrix.storage.base import BadURI, RemoteFile
 from aibrix.storage.base import redact as redact  # re-exported: callers import it from here
+from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 
 HF_REPO = re.compile(r"[\w.-]+/[\w.-]+")
 # Schemes open_source knows besides local paths and bare HuggingFace repository ids.
@@ -25,9 +26,7 @@ class Source(Protocol):
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]: ...
 
 
-def open_source(
-    uri: str, env: Mapping[str, str] | None = None, *, url_guard: Callable[[str], None] | None = None
-) -> Source:
+def open_source(uri: str, env: Mapping[str, str] | None = None, *, policy: OutboundPolicy = DEFAULT_POLICY) -> Source:
     """The source for ``uri``: s3://, tos://, gs:// (gcs://), http(s)://, huggingface:// (hf://), file:// or a
     local path, or a bare HuggingFace repository id ``organization/name``."""
     env = os.environ if env is None else env
@@ -56,6 +55,7 @@ def open_source(
                 session_token=env.get("AWS_SESSION_TOKEN"),
                 addressing_style=env.get("DOWNLOADER_S3_ADDRESSING_STYLE") or ("path" if endpoint else None),
                 page_size=page_size,
+                policy=policy,
             )
         endpoint = env.get("TOS_ENDPOINT") or None
         if endpoint and "://" not in endpoint:
@@ -71,6 +71,7 @@ def open_source(
             # TOS' S3 endpoints want virtual-hosted buckets; a test server on an IP address cannot do that.
             addressing_style=env.get("DOWNLOADER_S3_ADDRESSING_STYLE") or _tos_style(endpoint),
             page_size=page_size,
+            policy=policy,
         )
     if scheme in ("gs", "gcs"):
         bucket, _, key = rest.partition("/")
@@ -88,11 +89,12 @@ def open_source(
             service_account_json=env.get("GCP_SERVICE_ACCOUNT_JSON") or None,
             credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
             page_size=page_size,
+            policy=policy,
         )
     if scheme in ("http", "https"):
         from aibrix.storage.web import WebSource
 
-        return WebSource(uri, url_guard=url_guard)
+        return WebSource(uri, policy=policy)
     if scheme in ("huggingface", "hf") or (not scheme and HF_REPO.fullmatch(uri) and not os.path.exists(uri)):
         from aibrix.storage.huggingface import HuggingFaceSource
 
@@ -101,6 +103,7 @@ def open_source(
             revision=env.get("HF_REVISION") or None,
             endpoint=env.get("HF_ENDPOINT") or None,
             token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
+            policy=policy,
         )
     if scheme == "file" or not scheme:
         from aibrix.storage.local import LocalSource

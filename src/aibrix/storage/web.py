@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 from aibrix.storage.base import BadURI, RemoteFile, allowed, redact
 from aibrix.storage.fetch import request
+from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 
 
 class WebSource:
     def __init__(
-        self, url: str, *, headers: Mapping[str, str] | None = None, url_guard: Callable[[str], None] | None = None
+        self, url: str, *, headers: Mapping[str, str] | None = None, policy: OutboundPolicy = DEFAULT_POLICY
     ) -> None:
         name = posixpath.basename(unquote(urlsplit(url).path))
         if not name:
             raise BadURI(f"{redact(url)!r} does not name a file")
-        self.url, self.headers, self.file_name, self.url_guard = url, dict(headers or {}), name, url_guard
+        self.url, self.headers, self.file_name, self.policy = url, dict(headers or {}), name, policy
         self.model_name = name
 
     def describe(self) -> str:
@@ -26,9 +27,7 @@ class WebSource:
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
         if not allowed(self.file_name, suffixes):
             return []
-        _, headers, _ = request(
-            self.url, method="HEAD", headers=self.headers, what=self.describe(), url_guard=self.url_guard
-        )
+        _, headers, _ = request(self.url, method="HEAD", headers=self.headers, what=self.describe(), policy=self.policy)
         size = int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None
         etag = headers.get("etag")
         ranges = headers.get("accept-ranges", "").lower() == "bytes" and size is not None

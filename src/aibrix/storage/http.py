@@ -1,0 +1,175 @@
+"""HTTP for storage traffic: keep-alive connections per thread, every socket opened through the outbound policy,
+redirects followed with credentials kept within one origin, and failures sorted into what a retry can fix."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from urllib.parse import unquote, urljoin, urlsplit
+
+from aibrix.storage.base import AccessDenied, NotFound, StorageError, TransientError, redact
+from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
+
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
+RETRIABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+def keeps_credentials(url: str, next_url: str) -> bool:
+    """Whether a redirect from ``url`` to ``next_url`` may carry the Authorization header: only to the same origin
+    (scheme, host, port), or from http to https on the same host and default ports, as httpx decides."""
+    old, new = origin(url), origin(next_url)
+    if old == new:
+        return True
+    return old == ("http", new[1], 80) and new == ("https", old[1], 443)
+
+
+def classify(status: int, what: str, detail: str = "", retry_after: str | None = None) -> StorageError:
+    """The StorageError for an HTTP status: 404 not found, 401/403 access denied, 408/425/429/5xx transient (with
+    the server's Retry-After, when it sent one)."""
+    suffix = f" ({detail.strip()})" if detail.strip() else ""
+    if status == 404:
+        return NotFound(f"{what}: not found{suffix}")
+    if status in (401, 403):
+        return AccessDenied(f"{what}: access denied (HTTP {status}){suffix}")
+    if status in RETRIABLE_STATUSES or status >= 500:
+        error = TransientError(f"{what}: HTTP {status}{suffix}")
+        error.retry_after = parse_retry_after(retry_after)
+        return error
+    return StorageError(f"{what}: HTTP {status}{suffix}")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def transport_error(exc: BaseException, what: str) -> StorageError:
+    """A socket, TLS or protocol failure as a StorageError; a certificate that does not verify will not verify on
+    the next attempt either, so it is not transient."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = getattr(exc, "verify_message", None) or exc
+        return StorageError(f"{what}: TLS certificate verification failed ({reason})")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return TransientError(f"{what}: timed out")
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return TransientError(f"{what}: {type(exc).__name__}: {reason}")
+
+
+def _host_port(url: str) -> str:
+    """``host:port`` of a URL without its user info (http.client would take ``user:pw@host`` for a host name)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+class Transport:
+    """Connections kept alive per thread and per origin. Not shared between downloads: each has its policy."""
+
+    def __init__(self, policy: OutboundPolicy = DEFAULT_POLICY, timeout: float = 60.0) -> None:
+        self.policy, self.timeout = policy, timeout
+        self._local = threading.local()
+        self._ssl: ssl.SSLContext | None = None
+
+    def open(
+        self, method: str, url: str, headers: Mapping[str, str], *, what: str = ""
+    ) -> tuple[str, http.client.HTTPResponse]:
+        """The response to ``method url`` after redirects, and the URL that answered; any status. Authorization is
+        dropped when a redirect leaves the origin; every hop connects through the policy."""
+        what = what or redact(url)
+        sent = dict(headers)
+        parts = urlsplit(url)
+        if parts.username is not None and not any(k.lower() == "authorization" for k in sent):
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            sent["Authorization"] = "Basic " + base64.b64encode(pair).decode()  # user info in the URL, as httpx does
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._send(method, url, sent, what)
+            if response.status not in REDIRECTS:
+                return url, response
+            location = response.getheader("location", "")
+            response.read()
+            next_url = urljoin(url, location)
+            if urlsplit(next_url).scheme not in ("http", "https"):
+                raise StorageError(f"{what}: refusing a redirect to a {urlsplit(next_url).scheme or 'relative'} URL")
+            if not keeps_credentials(url, next_url):
+                sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+            if response.status == 303:
+                method = "GET"
+            url = next_url
+        raise StorageError(f"{what}: more than {MAX_REDIRECTS} redirects")
+
+    def _send(self, method: str, url: str, headers: dict[str, str], what: str) -> http.client.HTTPResponse:
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn, reused = self._connection(parts.scheme, _host_port(url), what)
+        try:
+            conn.request(method, target, headers=headers)
+            return conn.getresponse()
+        except _STALE as exc:
+            self.drop(url)
+            if not reused:
+                raise transport_error(exc, what) from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.drop(url)
+            raise transport_error(exc, what) from None
+        # A kept-alive connection the server had closed: one fresh connection, never more (GETs and HEADs only).
+        conn, _ = self._connection(parts.scheme, _host_port(url), what)
+        try:
+            conn.request(method, target, headers=headers)
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.drop(url)
+            raise transport_error(exc, what) from None
+
+    def _connection(self, scheme: str, netloc: str, what: str) -> tuple[http.client.HTTPConnection, bool]:
+        conns: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
+        conn = conns.get((scheme, netloc))
+        if conn is not None:
+            return conn, True
+        if scheme == "https":
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            conn = http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._ssl)
+        elif scheme == "http":
+            conn = http.client.HTTPConnection(netloc, timeout=self.timeout)
+        else:
+            raise StorageError(f"{what}: unsupported URL scheme {scheme!r}")
+        conn._create_connection = self.policy.connect  # type: ignore[attr-defined] # the checked address, no re-resolve
+        conns[(scheme, netloc)] = conn
+        return conn, False
+
+    def drop(self, url: str) -> None:
+        parts = urlsplit(url)
+        conn = self._local.__dict__.get("conns", {}).pop((parts.scheme, _host_port(url)), None)
+        if conn is not None:
+            conn.close()
+
+    def close_thread(self) -> None:
+        """Close this thread's connections (workers call it when they finish)."""
+        for conn in self._local.__dict__.pop("conns", {}).values():
+            conn.close()

@@ -1,0 +1,117 @@
+"""The one outbound policy every fetch, listing and redirect passes, whoever asked for it.
+
+Names are resolved once per connection, every address is judged, and the socket is opened to an address that was
+judged: a name that resolves to something harmless for the check and to a metadata address for the fetch (DNS
+rebinding) cannot slip through, because there is no second look-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aibrix.storage.base import AccessDenied, BadURI, TransientError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_BLOCKED_NETWORKS = [
+    ipaddress.ip_network(net)
+    for net in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "0.0.0.0/8")
+]
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are an IPv4 address
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and reaches: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d),
+    NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:AABB:CCDD::) and Teredo; so no spelling hides a blocked address."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return []
+    found = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    packed = int(address)
+    if packed >> 32 == 0 and packed > 1:  # IPv4-compatible (deprecated, still routed by some stacks)
+        found.append(ipaddress.IPv4Address(packed & 0xFFFFFFFF))
+    if address in _NAT64:
+        found.append(ipaddress.IPv4Address(packed & 0xFFFFFFFF))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    return found
+
+
+def is_blocked(address: IPAddress) -> bool:
+    """Link-local and cloud metadata addresses, however they are spelled."""
+    return any(candidate in network for candidate in (address, *embedded_ipv4(address)) for network in _BLOCKED_NETWORKS
+               if candidate.version == network.version)  # fmt: skip
+
+
+def is_local_uri(uri: str) -> bool:
+    """file:// URIs and paths (absolute, relative or ~): they read this machine's disk, not the network."""
+    scheme = uri.partition("://")[0].lower() if "://" in uri else ""
+    return scheme == "file" or (not scheme and (uri.startswith(("/", ".", "~")) or os.path.exists(uri)))
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    """What a download may reach. The CLI's default trusts its user with local paths; the runtime serves remote
+    callers, so its policy refuses local files and caps the size. Metadata addresses are refused by default for
+    both: a redirect from a mirror must not turn a model download into a credential read."""
+
+    allow_metadata: bool = False
+    allow_local_files: bool = True
+    max_bytes: int | None = None
+
+    def check_uri(self, uri: str) -> None:
+        """Refuse a URI this policy never fetches, before anything is listed."""
+        if not self.allow_local_files and is_local_uri(uri):
+            raise BadURI("local paths and file:// URIs are not accepted here; give a remote URI")
+
+    def check_url(self, url: str) -> None:
+        """Resolve and judge an http(s) URL's host now (endpoints handed to SDKs that connect on their own)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise BadURI(f"expected an http(s) endpoint, not {parts.scheme or 'no scheme'!r}")
+        self.addresses(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+
+    def addresses(self, host: str, port: int) -> list[tuple[int, tuple]]:
+        """Every (family, socket address) ``host`` resolves to, after judging each of them."""
+        host = host.rstrip(".").strip("[]")  # "169.254.169.254." is the same address to most clients
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            error = TransientError if exc.errno == socket.EAI_AGAIN else BadURI
+            raise error(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+        if not self.allow_metadata:
+            for info in infos:
+                address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+                if is_blocked(address):
+                    raise AccessDenied(f"refusing to fetch from {host} ({address}): link-local or cloud metadata "
+                                       "address")  # fmt: skip
+        return [(info[0], info[4]) for info in infos]
+
+    def connect(
+        self, address: tuple[str, int], timeout: float | None = None, source_address: object = None
+    ) -> socket.socket:
+        """A connected socket to one of the judged addresses of ``address`` (the signature of
+        ``socket.create_connection``, which http.client calls)."""
+        host, port = address
+        last: OSError | None = None
+        for family, sockaddr in self.addresses(host, port):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                if timeout is not None:
+                    sock.settimeout(timeout)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                last = exc
+        raise last or OSError(f"no address for {host!r}")
+
+
+DEFAULT_POLICY = OutboundPolicy()
