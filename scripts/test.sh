@@ -7,6 +7,7 @@ scripts/install.sh test
 # Lint and formatting first: a style error fails the run in seconds, before anything slow starts.
 .venv/bin/ruff check src tests scripts bench
 .venv/bin/ruff format --check --quiet src tests scripts bench
+.venv/bin/mypy  # strict, on src/ (pyproject [tool.mypy])
 scripts/fetch_promtool.sh
 scripts/install_services.sh
 # vLLM's CPU build in an environment of its own, and the tiny model it serves (both cached per machine).

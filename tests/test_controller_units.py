@@ -106,7 +106,7 @@ def test_load_is_read_from_standardized_metrics(engine: str, fixture: str) -> No
 def test_error_classes() -> None:
     assert classify(401) is Outcome.FATAL and classify(404) is Outcome.FATAL
     assert classify(503) is Outcome.RETRY and classify(502) is Outcome.RETRY and classify(429) is Outcome.RETRY
-    assert classify(507) is Outcome.POD and classify(501) is Outcome.POD
+    assert classify(507) is Outcome.FAILOVER and classify(501) is Outcome.FAILOVER
     assert engine_path("huggingface://org/name") == "org/name"
     assert engine_path("/models/x") == "/models/x"
     with pytest.raises(LoadError) as caught:
@@ -123,13 +123,13 @@ def test_an_unknown_engine_label_fails_over_rather_than_crashing() -> None:
     target = pod_from_object(pod("p", labels=labels))
     with pytest.raises(LoadError) as caught:
         asyncio.run(Loader(use_runtime=False).load(target, parse_spec(adapter(artifactURL="/m")), None))
-    assert caught.value.outcome is Outcome.POD and "mystery" in caught.value.message
+    assert caught.value.outcome is Outcome.FAILOVER and "mystery" in caught.value.message
 
 
 def test_a_listing_in_flight_during_a_load_does_not_lose_the_adapter() -> None:
     import asyncio
 
-    from aibrix.controller.reconciler import LoadedIndex
+    from aibrix.controller.served import ServedIndex
 
     class SlowListing:
         def __init__(self) -> None:
@@ -141,7 +141,7 @@ def test_a_listing_in_flight_during_a_load_does_not_lose_the_adapter() -> None:
 
     async def scenario() -> tuple[set[str] | None, set[str] | None]:
         listing = SlowListing()
-        index = LoadedIndex(listing, ttl=0.0)  # type: ignore[arg-type]
+        index = ServedIndex(listing, ttl=0.0)  # type: ignore[arg-type]
         target = pod_from_object(pod("p"))
         pending = asyncio.ensure_future(index.names(target, None))
         await asyncio.sleep(0.01)  # the listing request is out

@@ -31,3 +31,33 @@ def test_readme_lists_every_controller_flag():
     flags = [opt for action in parser()._actions for opt in action.option_strings if opt.startswith("--")]
     missing = [flag for flag in flags if flag != "--help" and f"`{flag}" not in readme]
     assert not missing, f"README controller flag table lacks {missing}"
+
+
+# Which of our packages each package may import (docs/architecture.md): the products use the building blocks.
+ALLOWED_IMPORTS = {
+    "runtime": {"downloader", "storage", "engines", "metrics"},
+    "controller": {"storage", "engines", "metrics"},
+    "downloader": {"storage"},
+    "engines": set(), "metrics": set(), "storage": set(), "sim": set(),
+}  # fmt: skip
+
+
+def test_the_code_map_names_every_module_and_imports_point_one_way():
+    import ast
+
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    unnamed, backwards = [], []
+    for path in sorted((ROOT / "src" / "aibrix").glob("*/*.py")):
+        package = path.parent.name
+        if path.name != "__init__.py" and f"`{path.name}`" not in doc and f"{path.stem}.py" not in doc:
+            unnamed.append(f"{package}/{path.name}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "aibrix" and len(parts) > 1 and parts[1] != package:
+                    if parts[1] not in ALLOWED_IMPORTS[package]:
+                        backwards.append(f"{package}/{path.name} imports {name}")
+    assert not unnamed, f"docs/architecture.md does not name {unnamed}"
+    assert not backwards, backwards

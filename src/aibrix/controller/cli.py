@@ -133,7 +133,7 @@ async def run(args: argparse.Namespace) -> None:
 
     from aibrix.controller.manager import Controller, ControllerConfig
     from aibrix.controller.metrics import ControllerMetrics, probe_app
-    from aibrix.controller.reconciler import Options
+    from aibrix.controller.options import Options
 
     try:
         kubeconfig = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else KubeConfig.from_env()

@@ -27,7 +27,7 @@ DELEGATED_SCHEMES = ("s3://", "gs://", "gcs://", "tos://")
 
 class Outcome(enum.Enum):
     RETRY = "retry"  # the same pod may succeed later
-    POD = "pod"  # this pod cannot host the adapter; choose another
+    FAILOVER = "failover"  # this pod cannot host the adapter; choose another
     FATAL = "fatal"  # no pod can: the spec, artifact or credentials must change
 
 
@@ -42,7 +42,7 @@ def classify(status: int) -> Outcome:
     if status in (400, 401, 403, 404, 413, 422):
         return Outcome.FATAL
     if status in (405, 501, 507):
-        return Outcome.POD
+        return Outcome.FAILOVER
     return Outcome.RETRY
 
 
@@ -80,7 +80,7 @@ class Loader:
         try:
             return create_engine(pod.engine, self._client(pod.engine_url))
         except ValueError as exc:  # an unknown model.aibrix.ai/engine label
-            raise LoadError(f"pod {pod.name}: {exc}", Outcome.POD) from None
+            raise LoadError(f"pod {pod.name}: {exc}", Outcome.FAILOVER) from None
 
     def via_runtime(self, pod: Pod) -> bool:
         return self.use_runtime and pod.runtime_url is not None

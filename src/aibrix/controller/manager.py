@@ -15,7 +15,8 @@ from aibrix.controller.kube import EndpointSlice, Informer, Key, Kube, ModelAdap
 from aibrix.controller.leader import LeaderElector
 from aibrix.controller.loader import Loader
 from aibrix.controller.metrics import ControllerMetrics
-from aibrix.controller.reconciler import Options, Reconciler
+from aibrix.controller.options import Options
+from aibrix.controller.reconciler import Reconciler
 from aibrix.controller.spec import ADAPTER_LABEL, Selector, SpecError, parse_selector
 
 log = logging.getLogger("aibrix.controller")
@@ -33,7 +34,7 @@ class Backoff:
     def failed(self, key: Key, base: float) -> float:
         count = self._failures.get(key, 0)
         self._failures[key] = count + 1
-        return min(base * 2**count, self.cap)
+        return float(min(base * 2**count, self.cap))
 
     def succeeded(self, key: Key) -> None:
         self._failures.pop(key, None)

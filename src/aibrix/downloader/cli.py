@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from aibrix.downloader.api import download_model
-from aibrix.downloader.transfer import Progress
+from aibrix.downloader.progress import Progress
 from aibrix.storage.base import StorageError
 
 

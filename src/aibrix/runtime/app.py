@@ -42,7 +42,8 @@ def _auth(request: Request) -> str | None:
 
 
 def _service(request: Request) -> AdapterService:
-    return request.app.state.adapters
+    service: AdapterService = request.app.state.adapters
+    return service
 
 
 async def healthz(request: Request) -> Response:

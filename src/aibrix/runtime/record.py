@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from aibrix.storage.atomic import write_atomic
 
 log = logging.getLogger("aibrix.runtime")
 STATE_FILE = ".runtime-adapters.json"
@@ -55,10 +56,7 @@ class AdapterRecord:
             return
         assert self.folder is not None
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / f"{STATE_FILE}.tmp{os.getpid()}"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.folder / STATE_FILE)
+            write_atomic(self.folder / STATE_FILE, data)
             self._last = data
         except OSError as exc:
             log.warning("cannot persist adapter state under %s: %s", self.folder, exc)

@@ -112,7 +112,7 @@ def _route_of(scope: Scope) -> str:
     for route in router.routes:
         match, _ = route.matches(scope)
         if match == Match.FULL or match == Match.PARTIAL:
-            return route.path
+            return str(route.path)
     return "unmatched"
 
 

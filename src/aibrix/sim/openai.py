@@ -35,7 +35,7 @@ VLLM_CHOICE = {"stop_reason": None, "token_ids": None, "routed_experts": None}
 VLLM_MESSAGE = {"refusal": None, "annotations": None, "audio": None, "function_call": None, "reasoning": None}
 VLLM_BODY = {"service_tier": None, "system_fingerprint": "vllm-0.32.0-sim", "kv_transfer_params": None,
              "ec_transfer_params": None, "metrics": None}  # fmt: skip
-VLLM_USAGE = {"prompt_tokens_details": None, "completion_tokens_details": None}
+VLLM_USAGE: dict[str, Any] = {"prompt_tokens_details": None, "completion_tokens_details": None}
 
 
 def _vllm_checks(body: dict[str, Any], chat: bool, max_model_len: int) -> tuple[int, str, str, str] | None:
@@ -119,7 +119,7 @@ def completion_handler(chat: bool, error: ErrorFn, vllm_max_model_len: int | Non
             return StreamingResponse(events(), media_type="text/event-stream")
 
         text = "".join([token async for token in engine.generate(prompt_tokens, max_tokens, adapter)])
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": max_tokens,
             "total_tokens": prompt_tokens + max_tokens,

@@ -9,6 +9,8 @@ labels ``model_name`` and ``engine``, counters declared without ``_total``; toke
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, GCCollector, Histogram, PlatformCollector, ProcessCollector, Summary
 
 from aibrix.sim.metrics import EngineMetrics, FinishedRequest
@@ -56,7 +58,8 @@ CACHE_CONFIG = {
 
 def buckets_1_2_5(max_value: int) -> tuple[int, ...]:
     """1, 2, 5, 10, 20, 50, ... up to ``max_value`` (vllm/v1/metrics/loggers.py build_1_2_5_buckets)."""
-    buckets, exponent = [], 0
+    buckets: list[int] = []
+    exponent = 0
     while True:
         for mantissa in (1, 2, 5):
             value = mantissa * 10**exponent
@@ -73,7 +76,9 @@ class VLLMMetrics(EngineMetrics):
         self._engine_families(model, buckets_1_2_5(max_model_len))
         self._server_families()
 
-    def _labelled(self, name: str, doc: str, label: str, values: tuple[str, ...], kind: type = Counter) -> dict:
+    def _labelled(
+        self, name: str, doc: str, label: str, values: tuple[str, ...], kind: type = Counter
+    ) -> dict[str, Any]:
         family = kind(name, doc, [*self.labels, label], registry=self.registry)
         return {value: family.labels(**self.labels, **{label: value}) for value in values}
 

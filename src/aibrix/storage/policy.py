@@ -11,6 +11,7 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from aibrix.storage.base import AccessDenied, BadURI, TransientError
@@ -78,7 +79,7 @@ class OutboundPolicy:
             raise BadURI(f"expected an http(s) endpoint, not {parts.scheme or 'no scheme'!r}")
         self.addresses(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
 
-    def addresses(self, host: str, port: int) -> list[tuple[int, tuple]]:
+    def addresses(self, host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
         """Every (family, socket address) ``host`` resolves to, after judging each of them."""
         host = host.rstrip(".").strip("[]")  # "169.254.169.254." is the same address to most clients
         try:

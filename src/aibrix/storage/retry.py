@@ -47,7 +47,7 @@ class RetryPolicy:
         if asked is not None:
             return float(min(max(asked, 0.0), MAX_RETRY_AFTER))
         backoff = min(self.cap, self.base * 2 ** (attempt - 1))
-        return backoff * (0.5 + random.random() / 2)
+        return float(backoff * (0.5 + random.random() / 2))
 
     def call(
         self,

@@ -1,0 +1,51 @@
+"""How an adapter is reached: a headless Service named after it and an EndpointSlice listing the pods that serve
+it. Pure builders; the reconcile applies what they return."""
+
+from __future__ import annotations
+
+from aibrix.controller.kube import Obj
+from aibrix.controller.pods import Pod
+from aibrix.controller.spec import ADAPTER_LABEL, BASE_MODEL_ANNOTATION, GROUP, KIND, MODEL_LABEL, VERSION, AdapterSpec
+
+DEFAULT_PORT = 8000
+
+
+def owner_references(adapter: Obj) -> list[Obj]:
+    meta = adapter["metadata"]
+    return [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "uid": meta["uid"],
+             "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+
+
+def engine_port(instances: list[Pod], candidates: list[Pod]) -> int:
+    """Headless: clients resolve the name to pod IPs and connect to this port, so it is the engine's own port."""
+    known = instances or candidates
+    return known[0].engine_port if known else DEFAULT_PORT
+
+
+def service(spec: AdapterSpec, owners: list[Obj], port: int) -> Obj:
+    labels = {MODEL_LABEL: spec.name, ADAPTER_LABEL: spec.name}
+    annotations = {BASE_MODEL_ANNOTATION: spec.base_model} if spec.base_model else {}
+    return {
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels, "annotations": annotations,
+                     "ownerReferences": owners},
+        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": port}]},
+    }  # fmt: skip
+
+
+def endpoint_slice(spec: AdapterSpec, owners: list[Obj], instances: list[Pod], port: int) -> Obj:
+    """The pods serving the adapter; with none left, an empty slice (no traffic to pods that lost it)."""
+    endpoints = [
+        {"addresses": [p.ip], "conditions": {"ready": True},
+         "targetRef": {"kind": "Pod", "name": p.name, "namespace": p.namespace, "uid": p.uid}}
+        for p in sorted(instances, key=lambda p: p.name)
+    ]  # fmt: skip
+    labels = {MODEL_LABEL: spec.name, ADAPTER_LABEL: spec.name, "kubernetes.io/service-name": spec.name,
+              "endpointslice.kubernetes.io/managed-by": "aibrix-controller"}  # fmt: skip
+    slice_: Obj = {
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels, "ownerReferences": owners},
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+    }
+    if instances:  # addressType cannot change; an emptied slice keeps the one it has
+        slice_["addressType"] = "IPv6" if ":" in (instances[0].ip or "") else "IPv4"
+    return slice_

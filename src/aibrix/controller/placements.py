@@ -1,0 +1,54 @@
+"""Where every adapter is, or is being loaded: the count per pod that least-adapters schedules by, and each adapter's
+phase as the phase gauge shows it. Shared by all adapters; each reconcile updates its own entry."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from aibrix.controller.kube import Key, Obj
+from aibrix.controller.metrics import PHASES, ControllerMetrics
+from aibrix.controller.status import claimed_pods
+
+
+class Placements:
+    def __init__(self, metrics: ControllerMetrics) -> None:
+        self.metrics = metrics
+        self._pods: dict[Key, set[str]] = {}  # adapter -> pods it is on or being loaded on
+        self._per_pod: Counter[tuple[str, str]] = Counter()  # (namespace, pod) -> adapters placed there
+        self._phases: dict[Key, str] = {}
+
+    def seed(self, adapters: Mapping[Key, Obj]) -> None:
+        """Count placements from the cached statuses, so least-adapters is right from the first reconcile."""
+        for key, obj in adapters.items():
+            status = obj.get("status") or {}
+            self.assign(key, claimed_pods(status))
+            self.set_phase(key, status.get("phase"))
+
+    def assign(self, key: Key, pods: set[str]) -> None:
+        old = self._pods.get(key, set())
+        for pod in old - pods:
+            self._per_pod[(key[0], pod)] -= 1
+        for pod in pods - old:
+            self._per_pod[(key[0], pod)] += 1
+        self._pods[key] = set(pods)
+
+    def adapters_on(self, namespace: str, pod: str) -> int:
+        return self._per_pod[(namespace, pod)]
+
+    def set_phase(self, key: Key, phase: str | None) -> None:
+        old = self._phases.get(key)
+        if old == phase:
+            return
+        if old in PHASES:
+            self.metrics.adapters.labels(old).inc(-1)
+        if phase in PHASES:
+            self.metrics.adapters.labels(phase).inc()
+            self._phases[key] = phase
+        else:
+            self._phases.pop(key, None)
+
+    def forget(self, key: Key) -> None:
+        self.assign(key, set())
+        self._pods.pop(key, None)
+        self.set_phase(key, None)
