@@ -192,3 +192,17 @@ def test_sglang_metric_names_and_types(sglang):
     assert types["sglang:token_usage"] == "gauge"
     assert types["sglang:prompt_tokens"] == "counter"
     assert types["sglang:time_to_first_token_seconds"] == "histogram"
+
+
+def test_the_sidecar_runs_without_the_simulators_extra_and_the_simulator_says_what_to_install():
+    import subprocess
+    import sys
+
+    blocked = "import sys; sys.modules['prometheus_client'] = None; "
+    sidecar = subprocess.run([sys.executable, "-c", blocked + "import aibrix.runtime.app, aibrix.runtime.cli"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert sidecar.returncode == 0, sidecar.stderr
+    sim = subprocess.run([sys.executable, "-c", blocked + "from aibrix.sim.cli import main; main(['--port', '0'])"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert sim.returncode == 2
+    assert sim.stderr.strip() == "aibrix_engine_sim: the simulator needs its extra: pip install 'aibrix[sim]'"

@@ -1,1 +1,3 @@
-"""Engine simulator: vLLM and SGLang management APIs, OpenAI serving and metrics, without a GPU."""
+"""The engine simulator: a GPU-free stand-in for vLLM and SGLang (the ``aibrix[sim]`` extra)."""
+
+SIM_ENGINES = ("vllm", "sglang")

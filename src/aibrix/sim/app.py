@@ -11,13 +11,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aibrix.sim import SIM_ENGINES
 from aibrix.sim.engine import SimEngine, Timing
 from aibrix.sim.metrics import SGLangMetrics
 from aibrix.sim.sglang import sglang_auth_exempt, sglang_routes
 from aibrix.sim.vllm import VLLMLimits, vllm_auth_exempt, vllm_routes
 from aibrix.sim.vllm_metrics import VLLMMetrics
-
-SIM_ENGINES = ("vllm", "sglang")
 
 
 class APIKeyMiddleware:

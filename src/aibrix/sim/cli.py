@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 
-from aibrix.sim.app import SIM_ENGINES, build_sim_app
-from aibrix.sim.engine import Timing
-from aibrix.sim.vllm import VLLMLimits, runtime_lora_allowed
+from aibrix.sim import SIM_ENGINES
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -44,8 +43,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     vllm.add_argument("--max-lora-rank", type=int, default=16, help="adapters of a higher rank are refused (500)")
     vllm.add_argument("--max-loras", type=int, default=1)
     args = parser.parse_args(argv)
-
+    try:
+        import prometheus_client  # noqa: F401 - the simulator's engine metrics are prometheus_client families
+    except ImportError:
+        print("aibrix_engine_sim: the simulator needs its extra: pip install 'aibrix[sim]'", file=sys.stderr)
+        raise SystemExit(2) from None
     import uvicorn
+
+    from aibrix.sim.app import build_sim_app
+    from aibrix.sim.engine import Timing
+    from aibrix.sim.vllm import VLLMLimits, runtime_lora_allowed
 
     app = build_sim_app(
         args.engine,
