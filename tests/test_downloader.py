@@ -191,9 +191,11 @@ def test_names_that_would_escape_are_refused(bad):
         safe_relative(bad)
 
 
-def test_model_name_cannot_be_a_path(model, tmp_path):
-    result = run(["--model-uri", str(model), "--local-dir", str(tmp_path), "--model-name", "../escape"])
-    assert result.returncode == 1 and "single directory name" in result.stderr
+@pytest.mark.parametrize("bad", ["../escape", "a/b/c", "org/..", "/abs", "a\\b"])
+def test_model_name_cannot_be_a_path(model, tmp_path, bad):
+    result = run(["--model-uri", str(model), "--local-dir", str(tmp_path), "--model-name", bad])
+    assert result.returncode == 1 and "must be one folder name or 'organization/name'" in result.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_not_enough_disk_space_fails_before_downloading(hub, small_filesystem):

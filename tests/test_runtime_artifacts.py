@@ -265,7 +265,7 @@ def test_background_model_download_and_listing(tmp_path, hub, adapter_repo):
         outside = {"model_uri": "org/sql-lora", "local_dir": "/etc"}
         assert_error(httpx.post(f"{runtime.url}/v1/model/download", json=outside), 400, "inside")
         escaping = {"model_uri": "org/sql-lora", "model_name": "../x"}
-        assert_error(httpx.post(f"{runtime.url}/v1/model/download", json=escaping), 400, "single directory")
+        assert_error(httpx.post(f"{runtime.url}/v1/model/download", json=escaping), 400, "must be one folder name")
     finally:
         runtime.stop()
         sim.stop()
@@ -279,11 +279,11 @@ def test_background_model_download_and_listing(tmp_path, hub, adapter_repo):
         restarted_sim.stop()
 
 
-@pytest.mark.parametrize("name", ["ѕql", "sql\u200b", "ｓql", "sql/../x"])
+@pytest.mark.parametrize("name", ["ѕql", "sql\u200b", "ｓql", "sql/../x", "..", "x" * 254])
 def test_unicode_and_path_tricks_in_adapter_names_are_refused(hub_stack, name):
     _, runtime, adapters = hub_stack
     response = load(runtime, {"lora_name": name, "artifact_url": "huggingface://org/sql-lora"})
-    assert_error(response, 422, "Kubernetes object name")
+    assert_error(response, 422, "letters, digits, '.', '_' and '-'")
     assert not adapters.exists() or not any(adapters.iterdir())
 
 

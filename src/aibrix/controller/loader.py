@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from aibrix.auth import bearer
 from aibrix.controller.pods import Pod
 from aibrix.controller.spec import AdapterSpec
 from aibrix.engines import Engine, EngineClient, create_engine
@@ -220,4 +221,4 @@ class Loader:
 
 
 def _bearer(key: str | None) -> str | None:
-    return f"Bearer {key}" if key else None
+    return bearer(key) if key else None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aibrix.downloader.progress import Progress, Result
 from aibrix.downloader.transfer import Downloader
+from aibrix.names import model_name_problem
 from aibrix.storage.base import BadSetting, BadURI, TooLarge, parse_suffixes
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 from aibrix.storage.uri import open_source
@@ -31,8 +32,9 @@ def download_model(
     policy.check_uri(model_uri)
     source = open_source(model_uri, env, policy=policy)
     name = model_name or source.model_name
-    if not name or "/" in name or name in (".", "..") or "\x00" in name:
-        raise BadURI(f"model name {name!r} must be a single directory name")
+    problem = model_name_problem(name)
+    if problem:
+        raise BadURI(problem)
     suffixes = parse_suffixes(env.get("DOWNLOADER_ALLOW_FILE_SUFFIX"))
     files = source.list_files(suffixes)
     size = sum(f.size or 0 for f in files)

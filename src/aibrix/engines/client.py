@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aibrix import __version__
+from aibrix.auth import bearer
 from aibrix.engines.errors import EngineTimeout, EngineUnavailable
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -80,7 +81,7 @@ class EngineClient:
         self._prefix = url.path.rstrip("/")
         self._tls = url.scheme == "https"
         self._ssl: ssl.SSLContext | None = None
-        self._default_auth = f"Bearer {api_key}" if api_key else None
+        self._default_auth = bearer(api_key) if api_key else None
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aibrix import __version__
+from aibrix.auth import bearer
 from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
 from aibrix.runtime.adapters import AdapterService
@@ -65,7 +66,7 @@ async def list_models(request: Request) -> Response:
 async def load_adapter(request: Request) -> Response:
     body = parse_body(await read_body(request), LoadAdapterRequest)
     api_key = (body.additional_config or {}).get("api-key")
-    auth = f"Bearer {api_key}" if isinstance(api_key, str) and api_key else _auth(request)
+    auth = bearer(api_key) if isinstance(api_key, str) and api_key else _auth(request)
     service = _service(request)
     async with track_adapter_operation(request.app.state.telemetry, "load"):
         if body.artifact_url is None or is_local_path(body.artifact_url):

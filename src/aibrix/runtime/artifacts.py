@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from aibrix.names import ADAPTER_NAME_RULE, is_adapter_name, is_kubernetes_name
 from aibrix.storage.base import AccessDenied, BadURI
-
-# Kubernetes object names, as the controller names adapters and secrets.
-_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 # Credential keys the controller sends (seed: lora-dynamic-loading, "Private Artifact Storage Support") -> the
 # variables the storage sources read.
@@ -40,7 +37,7 @@ def credential_env(credentials: Mapping[str, str]) -> dict[str, str]:
 
 def read_secret(root: Path, name: str) -> dict[str, str]:
     """A Kubernetes secret mounted as files under ``root/name/`` (one file per key)."""
-    if not _DNS1123.fullmatch(name) or len(name) > 253:
+    if not is_kubernetes_name(name):
         raise BadURI(f"credentials_secret {name!r} is not a Kubernetes secret name")
     folder = (root / name).resolve()
     if not folder.is_relative_to(root.resolve()) or not folder.is_dir():
@@ -57,8 +54,8 @@ def read_secret(root: Path, name: str) -> dict[str, str]:
 def adapter_folder(root: Path, name: str) -> Path:
     """``root/name`` for an adapter name already validated as a Kubernetes name; refuses anything that would resolve
     elsewhere (a symlink planted in the adapter directory, for one)."""
-    if not _DNS1123.fullmatch(name) or name in (".", ".."):
-        raise BadURI(f"adapter name {name!r} is not a Kubernetes object name")
+    if not is_adapter_name(name):
+        raise BadURI(f"adapter name {name!r} must be {ADAPTER_NAME_RULE}")
     folder = root / name
     if folder.is_symlink() or not folder.resolve().is_relative_to(root.resolve()):
         raise BadURI(f"adapter directory for {name!r} resolves outside {root}")

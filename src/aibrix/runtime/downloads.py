@@ -15,6 +15,7 @@ from typing import Any
 from aibrix.downloader.api import download_model
 from aibrix.downloader.progress import Progress
 from aibrix.downloader.records import is_download, is_unfinished
+from aibrix.names import model_name_problem
 from aibrix.storage.base import BadURI
 from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES, redact
@@ -50,8 +51,9 @@ class ModelDownloads:
     def start(self, model_uri: str, local_dir: str | None, model_name: str | None) -> ModelStatus:
         base = self._base(local_dir)
         name = model_name or _name_of(model_uri)
-        if not name or "/" in name or name in (".", "..") or "\x00" in name:
-            raise BadURI(f"model name {name!r} must be a single directory name")
+        problem = model_name_problem(name)
+        if problem:
+            raise BadURI(problem)
         self.policy.check_uri(model_uri)
         if not (model_uri.startswith(REMOTE_SCHEMES) or HF_REPO.fullmatch(model_uri)):
             raise BadURI(f"unsupported model URI {redact(model_uri)!r}; expected one of {', '.join(REMOTE_SCHEMES)}")

@@ -7,6 +7,7 @@ import hmac
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aibrix.auth import bearer
 from aibrix.runtime.errors import APIError, error_response
 
 OPEN_PATHS = frozenset({"/healthz", "/ready", "/metrics", "/docs", "/openapi.json"})
@@ -31,7 +32,7 @@ class RuntimeKeyMiddleware:
     """With AIBRIX_RUNTIME_API_KEY set, every endpoint but health, readiness, metrics and docs wants that bearer key."""
 
     def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app, self.expected = app, f"Bearer {key}".encode()
+        self.app, self.expected = app, bearer(key).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from aibrix.names import ADAPTER_NAME_RULE, MAX_NAME, PATH_COMPONENT, is_adapter_name
 from aibrix.runtime.errors import APIError
-
-# Kubernetes object names (DNS-1123 subdomain): the controller names adapters after ModelAdapter objects.
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def _adapter_name(value: str) -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
-        raise ValueError(
-            "must be a Kubernetes object name: at most 253 lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
-        )
+    """Adapter names become folder names: upstream's rule, vLLM's examples (sql_lora) and Kubernetes names pass."""
+    if not is_adapter_name(value):
+        raise ValueError(f"must be {ADAPTER_NAME_RULE}")
     return value
 
 
@@ -32,7 +27,7 @@ def _no_control_chars(value: str) -> str:
 AdapterName = Annotated[
     str,
     AfterValidator(_adapter_name),
-    Field(json_schema_extra={"pattern": f"^{_DNS1123_SUBDOMAIN.pattern}$", "maxLength": 253}),
+    Field(json_schema_extra={"pattern": f"^(?!.*\\.\\.){PATH_COMPONENT.pattern}$", "maxLength": MAX_NAME}),
 ]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from aibrix import __version__
+from aibrix.asgi import RecordingMiddleware, Seen
 from aibrix.metrics.registry import Counter, Gauge, Histogram, Registry
 
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -80,31 +81,17 @@ class Telemetry:
         return self.registry.render().encode()
 
 
-class RequestMetricsMiddleware:
+class RequestMetricsMiddleware(RecordingMiddleware):
     """Counts and times every API request by route template, so label values stay bounded."""
 
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
-        self.app, self.telemetry = app, telemetry
+        super().__init__(app)
+        self.telemetry = telemetry
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = _route_of(scope)
-            self.telemetry.requests.labels(scope["method"], route, str(status)).inc()
-            self.telemetry.request_seconds.labels(scope["method"], route).observe(time.perf_counter() - started)
+    def record(self, scope: Scope, seen: Seen, seconds: float) -> None:
+        route = _route_of(scope)
+        self.telemetry.requests.labels(scope["method"], route, str(seen.status)).inc()
+        self.telemetry.request_seconds.labels(scope["method"], route).observe(seconds)
 
 
 def _route_of(scope: Scope) -> str:

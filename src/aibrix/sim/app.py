@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aibrix.asgi import RecordingMiddleware, Seen
+from aibrix.auth import bearer
 from aibrix.sim import SIM_ENGINES
 from aibrix.sim.engine import SimEngine, Timing
 from aibrix.sim.metrics import SGLangMetrics
@@ -23,7 +24,7 @@ class APIKeyMiddleware:
     """Answers 401 ``{"error": "Unauthorized"}`` without the right bearer key, as vLLM and SGLang do."""
 
     def __init__(self, app: ASGIApp, api_key: str, exempt: Callable[[str], bool]) -> None:
-        self.app, self.expected, self.exempt = app, f"Bearer {api_key}", exempt
+        self.app, self.expected, self.exempt = app, bearer(api_key), exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.exempt(scope["path"]):
@@ -34,32 +35,16 @@ class APIKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-class HTTPMetricsMiddleware:
+class HTTPMetricsMiddleware(RecordingMiddleware):
     """Records each request as vLLM's prometheus-fastapi-instrumentator does (http_* families)."""
 
     def __init__(self, app: ASGIApp, metrics: VLLMMetrics) -> None:
-        self.app, self.metrics = app, metrics
+        super().__init__(app)
+        self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status, sent = 500, 0
-
-        async def watch(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
-
-        await self.app(scope, receive, watch)
+    def record(self, scope: Scope, seen: Seen, seconds: float) -> None:
         received = int(dict(scope["headers"]).get(b"content-length", b"0") or 0)
-        self.metrics.http_request(
-            scope["path"], scope["method"], status, time.perf_counter() - started, (received, sent)
-        )
+        self.metrics.http_request(scope["path"], scope["method"], seen.status, seconds, (received, seen.body_bytes))
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from aibrix.auth import bearer
 from aibrix.storage.base import RemoteFile, StorageError, allowed, relative_to_base, renewable, select_objects
 from aibrix.storage.fetch import request_json
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
@@ -107,4 +108,4 @@ class _Token:
         with self._lock:
             if fresh or not self.credentials.valid:
                 self.credentials.refresh(Request())
-            return {"Authorization": f"Bearer {self.credentials.token}"}
+            return {"Authorization": bearer(self.credentials.token)}

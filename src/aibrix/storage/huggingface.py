@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from aibrix.auth import bearer
 from aibrix.storage.base import BadURI, RemoteFile, allowed
 from aibrix.storage.fetch import request_json
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
@@ -33,7 +34,7 @@ class HuggingFaceSource:
         self.repo = "/".join(parts)
         self.revision = revision or "main"
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.headers = {"Authorization": bearer(token)} if token else {}
         self.model_name = parts[1]
         self.policy = policy
 
