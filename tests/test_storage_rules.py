@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from aibrix.downloader.disk import write_at
-from aibrix.runtime.errors import storage_status as status_of
 from aibrix.storage.base import LocalWriteError, NoSpace, NotFound, StorageError, TransientError
 from aibrix.storage.http import keeps_credentials
 
@@ -30,7 +29,7 @@ def test_a_local_write_failure_is_500_with_the_reason_not_an_upstream_502(tmp_pa
     target.write_bytes(b"")
     error = failed_write(target, os.O_RDONLY)  # writes fail with EBADF, as on a disk gone read-only
     assert isinstance(error, LocalWriteError) and "cannot write the local file" in str(error)
-    assert status_of(error) == 500
+    assert error.status == 500
     assert not error.transient  # never retried
 
 
@@ -39,7 +38,7 @@ def test_a_full_disk_while_writing_is_507(tmp_path: Path) -> None:
         pytest.skip("/dev/full is not available")
     error = failed_write("/dev/full", os.O_WRONLY)
     assert isinstance(error, NoSpace) and "local disk is full" in str(error)
-    assert status_of(error) == 507
+    assert error.status == 507
 
 
 @pytest.mark.parametrize("exc, status", [(NotFound("x"), 404), (TransientError("x"), 502), (StorageError("x"), 502)])
@@ -47,7 +46,7 @@ def test_storage_errors_map_by_family(exc: StorageError, status: int) -> None:
     class Subclass(type(exc)):  # type: ignore[misc]
         pass
 
-    assert status_of(exc) == status_of(Subclass("x")) == status
+    assert exc.status == Subclass("x").status == status
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from aibrix.engines import Engine, EngineClient, create_engine
 from aibrix.engines.base import error_message, same_path
 from aibrix.engines.client import Response
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, NotSupported
+from aibrix.errors import AibrixError
 from aibrix.storage.uri import redact
 
 DELEGATED_SCHEMES = ("s3://", "gs://", "gcs://", "tos://")
@@ -32,10 +33,12 @@ class Outcome(enum.Enum):
     FATAL = "fatal"  # no pod can: the spec, artifact or credentials must change
 
 
-class LoadError(Exception):
+class LoadError(AibrixError):
+    """A load or unload on a pod that failed, with what the controller should do next."""
+
     def __init__(self, message: str, outcome: Outcome) -> None:
         super().__init__(message)
-        self.message, self.outcome = message, outcome
+        self.outcome = outcome
 
 
 def classify(status: int) -> Outcome:

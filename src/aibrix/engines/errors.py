@@ -1,21 +1,15 @@
-"""Engine failures, each carrying the HTTP status the runtime answers with."""
+"""Engine failures, each carrying the HTTP status the runtime answers with (the tree: ``aibrix/errors.py``)."""
 
 from __future__ import annotations
 
+from aibrix.errors import AibrixError
 
-class EngineError(Exception):
+
+class EngineError(AibrixError):
     """An engine call that did not succeed; ``status`` and ``type`` become the API error."""
 
-    status: int = 502
-    type: str = "EngineError"
-
-    def __init__(self, message: str, *, status: int | None = None, type: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
-        if type is not None:
-            self.type = type
+    status = 502
+    type = "EngineError"
 
 
 class EngineUnavailable(EngineError):

@@ -19,6 +19,7 @@ from typing import Any
 from aibrix.engines import Engine, ModelCard
 from aibrix.engines.base import same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
+from aibrix.runtime.errors import APIError
 from aibrix.runtime.record import AdapterRecord
 
 log = logging.getLogger("aibrix.runtime")
@@ -120,8 +121,9 @@ class AdapterService:
         """Download with ``fetch`` (blocking; run in a thread that stops when the event it is given is set) into the
         adapter directory, then load from there.
         A failed download or load leaves neither files nor a half-registered adapter."""
+        if self.adapter_dir is None:
+            raise APIError(501, "this runtime has no adapter directory to download into", "NotSupported")
         async with self.locks.hold(name):
-            assert self.adapter_dir is not None
             folder = self.adapter_dir / name
             await self._refuse_other_path(name, str(folder), auth)
             previous = self.managed.get(name)

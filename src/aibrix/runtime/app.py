@@ -70,8 +70,7 @@ async def load_adapter(request: Request) -> Response:
     service = _service(request)
     async with track_adapter_operation(request.app.state.telemetry, "load"):
         if body.artifact_url is None or is_local_path(body.artifact_url):
-            path = body.lora_path if body.artifact_url is None else local_path_of(body.artifact_url)
-            assert path is not None
+            path = body.lora_path or local_path_of(body.artifact_url or "")
             result = await service.load(body.lora_name, path, auth=auth)
             source = path
         else:

@@ -52,9 +52,8 @@ class AdapterRecord:
             await asyncio.wrap_future(pending)
 
     def _write(self, data: bytes) -> None:
-        if data == self._last:
+        if data == self._last or self.folder is None:
             return
-        assert self.folder is not None
         try:
             write_atomic(self.folder / STATE_FILE, data)
             self._last = data

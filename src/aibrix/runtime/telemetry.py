@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Scope
 
 from aibrix import __version__
 from aibrix.asgi import RecordingMiddleware, Seen
+from aibrix.errors import AibrixError
 from aibrix.metrics.registry import Counter, Gauge, Histogram, Registry
 
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -113,6 +114,6 @@ class track_adapter_operation:  # noqa: N801 - used as a context manager, reads 
         self.started = time.perf_counter()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        outcome = "ok" if exc is None else getattr(exc, "type", type(exc).__name__)
+        outcome = "ok" if exc is None else exc.kind if isinstance(exc, AibrixError) else type(exc).__name__
         self.telemetry.adapter_ops.labels(self.operation, outcome).inc()
         self.telemetry.adapter_seconds.labels(self.operation).observe(time.perf_counter() - self.started)

@@ -49,7 +49,8 @@ class HTTPMetricsMiddleware(RecordingMiddleware):
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     """FastAPI's default body for unknown routes, which both engines inherit."""
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):
+        raise exc
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
 

@@ -7,39 +7,44 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 
+from aibrix.errors import AibrixError
 
-class StorageError(Exception):
-    """A failure the user can act on; ``str()`` is one clear line."""
 
+class StorageError(AibrixError):
+    """A failure the user can act on; ``str()`` is one clear line (the tree: ``aibrix/errors.py``)."""
+
+    status = 502  # the source failed, unless a subclass says otherwise
     transient = False
 
 
 class NotFound(StorageError):
-    pass
+    status = 404
 
 
 class AccessDenied(StorageError):
-    pass
+    status = 403
 
 
 class BadURI(StorageError):
-    pass
+    status = 400
 
 
 class BadSetting(StorageError):
-    pass
+    status = 400
 
 
 class NoSpace(StorageError):
-    pass
+    status = 507
 
 
 class TooLarge(StorageError):
-    pass
+    status = 413
 
 
 class LocalWriteError(StorageError):
     """The local disk refused a write (read-only, I/O error): the source is fine, retrying will not help."""
+
+    status = 500
 
 
 class TransientError(StorageError):
