@@ -12,6 +12,11 @@ import socket
 import sys
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aibrix.controller.manager import Controller, ControllerConfig
+    from aibrix.controller.metrics import ControllerMetrics
 
 log = logging.getLogger("aibrix.controller")
 
@@ -128,18 +133,41 @@ async def run(args: argparse.Namespace) -> None:
     except ImportError:
         print("aibrix_controller: the controller needs its extra: pip install 'aibrix[controller]'", file=sys.stderr)
         raise SystemExit(2) from None
-
-    import uvicorn
-
-    from aibrix.controller.manager import Controller, ControllerConfig
-    from aibrix.controller.metrics import ControllerMetrics, probe_app
-    from aibrix.controller.options import Options
+    from aibrix.controller.manager import Controller
+    from aibrix.controller.metrics import ControllerMetrics
 
     try:
         kubeconfig = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else KubeConfig.from_env()
     except (ConfigError, OSError) as exc:
         print(f"aibrix_controller: no Kubernetes configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    config = controller_config(args)
+    metrics = ControllerMetrics()
+    client = AsyncClient(config=kubeconfig, field_manager="aibrix-controller")
+    controller = Controller(client, config, metrics)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    servers = serve_probes(args, controller, metrics)
+    log.info("aibrix controller %s starting (runtime sidecar %s, leader election %s)", config.identity,
+             "on" if config.options.use_runtime else "off", "on" if config.leader_elect else "off")  # fmt: skip
+    try:
+        await controller.run(stop)
+    finally:
+        for task in servers:
+            task.cancel()
+        await asyncio.gather(*servers, return_exceptions=True)
+        await client.close()
+    if not stop.is_set():
+        log.error("leadership lost; exiting so a fresh process can compete again")
+        raise SystemExit(1)
+
+
+def controller_config(args: argparse.Namespace) -> ControllerConfig:
+    from aibrix.controller.manager import ControllerConfig
+    from aibrix.controller.options import Options
+
     options = Options(
         use_runtime=args.enable_runtime_sidecar,
         max_retries=args.max_retries,
@@ -149,7 +177,7 @@ async def run(args: argparse.Namespace) -> None:
         unload_timeout=args.unload_timeout,
         deletion_timeout=args.deletion_timeout,
     )
-    config = ControllerConfig(
+    return ControllerConfig(
         namespace=args.namespace,
         options=options,
         workers=args.workers,
@@ -162,40 +190,27 @@ async def run(args: argparse.Namespace) -> None:
         lease_retry=args.retry_period,
         identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
     )
-    metrics = ControllerMetrics()
-    client = AsyncClient(config=kubeconfig, field_manager="aibrix-controller")
-    controller = Controller(client, config, metrics)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
-    servers = []
+
+def serve_probes(
+    args: argparse.Namespace, controller: Controller, metrics: ControllerMetrics
+) -> list[asyncio.Task[None]]:
+    """/healthz, /readyz and /metrics on the probe and metrics addresses (one server when they are the same)."""
+    import uvicorn
+
+    from aibrix.controller.metrics import probe_app
+
     app = probe_app(
         metrics, healthy=lambda: True, ready=lambda: not controller.leading or controller.adapters.synced.is_set()
     )
+    servers = []
     for address in {args.health_probe_bind_address, args.metrics_bind_address} - {None}:
         server = uvicorn.Server(
             uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", access_log=False, lifespan="off")
         )
         server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         servers.append(asyncio.create_task(server.serve()))
-    log.info(
-        "aibrix controller %s starting (runtime sidecar %s, leader election %s)",
-        config.identity,
-        "on" if options.use_runtime else "off",
-        "on" if config.leader_elect else "off",
-    )
-    try:
-        await controller.run(stop)
-    finally:
-        for task in servers:
-            task.cancel()
-        await asyncio.gather(*servers, return_exceptions=True)
-        await client.close()
-    if not stop.is_set():
-        log.error("leadership lost; exiting so a fresh process can compete again")
-        raise SystemExit(1)
+    return servers
 
 
 if __name__ == "__main__":
