@@ -226,3 +226,24 @@ def test_a_lease_renewed_by_a_holder_with_a_skewed_clock_is_never_taken_over() -
         assert lease.replaced == 1
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("via_runtime", [True, False])
+def test_a_pod_that_cannot_be_reached_is_named_as_what_it_is(via_runtime: bool) -> None:
+    """A runtime's transport failure reads as the runtime's, an engine's as the engine's (no text rewriting)."""
+    import asyncio
+    import dataclasses
+    import socket
+
+    from aibrix.controller.loader import Loader
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: connections are refused
+    target = dataclasses.replace(pod_from_object(pod("p")), ip="127.0.0.1", engine_port=port,
+                                 runtime_port=port if via_runtime else None)  # fmt: skip
+    with pytest.raises(LoadError) as caught:
+        asyncio.run(Loader(use_runtime=via_runtime).load(target, parse_spec(adapter(artifactURL="/m")), None))
+    who = "runtime" if via_runtime else "engine"
+    assert caught.value.message.startswith(f"{who} at http://127.0.0.1:{port} is unreachable"), caught.value.message
+    assert caught.value.outcome is Outcome.RETRY

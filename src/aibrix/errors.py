@@ -14,6 +14,8 @@ name in the error body; a subclass that sets neither answers as its family does.
     │   ├── NotFound 404 · AccessDenied 403 · BadURI 400 · BadSetting 400 · TooLarge 413
     │   ├── NoSpace 507 · LocalWriteError 500   the local disk, not the source
     │   └── TransientError         502  worth retrying (``transient``; ``retry_after``)
+    ├── TransportError             502  a server could not be reached or read         (engines/transport.py)
+    │   └── TransportTimeout       504
     ├── APIError                   any  a route refusing a request                     (runtime/errors.py)
     └── LoadError                  502  the controller's failed load, with what to do next (controller/loader.py)
 

@@ -19,8 +19,8 @@ from aibrix.controller.pods import Pod
 from aibrix.controller.spec import AdapterSpec
 from aibrix.engines import Engine, EngineClient, create_engine
 from aibrix.engines.base import error_message, same_path
-from aibrix.engines.client import Response
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, NotSupported
+from aibrix.engines.transport import HTTPClient, Response, TransportError
 from aibrix.errors import AibrixError
 from aibrix.storage.uri import redact
 
@@ -72,17 +72,22 @@ class Loader:
     timeout: float = 300.0  # a load includes the artifact download
 
     def __post_init__(self) -> None:
-        self._clients: dict[str, EngineClient] = {}
+        self._clients: dict[str, HTTPClient] = {}  # plain HTTP: runtimes, and listings and metrics of engines
+        self._engines: dict[str, EngineClient] = {}  # the engine API, whose failures are engine errors
 
-    def _client(self, url: str) -> EngineClient:
+    def _client(self, url: str) -> HTTPClient:
         client = self._clients.get(url)
         if client is None:
-            client = self._clients[url] = EngineClient(url, timeout=self.timeout, connect_timeout=3.0, max_idle=4)
+            client = self._clients[url] = HTTPClient(url, timeout=self.timeout, connect_timeout=3.0, max_idle=4)
         return client
 
     def _engine(self, pod: Pod) -> Engine:
+        client = self._engines.get(pod.engine_url)
+        if client is None:
+            client = EngineClient(pod.engine_url, timeout=self.timeout, connect_timeout=3.0, max_idle=4)
+            self._engines[pod.engine_url] = client
         try:
-            return create_engine(pod.engine, self._client(pod.engine_url))
+            return create_engine(pod.engine, client)
         except ValueError as exc:  # an unknown model.aibrix.ai/engine label
             raise LoadError(f"pod {pod.name}: {exc}", Outcome.FAILOVER) from None
 
@@ -184,8 +189,8 @@ class Loader:
             url, auth = pod.engine_url, _bearer(api_key)
         try:
             response = await self._client(url).request("GET", "/v1/models", auth=auth, timeout=timeout)
-        except EngineError as exc:
-            raise LoadError(exc.message, Outcome.RETRY) from None
+        except TransportError as exc:
+            raise LoadError(f"pod {pod.name} at {exc.message}", Outcome.RETRY) from None
         if not response.is_success:
             raise LoadError(f"{url}/v1/models answered {response.status_code}", classify(response.status_code))
         try:
@@ -198,7 +203,7 @@ class Loader:
         url = pod.runtime_url if self.via_runtime(pod) else pod.engine_url
         try:
             response = await self._client(url or "").request("GET", "/metrics", timeout=timeout)
-        except EngineError:
+        except TransportError:
             return None
         return response.text if response.is_success else None
 
@@ -207,20 +212,22 @@ class Loader:
     ) -> Response:
         try:
             return await self._client(base).request("POST", path, json=body, auth=auth, timeout=timeout)
-        except EngineError as exc:  # transport: refused, reset, unreachable, timed out
-            raise LoadError(exc.message.replace("engine at", "pod endpoint"), Outcome.RETRY) from None
+        except TransportError as exc:  # refused, reset, unreachable, timed out
+            raise LoadError(f"runtime at {exc.message}", Outcome.RETRY) from None
 
     def forget(self, pod: Pod) -> None:
         """Drop pooled connections to a pod that is gone."""
-        for url in (pod.engine_url, pod.runtime_url):
-            client = self._clients.pop(url or "", None)
-            if client is not None:
-                client.close_idle()
+        for pool in (self._clients, self._engines):
+            for url in (pod.engine_url, pod.runtime_url):
+                client = pool.pop(url or "", None)
+                if client is not None:
+                    client.close_idle()
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
+        for client in [*self._clients.values(), *self._engines.values()]:
             await client.aclose()
         self._clients.clear()
+        self._engines.clear()
 
 
 def _bearer(key: str | None) -> str | None:
