@@ -12,10 +12,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from hf_server import HubServer, Repo  # noqa: E402
-from procs import Proc, start_runtime, start_sim  # noqa: E402
+from procs import Proc, ProcGroup, start_runtime, start_sim  # noqa: E402
 from real_kube import ControlPlane  # noqa: E402
 from real_vllm import RealVLLM  # noqa: E402
 from services import RadosGateway  # noqa: E402
+
+# The controller scenarios' fixtures (kube, engines, controller), shared by the modules that test the controller.
+pytest_plugins = ["controller_env"]
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +37,14 @@ def stack(request: pytest.FixtureRequest) -> Iterator[tuple[str, Proc, Proc]]:
     yield request.param, sim, runtime
     runtime.stop()
     sim.stop()
+
+
+@pytest.fixture
+def procs() -> Iterator[ProcGroup]:
+    """Start simulators and runtimes with ``procs.sim(...)`` and ``procs.runtime(...)``; all stop after the test."""
+    group = ProcGroup()
+    yield group
+    group.stop()
 
 
 @pytest.fixture

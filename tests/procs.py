@@ -110,3 +110,26 @@ def start_runtime(
     )
     proc.wait_http("/healthz")
     return proc
+
+
+class ProcGroup:
+    """Simulators and runtimes started on demand for one test and stopped at its end (the ``procs`` fixture), on
+    ``host`` (a pod address a real API server accepts, when a scenario runs against one)."""
+
+    def __init__(self, host: str = HOST) -> None:
+        self.started: list[Proc] = []
+        self.host = host
+
+    def sim(self, engine: str = "vllm", *args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
+        return self.add(start_sim(engine, *args, port=port, env=env, host=self.host))
+
+    def runtime(self, engine: str, engine_url: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+        return self.add(start_runtime(engine, engine_url, *args, env=env, host=self.host))
+
+    def add(self, proc: Proc) -> Proc:
+        self.started.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.started):
+            proc.stop()

@@ -57,19 +57,19 @@ def same_tree(source: Path, copy: Path, names=FILES) -> None:
         assert (copy / name).read_bytes() == (source / name).read_bytes(), name
 
 
-def test_huggingface_download_lands_in_local_dir_slash_model_name(hub, model, tmp_path):
+def test_huggingface_download_lands_in_local_dir_slash_org_slash_name_as_upstream(hub, model, tmp_path):
     result = run(["--model-uri", "org/tiny-llama", "--local-dir", str(tmp_path)], {"HF_ENDPOINT": hub.url})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(tmp_path / "tiny-llama")
-    same_tree(model, tmp_path / "tiny-llama")
+    assert result.stdout.strip() == str(tmp_path / "org" / "tiny-llama")
+    same_tree(model, tmp_path / "org" / "tiny-llama")
     assert any(path.startswith("/lfs/") for _, path in hub.requests)  # LFS files came through the redirect
 
 
 def test_suffix_filter_with_and_without_dot(hub, model, tmp_path):
     env = {"HF_ENDPOINT": hub.url, "DOWNLOADER_ALLOW_FILE_SUFFIX": "json, .safetensors"}
     assert run(["--model-uri", "huggingface://org/tiny-llama", "--local-dir", str(tmp_path)], env).returncode == 0
-    got = sorted(p.relative_to(tmp_path / "tiny-llama").as_posix() for p in (tmp_path / "tiny-llama").rglob("*")
-                 if p.is_file() and ".aibrix" not in p.parts)  # fmt: skip
+    dest = tmp_path / "org" / "tiny-llama"
+    got = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file() and ".aibrix" not in p.parts)
     assert got == sorted(n for n in FILES if n.endswith((".json", ".safetensors")))
 
 
@@ -88,13 +88,13 @@ def test_second_run_transfers_nothing(hub, model, tmp_path):
 def test_corrupt_local_file_is_fetched_again(hub, model, tmp_path):
     args = ["--model-uri", "org/tiny-llama", "--local-dir", str(tmp_path), "--json"]
     assert run(args, {"HF_ENDPOINT": hub.url}).returncode == 0
-    victim = tmp_path / "tiny-llama" / "model-00002-of-00002.safetensors"
+    victim = tmp_path / "org" / "tiny-llama" / "model-00002-of-00002.safetensors"
     data = bytearray(victim.read_bytes())
     data[1000] ^= 0xFF
     victim.write_bytes(bytes(data))  # same size, other bytes
     summary = json.loads(run(args, {"HF_ENDPOINT": hub.url}).stdout)
     assert summary["downloaded_files"] == 1
-    same_tree(model, tmp_path / "tiny-llama")
+    same_tree(model, tmp_path / "org" / "tiny-llama")
 
 
 def test_private_repo_needs_the_token(hub, model, tmp_path):
@@ -104,7 +104,7 @@ def test_private_repo_needs_the_token(hub, model, tmp_path):
     allowed = run(["--model-uri", "org/secret", "--local-dir", str(tmp_path)], {"HF_ENDPOINT": hub.url,
                                                                                 "HF_TOKEN": "hf_secret"})  # fmt: skip
     assert allowed.returncode == 0, allowed.stderr
-    same_tree(model, tmp_path / "secret")
+    same_tree(model, tmp_path / "org" / "secret")
 
 
 @pytest.mark.parametrize(
@@ -127,8 +127,8 @@ def test_kill_mid_download_then_resume_without_refetching(hub, model, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    big = tmp_path / "tiny-llama" / "model-00001-of-00002.safetensors"
-    record = tmp_path / "tiny-llama" / ".aibrix" / "partial" / "model-00001-of-00002.safetensors.json"
+    big = tmp_path / "org" / "tiny-llama" / "model-00001-of-00002.safetensors"
+    record = tmp_path / "org" / "tiny-llama" / ".aibrix" / "partial" / "model-00001-of-00002.safetensors.json"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # kill once at least one 8 MiB part of the big file is on disk
         try:
@@ -144,7 +144,7 @@ def test_kill_mid_download_then_resume_without_refetching(hub, model, tmp_path):
     hub.rate = None
     result = run(["--model-uri", "org/tiny-llama", "--local-dir", str(tmp_path), "--json"], env)
     assert result.returncode == 0, result.stderr
-    same_tree(model, tmp_path / "tiny-llama")
+    same_tree(model, tmp_path / "org" / "tiny-llama")
     total = sum(FILES.values())
     assert hub.bytes_served - first < total - (8 << 20), "completed parts were fetched again"
 
@@ -155,7 +155,7 @@ def test_two_processes_at_once_do_not_corrupt(hub, model, tmp_path):
     procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
-    same_tree(model, tmp_path / "tiny-llama")
+    same_tree(model, tmp_path / "org" / "tiny-llama")
     assert hub.bytes_served < 2 * sum(FILES.values())  # the second waited, then found the files done
 
 
@@ -208,7 +208,7 @@ def test_not_enough_disk_space_fails_before_downloading(hub, small_filesystem):
 def test_a_download_waiting_for_another_says_whom_and_gives_up_in_time(hub, tmp_path):
     import fcntl
 
-    state = tmp_path / "tiny-llama" / ".aibrix"
+    state = tmp_path / "org" / "tiny-llama" / ".aibrix"
     state.mkdir(parents=True)
     with open(state / "lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -219,7 +219,7 @@ def test_a_download_waiting_for_another_says_whom_and_gives_up_in_time(hub, tmp_
                      env={"HF_ENDPOINT": hub.url, "DOWNLOADER_LOCK_TIMEOUT": "1"})  # fmt: skip
         took = time.monotonic() - started
     assert result.returncode == 1
-    assert f"waiting for another download into {tmp_path / 'tiny-llama'} (pid 4242) to finish" in result.stderr
+    assert f"waiting for another download into {tmp_path / 'org' / 'tiny-llama'} (pid 4242) to finish" in result.stderr
     assert "is still running after 1s" in result.stderr
     assert took < 30
 

@@ -341,31 +341,25 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def test_the_runtime_model_download_refuses_local_paths_and_caps_the_size(tmp_path: Path) -> None:
+def test_the_runtime_model_download_refuses_local_paths_and_caps_the_size(procs, tmp_path: Path) -> None:
     """POST /v1/model/download serves remote callers: no reading the pod's own disk, no unbounded download."""
     import httpx
 
-    from procs import start_runtime, start_sim
-
-    sim = start_sim("vllm")
+    sim = procs.sim("vllm")
     env = {"DOWNLOADER_LOCAL_DIR": str(tmp_path / "models"), "AIBRIX_MAX_MODEL_BYTES": "1000"}
-    runtime = start_runtime("vllm", sim.url, env=env)
-    try:
-        for uri in ("file:///etc/passwd", "/etc", "./models"):
-            response = httpx.post(runtime.url + "/v1/model/download", json={"model_uri": uri, "model_name": "m"})
-            assert response.status_code == 400, response.text
-            assert "local paths and file:// URIs are not accepted" in response.json()["error"]["message"]
-        with Scripted(lambda n, h: server.send_range(h), os.urandom(2000)) as server:
-            body = {"model_uri": f"{server.url}/w.bin", "model_name": "big"}
-            assert httpx.post(runtime.url + "/v1/model/download", json=body).status_code == 200
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                entry = httpx.get(runtime.url + "/v1/model/list").json()["data"][0]
-                if entry["model_status"] != "downloading":
-                    break
-                time.sleep(0.05)
-        assert entry["model_status"] == "failed" and "over the limit of 1000" in entry["reason"], entry
-        assert not (tmp_path / "models" / "big" / "w.bin").exists()
-    finally:
-        runtime.stop()
-        sim.stop()
+    runtime = procs.runtime("vllm", sim.url, env=env)
+    for uri in ("file:///etc/passwd", "/etc", "./models"):
+        response = httpx.post(runtime.url + "/v1/model/download", json={"model_uri": uri, "model_name": "m"})
+        assert response.status_code == 400, response.text
+        assert "local paths and file:// URIs are not accepted" in response.json()["error"]["message"]
+    with Scripted(lambda n, h: server.send_range(h), os.urandom(2000)) as server:
+        body = {"model_uri": f"{server.url}/w.bin", "model_name": "big"}
+        assert httpx.post(runtime.url + "/v1/model/download", json=body).status_code == 200
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            entry = httpx.get(runtime.url + "/v1/model/list").json()["data"][0]
+            if entry["model_status"] != "downloading":
+                break
+            time.sleep(0.05)
+    assert entry["model_status"] == "failed" and "over the limit of 1000" in entry["reason"], entry
+    assert not (tmp_path / "models" / "big" / "w.bin").exists()

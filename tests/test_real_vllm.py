@@ -91,7 +91,7 @@ def test_a_name_vllm_serves_as_its_base_model_is_refused(runtime: Proc) -> None:
     assert "conflicts with a served base model" in response.json()["error"]["message"]
 
 
-def test_an_adapter_from_s3_is_loaded_into_real_vllm_and_serves(real_vllm: RealVLLM, rgw: RadosGateway,
+def test_an_adapter_from_s3_is_loaded_into_real_vllm_and_serves(procs, real_vllm: RealVLLM, rgw: RadosGateway,
                                                                 tmp_path: Path) -> None:  # fmt: skip
     client = rgw.client()
     client.create_bucket(Bucket="real-loras")
@@ -99,23 +99,20 @@ def test_an_adapter_from_s3_is_loaded_into_real_vllm_and_serves(real_vllm: RealV
     for path in folder.iterdir():
         client.put_object(Bucket="real-loras", Key=f"tiny/sql-lora/{path.name}", Body=path.read_bytes())
     adapters = tmp_path / "adapters"
-    runtime = start_runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), **rgw.env()})
-    try:
-        response = load(runtime, lora_name="sql-lora", artifact_url="s3://real-loras/tiny/sql-lora/",
-                        credentials={"aws_access_key_id": rgw.ACCESS_KEY,
-                                     "aws_secret_access_key": rgw.SECRET_KEY})  # fmt: skip
-        assert response.status_code == 200, response.text
-        assert response.json()["lora_path"] == str(adapters / "sql-lora")
-        assert (adapters / "sql-lora" / "adapter_model.safetensors").read_bytes() == (
-            folder / "adapter_model.safetensors"
-        ).read_bytes()
-        assert "sql-lora" in real_vllm.adapters()
-        completion = real_vllm.complete("sql-lora")
-        assert completion.status_code == 200, completion.text
-        assert unload(runtime, "sql-lora").status_code == 200
-        assert not (adapters / "sql-lora").exists()
-    finally:
-        runtime.stop()
+    runtime = procs.runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), **rgw.env()})
+    response = load(runtime, lora_name="sql-lora", artifact_url="s3://real-loras/tiny/sql-lora/",
+                    credentials={"aws_access_key_id": rgw.ACCESS_KEY,
+                                 "aws_secret_access_key": rgw.SECRET_KEY})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["lora_path"] == str(adapters / "sql-lora")
+    assert (adapters / "sql-lora" / "adapter_model.safetensors").read_bytes() == (
+        folder / "adapter_model.safetensors"
+    ).read_bytes()
+    assert "sql-lora" in real_vllm.adapters()
+    completion = real_vllm.complete("sql-lora")
+    assert completion.status_code == 200, completion.text
+    assert unload(runtime, "sql-lora").status_code == 200
+    assert not (adapters / "sql-lora").exists()
 
 
 def test_metrics_over_the_live_vllm_payload(real_vllm: RealVLLM, runtime: Proc) -> None:
@@ -140,7 +137,7 @@ def test_metrics_over_the_live_vllm_payload(real_vllm: RealVLLM, runtime: Proc) 
     assert not [line for line in remarks if not line.endswith(ACCEPTED_LINT)], remarks
 
 
-def test_a_delegated_adapter_vllm_refuses_leaves_no_files(real_vllm: RealVLLM, rgw: RadosGateway,
+def test_a_delegated_adapter_vllm_refuses_leaves_no_files(procs, real_vllm: RealVLLM, rgw: RadosGateway,
                                                           tmp_path: Path) -> None:  # fmt: skip
     """An artifact vLLM can never load (rank above --max-lora-rank) is a 422, and its downloaded files are gone."""
     client = rgw.client()
@@ -148,13 +145,10 @@ def test_a_delegated_adapter_vllm_refuses_leaves_no_files(real_vllm: RealVLLM, r
     for path in (tiny_models() / "lora-r64").iterdir():
         client.put_object(Bucket="big-loras", Key=f"big/{path.name}", Body=path.read_bytes())
     adapters = tmp_path / "adapters"
-    runtime = start_runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), **rgw.env()})
-    try:
-        response = load(runtime, lora_name="big", artifact_url="s3://big-loras/big/")
-        assert error_of(response) == (422, "AdapterRejected")
-        assert not (adapters / "big").exists()
-        listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
-        assert [(a["name"], a["state"]) for a in listing] == [("big", "failed")]
-        assert "greater than max_lora_rank" in listing[0]["reason"]
-    finally:
-        runtime.stop()
+    runtime = procs.runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), **rgw.env()})
+    response = load(runtime, lora_name="big", artifact_url="s3://big-loras/big/")
+    assert error_of(response) == (422, "AdapterRejected")
+    assert not (adapters / "big").exists()
+    listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
+    assert [(a["name"], a["state"]) for a in listing] == [("big", "failed")]
+    assert "greater than max_lora_rank" in listing[0]["reason"]

@@ -98,7 +98,7 @@ def test_concurrent_duplicate_loads_download_once(hub_stack, hub):
     assert hub.bytes_served < 2 * sum(len(d) for d in ADAPTER.values())
 
 
-def test_s3_artifact_with_credentials_and_secret(tmp_path, rgw, adapter_repo):
+def test_s3_artifact_with_credentials_and_secret(procs, tmp_path, rgw, adapter_repo):
     client = rgw.client()
     client.create_bucket(Bucket="loras")
     for name, data in ADAPTER.items():
@@ -107,29 +107,23 @@ def test_s3_artifact_with_credentials_and_secret(tmp_path, rgw, adapter_repo):
     (secrets / "s3-creds").mkdir(parents=True)
     (secrets / "s3-creds" / "aws_access_key_id").write_text(rgw.ACCESS_KEY)
     (secrets / "s3-creds" / "aws_secret_access_key").write_text(rgw.SECRET_KEY + "\n")
-    sim = start_sim("vllm")
+    sim = procs.sim("vllm")
     adapters = tmp_path / "adapters"
-    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "AIBRIX_CREDENTIALS_ROOT":
+    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "AIBRIX_CREDENTIALS_ROOT":
                                                   str(secrets), "AWS_ENDPOINT_URL": rgw.url, "AWS_REGION": "us-east-1",
                                                   "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})  # fmt: skip
-    try:
-        body = {"lora_name": "qwen-sql", "artifact_url": "s3://loras/adapters/qwen-sql/", "credentials": {
-            "aws_access_key_id": rgw.ACCESS_KEY, "aws_secret_access_key": rgw.SECRET_KEY}}  # fmt: skip
-        assert load(runtime, body).status_code == 200
-        assert (adapters / "qwen-sql" / "adapter_model.safetensors").read_bytes() == ADAPTER[
-            "adapter_model.safetensors"
-        ]
-        wrong = {**body, "lora_name": "wrong-keys", "credentials": {**body["credentials"],
-                                                                    "aws_secret_access_key": "nope"}}  # fmt: skip
-        assert_error(load(runtime, wrong), 403, "access denied")
-        assert not (adapters / "wrong-keys").exists()
-        from_secret = {"lora_name": "from-secret", "artifact_url": "s3://loras/adapters/qwen-sql/",
-                       "credentials_secret": "s3-creds"}  # fmt: skip
-        assert load(runtime, from_secret).status_code == 200
-        assert_error(load(runtime, {**from_secret, "lora_name": "bad-secret", "credentials_secret": "../etc"}), 400)
-    finally:
-        runtime.stop()
-        sim.stop()
+    body = {"lora_name": "qwen-sql", "artifact_url": "s3://loras/adapters/qwen-sql/", "credentials": {
+        "aws_access_key_id": rgw.ACCESS_KEY, "aws_secret_access_key": rgw.SECRET_KEY}}  # fmt: skip
+    assert load(runtime, body).status_code == 200
+    assert (adapters / "qwen-sql" / "adapter_model.safetensors").read_bytes() == ADAPTER["adapter_model.safetensors"]
+    wrong = {**body, "lora_name": "wrong-keys", "credentials": {**body["credentials"],
+                                                                "aws_secret_access_key": "nope"}}  # fmt: skip
+    assert_error(load(runtime, wrong), 403, "access denied")
+    assert not (adapters / "wrong-keys").exists()
+    from_secret = {"lora_name": "from-secret", "artifact_url": "s3://loras/adapters/qwen-sql/",
+                   "credentials_secret": "s3-creds"}  # fmt: skip
+    assert load(runtime, from_secret).status_code == 200
+    assert_error(load(runtime, {**from_secret, "lora_name": "bad-secret", "credentials_secret": "../etc"}), 400)
 
 
 def reload_count(runtime) -> float:
@@ -148,96 +142,80 @@ def wait_until(predicate, timeout: float) -> float:
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def test_adapters_come_back_after_engine_restart(tmp_path, adapter_repo):
+def test_adapters_come_back_after_engine_restart(procs, tmp_path, adapter_repo):
     port = free_port()
     sim = start_sim("vllm", port=port)
-    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
     names = [f"lora-{i}" for i in range(10)]
-    try:
-        for name in names:
-            assert load(runtime, {"lora_name": name, "lora_path": str(adapter_repo)}).status_code == 200
-        sim.stop()
-        sim = start_sim("vllm", port=port)
-        wait_until(lambda: set(names) <= set(engine_adapters(sim)), timeout=5)
-        wait_until(lambda: reload_count(runtime) >= 10, timeout=2)
-        assert reload_count(runtime) == 10
-    finally:
-        runtime.stop()
-        sim.stop()
+    for name in names:
+        assert load(runtime, {"lora_name": name, "lora_path": str(adapter_repo)}).status_code == 200
+    sim.stop()
+    sim = procs.sim("vllm", port=port)
+    wait_until(lambda: set(names) <= set(engine_adapters(sim)), timeout=5)
+    wait_until(lambda: reload_count(runtime) >= 10, timeout=2)
+    assert reload_count(runtime) == 10
 
 
-def test_runtime_restart_picks_its_adapters_up_again(tmp_path, adapter_repo):
+def test_runtime_restart_picks_its_adapters_up_again(procs, tmp_path, adapter_repo):
     port = free_port()
     sim = start_sim("vllm", port=port)
     env = {"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")}
     runtime = start_runtime("vllm", sim.url, env=env)
-    try:
-        for name in ("keep-a", "keep-b"):
-            assert load(runtime, {"lora_name": name, "lora_path": str(adapter_repo)}).status_code == 200
-        runtime.stop()
-        sim.stop()  # both restart: the engine has forgotten everything
-        sim = start_sim("vllm", port=port)
-        runtime = start_runtime("vllm", sim.url, env=env)
-        wait_until(lambda: {"keep-a", "keep-b"} <= set(engine_adapters(sim)), timeout=5)
-        names = [a["name"] for a in httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"]]
-        assert names == ["keep-a", "keep-b"]
-    finally:
-        runtime.stop()
-        sim.stop()
+    for name in ("keep-a", "keep-b"):
+        assert load(runtime, {"lora_name": name, "lora_path": str(adapter_repo)}).status_code == 200
+    runtime.stop()
+    sim.stop()  # both restart: the engine has forgotten everything
+    sim = procs.sim("vllm", port=port)
+    runtime = procs.runtime("vllm", sim.url, env=env)
+    wait_until(lambda: {"keep-a", "keep-b"} <= set(engine_adapters(sim)), timeout=5)
+    names = [a["name"] for a in httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"]]
+    assert names == ["keep-a", "keep-b"]
 
 
-def test_runtime_api_key_guards_management_but_not_probes(tmp_path, adapter_repo):
-    sim = start_sim("vllm", "--api-key", "engine-key")
+def test_runtime_api_key_guards_management_but_not_probes(procs, tmp_path, adapter_repo):
+    sim = procs.sim("vllm", "--api-key", "engine-key")
     env = {"AIBRIX_RUNTIME_API_KEY": "runtime-key", "INFERENCE_ENGINE_API_KEY": "engine-key",
            "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")}  # fmt: skip
-    runtime = start_runtime("vllm", sim.url, env=env)
-    try:
-        body = {"lora_name": "guarded", "lora_path": str(adapter_repo)}
-        assert_error(load(runtime, body), 401, "runtime API key")
-        assert_error(httpx.get(f"{runtime.url}/v1/lora_adapter"), 401)
-        assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/unload", json={"lora_name": "guarded"}), 401)
-        wrong = {"Authorization": "Bearer engine-key"}
-        assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=body, headers=wrong), 401)
-        for path in ("/healthz", "/ready", "/metrics"):
-            assert httpx.get(runtime.url + path).status_code == 200, path
-        right = {"Authorization": "Bearer runtime-key"}
-        # the runtime's key stays with the runtime; the engine gets INFERENCE_ENGINE_API_KEY
-        response = httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=body, headers=right)
-        assert response.status_code == 200, response.text
-    finally:
-        runtime.stop()
-        sim.stop()
+    runtime = procs.runtime("vllm", sim.url, env=env)
+    body = {"lora_name": "guarded", "lora_path": str(adapter_repo)}
+    assert_error(load(runtime, body), 401, "runtime API key")
+    assert_error(httpx.get(f"{runtime.url}/v1/lora_adapter"), 401)
+    assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/unload", json={"lora_name": "guarded"}), 401)
+    wrong = {"Authorization": "Bearer engine-key"}
+    assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=body, headers=wrong), 401)
+    for path in ("/healthz", "/ready", "/metrics"):
+        assert httpx.get(runtime.url + path).status_code == 200, path
+    right = {"Authorization": "Bearer runtime-key"}
+    # the runtime's key stays with the runtime; the engine gets INFERENCE_ENGINE_API_KEY
+    response = httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=body, headers=right)
+    assert response.status_code == 200, response.text
 
 
-def test_oversized_bodies_and_artifacts_are_refused(tmp_path, hub):
-    sim = start_sim("vllm")
+def test_oversized_bodies_and_artifacts_are_refused(procs, tmp_path, hub):
+    sim = procs.sim("vllm")
     env = {"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"), "HF_ENDPOINT": hub.url,
            "AIBRIX_MAX_BODY_BYTES": "2048", "AIBRIX_MAX_ARTIFACT_BYTES": str(1 << 20)}  # fmt: skip
-    runtime = start_runtime("vllm", sim.url, env=env)
-    try:
-        big = {"lora_name": "big", "lora_path": "/x" * 2000}
-        assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=big), 413, "over the limit")
+    runtime = procs.runtime("vllm", sim.url, env=env)
+    big = {"lora_name": "big", "lora_path": "/x" * 2000}
+    assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=big), 413, "over the limit")
 
-        def chunks():
-            yield b'{"lora_name": "big", "lora_path": "'
-            for _ in range(10):
-                yield b"a" * 1000
-            yield b'"}'
+    def chunks():
+        yield b'{"lora_name": "big", "lora_path": "'
+        for _ in range(10):
+            yield b"a" * 1000
+        yield b'"}'
 
-        streamed = httpx.post(f"{runtime.url}/v1/lora_adapter/load", content=chunks())  # no Content-Length
-        assert_error(streamed, 413, "over the limit")
-        artifact = {"lora_name": "too-big", "artifact_url": "huggingface://org/sql-lora"}
-        assert_error(load(runtime, artifact), 413, "over the limit")
-        assert not (tmp_path / "adapters" / "too-big").exists()
-    finally:
-        runtime.stop()
-        sim.stop()
+    streamed = httpx.post(f"{runtime.url}/v1/lora_adapter/load", content=chunks())  # no Content-Length
+    assert_error(streamed, 413, "over the limit")
+    artifact = {"lora_name": "too-big", "artifact_url": "huggingface://org/sql-lora"}
+    assert_error(load(runtime, artifact), 413, "over the limit")
+    assert not (tmp_path / "adapters" / "too-big").exists()
 
 
-def test_background_model_download_and_listing(tmp_path, hub, adapter_repo):
-    sim = start_sim("vllm")
+def test_background_model_download_and_listing(procs, tmp_path, hub, adapter_repo):
+    sim = procs.sim("vllm")
     models = tmp_path / "models"
-    runtime = start_runtime("vllm", sim.url, env={"DOWNLOADER_LOCAL_DIR": str(models), "HF_ENDPOINT": hub.url})
+    runtime = procs.runtime("vllm", sim.url, env={"DOWNLOADER_LOCAL_DIR": str(models), "HF_ENDPOINT": hub.url})
     try:
         started = httpx.post(f"{runtime.url}/v1/model/download", json={"model_uri": "org/sql-lora"})
         assert started.status_code == 200, started.text
@@ -250,9 +228,9 @@ def test_background_model_download_and_listing(tmp_path, hub, adapter_repo):
 
         wait_until(lambda: status() == "downloaded", timeout=20)
         card = httpx.get(f"{runtime.url}/v1/model/list").json()["data"][0]
-        assert card["model_name"] == "sql-lora" and card["bytes_done"] == card["bytes_total"] > 0
+        assert card["model_name"] == "org/sql-lora" and card["bytes_done"] == card["bytes_total"] > 0
         for name, data in ADAPTER.items():
-            assert (models / "sql-lora" / name).read_bytes() == data
+            assert (models / "org/sql-lora" / name).read_bytes() == data
 
         missing = httpx.post(f"{runtime.url}/v1/model/download", json={"model_uri": "org/nope"})
         assert missing.status_code == 200
@@ -269,14 +247,10 @@ def test_background_model_download_and_listing(tmp_path, hub, adapter_repo):
     finally:
         runtime.stop()
         sim.stop()
-    restarted_sim = start_sim("vllm")
-    restarted = start_runtime("vllm", restarted_sim.url, env={"DOWNLOADER_LOCAL_DIR": str(models)})
-    try:  # after a restart the listing still shows what is on disk
-        cards = httpx.get(f"{restarted.url}/v1/model/list").json()["data"]
-        assert [(c["model_name"], c["model_status"]) for c in cards] == [("sql-lora", "downloaded")]
-    finally:
-        restarted.stop()
-        restarted_sim.stop()
+    restarted_sim = procs.sim("vllm")
+    restarted = procs.runtime("vllm", restarted_sim.url, env={"DOWNLOADER_LOCAL_DIR": str(models)})
+    cards = httpx.get(f"{restarted.url}/v1/model/list").json()["data"]
+    assert [(c["model_name"], c["model_status"]) for c in cards] == [("org/sql-lora", "downloaded")]
 
 
 @pytest.mark.parametrize("name", ["ѕql", "sql\u200b", "ｓql", "sql/../x", "..", "x" * 254])
@@ -287,24 +261,20 @@ def test_unicode_and_path_tricks_in_adapter_names_are_refused(hub_stack, name):
     assert not adapters.exists() or not any(adapters.iterdir())
 
 
-def test_http_artifact_and_engine_key_from_additional_config(tmp_path):
+def test_http_artifact_and_engine_key_from_additional_config(procs, tmp_path):
     from payload_server import PayloadServer
 
-    sim = start_sim("vllm", "--api-key", "per-adapter-key")
+    sim = procs.sim("vllm", "--api-key", "per-adapter-key")
     adapters = tmp_path / "adapters"
-    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters)})
+    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters)})
     data = b'{"r": 8, "lora_alpha": 16}'
-    try:
-        with PayloadServer({"/loras/adapter_config.json": data}) as server:
-            body = {"lora_name": "web", "artifact_url": f"{server.url}/loras/adapter_config.json"}
-            assert_error(load(runtime, body), 401)  # the engine wants its key
-            keyed = {**body, "additional_config": {"api-key": "per-adapter-key"}}
-            response = load(runtime, keyed)
-        assert response.status_code == 200, response.text
-        assert (adapters / "web" / "adapter_config.json").read_bytes() == data
-    finally:
-        runtime.stop()
-        sim.stop()
+    with PayloadServer({"/loras/adapter_config.json": data}) as server:
+        body = {"lora_name": "web", "artifact_url": f"{server.url}/loras/adapter_config.json"}
+        assert_error(load(runtime, body), 401)  # the engine wants its key
+        keyed = {**body, "additional_config": {"api-key": "per-adapter-key"}}
+        response = load(runtime, keyed)
+    assert response.status_code == 200, response.text
+    assert (adapters / "web" / "adapter_config.json").read_bytes() == data
 
 
 def test_symlink_planted_in_the_adapter_directory_is_refused(hub_stack, tmp_path):
@@ -354,7 +324,7 @@ def test_gcs_and_tos_artifacts_through_the_runtime(tmp_path, rgw, scheme):
             emulator.stop()
 
 
-def test_adapter_whose_files_vanished_is_reported_failed_not_listed(tmp_path, adapter_repo):
+def test_adapter_whose_files_vanished_is_reported_failed_not_listed(procs, tmp_path, adapter_repo):
     """After an engine restart, an adapter whose path is gone cannot come back: say so, do not pretend."""
     import shutil
 
@@ -362,31 +332,23 @@ def test_adapter_whose_files_vanished_is_reported_failed_not_listed(tmp_path, ad
     copy = tmp_path / "ephemeral-lora"
     shutil.copytree(adapter_repo, copy)
     sim = start_sim("vllm", port=port)
-    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
-    try:
-        assert load(runtime, {"lora_name": "ephemeral", "lora_path": str(copy)}).status_code == 200
-        shutil.rmtree(copy)
-        sim.stop()
-        sim = start_sim("vllm", port=port)
+    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    assert load(runtime, {"lora_name": "ephemeral", "lora_path": str(copy)}).status_code == 200
+    shutil.rmtree(copy)
+    sim.stop()
+    sim = procs.sim("vllm", port=port)
 
-        def state() -> str:
-            return httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"][0]["state"]
+    def state() -> str:
+        return httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"][0]["state"]
 
-        wait_until(lambda: state() == "failed", timeout=5)
-        ids = [card["id"] for card in httpx.get(f"{runtime.url}/v1/models").json()["data"]]
-        assert "ephemeral" not in ids
-    finally:
-        runtime.stop()
-        sim.stop()
+    wait_until(lambda: state() == "failed", timeout=5)
+    ids = [card["id"] for card in httpx.get(f"{runtime.url}/v1/models").json()["data"]]
+    assert "ephemeral" not in ids
 
 
-def test_artifact_larger_than_the_free_disk_is_507_and_leaves_nothing(small_filesystem, hub):
-    sim = start_sim("vllm")
-    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(small_filesystem), "HF_ENDPOINT": hub.url})
-    try:
-        response = load(runtime, {"lora_name": "huge", "artifact_url": "huggingface://org/sql-lora"})
-        assert_error(response, 507, "not enough disk space")
-        assert not (small_filesystem / "huge").exists()
-    finally:
-        runtime.stop()
-        sim.stop()
+def test_artifact_larger_than_the_free_disk_is_507_and_leaves_nothing(procs, small_filesystem, hub):
+    sim = procs.sim("vllm")
+    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(small_filesystem), "HF_ENDPOINT": hub.url})
+    response = load(runtime, {"lora_name": "huge", "artifact_url": "huggingface://org/sql-lora"})
+    assert_error(response, 507, "not enough disk space")
+    assert not (small_filesystem / "huge").exists()

@@ -146,29 +146,25 @@ def test_a_cancelled_delegated_load_stops_its_download_before_cleaning_up(tmp_pa
     asyncio.run(go())
 
 
-def test_long_model_downloads_never_hold_up_adapter_loads(tmp_path: Path) -> None:
+def test_long_model_downloads_never_hold_up_adapter_loads(procs, tmp_path: Path) -> None:
     """Each background model download used to hold a thread of the default executor for its whole length, which
     adapter downloads and DNS look-ups share: eight slow model downloads starved a delegated adapter load."""
     from payload_server import PayloadServer
 
-    sim = start_sim("vllm")
-    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
+    sim = procs.sim("vllm")
+    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
                                                   "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models")})  # fmt: skip
-    try:
-        fast = PayloadServer({"/lora/adapter_config.json": b'{"r": 8}'})
-        with PayloadServer({f"/w{i}.bin": b"w" * 1000 for i in range(8)}, delay=4.0) as slow, fast:
-            for index in range(8):
-                body = {"model_uri": f"{slow.url}/w{index}.bin", "model_name": f"slow-{index}"}
-                assert httpx.post(runtime.url + "/v1/model/download", json=body, timeout=10).status_code == 200
-            time.sleep(0.5)  # they are all under way
-            started = time.monotonic()
-            load = {"lora_name": "quick", "artifact_url": f"{fast.url}/lora/adapter_config.json"}  # downloaded
-            response = httpx.post(runtime.url + "/v1/lora_adapter/load", json=load, timeout=30)
-            took = time.monotonic() - started
-            assert response.status_code == 200, response.text
-            listing = httpx.get(runtime.url + "/v1/model/list", timeout=10)
-            assert listing.status_code == 200
-        assert took < 2.0, took
-    finally:
-        runtime.stop()
-        sim.stop()
+    fast = PayloadServer({"/lora/adapter_config.json": b'{"r": 8}'})
+    with PayloadServer({f"/w{i}.bin": b"w" * 1000 for i in range(8)}, delay=4.0) as slow, fast:
+        for index in range(8):
+            body = {"model_uri": f"{slow.url}/w{index}.bin", "model_name": f"slow-{index}"}
+            assert httpx.post(runtime.url + "/v1/model/download", json=body, timeout=10).status_code == 200
+        time.sleep(0.5)  # they are all under way
+        started = time.monotonic()
+        load = {"lora_name": "quick", "artifact_url": f"{fast.url}/lora/adapter_config.json"}  # downloaded
+        response = httpx.post(runtime.url + "/v1/lora_adapter/load", json=load, timeout=30)
+        took = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        listing = httpx.get(runtime.url + "/v1/model/list", timeout=10)
+        assert listing.status_code == 200
+    assert took < 2.0, took

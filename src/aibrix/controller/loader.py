@@ -52,8 +52,9 @@ def classify(status: int) -> Outcome:
 
 def engine_path(url: str) -> str:
     """The path an engine is given without a runtime: Hub repo ids and local paths it can read itself."""
-    if url.startswith("huggingface://"):
-        return url[len("huggingface://") :].strip("/")
+    for scheme in ("huggingface://", "hf://"):
+        if url.startswith(scheme):
+            return url[len(scheme) :].strip("/")
     if url.startswith(DELEGATED_SCHEMES):
         raise LoadError(
             f"{redact(url)} needs the runtime sidecar to download it: add the aibrix-runtime container to the pods "

@@ -16,7 +16,7 @@ PORT_LABEL = "model.aibrix.ai/port"
 ENGINE_LABEL = "model.aibrix.ai/engine"
 RUNTIME_CONTAINER = "aibrix-runtime"
 SCHEDULERS = ("default", "least-adapters", "least-load")
-SCHEMES = ("huggingface", "s3", "gs", "gcs", "tos", "http", "https")
+SCHEMES = ("huggingface", "hf", "s3", "gs", "gcs", "tos", "http", "https")
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # what a Service name must be

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+from aibrix.downloader.config import is_true, settings_env
 from aibrix.downloader.progress import Progress, Result
 from aibrix.downloader.transfer import Downloader
 from aibrix.names import model_name_problem
 from aibrix.storage.base import BadSetting, BadURI, TooLarge, parse_suffixes
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
-from aibrix.storage.uri import open_source
+from aibrix.storage.uri import open_source, scheme_of
 
 DEFAULT_LOCAL_DIR = "/tmp/aibrix/models/"
+DEFAULT_THREADS = 16  # upstream's 32 buys nothing on 2-8 cores (docs/benchmarks.md); set DOWNLOADER_NUM_THREADS
 
 
 def download_model(
@@ -22,14 +25,16 @@ def download_model(
     model_name: str | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
     threads: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     policy: OutboundPolicy = DEFAULT_POLICY,
 ) -> Result:
     """Download ``model_uri`` into ``<local_dir>/<model_name>/``; re-running skips what is already complete.
-    ``policy`` says what may be reached (and how much fetched); every listing, redirect and part passes it."""
-    env = os.environ if env is None else env
+    ``policy`` says what may be reached (and how much fetched); every listing, redirect and part passes it.
+    ``extra_config`` takes upstream's download_extra_config keys (ak, sk, endpoint, region, hf_token, ...)."""
     policy.check_uri(model_uri)
+    env = settings_env(os.environ if env is None else env, extra_config, scheme=scheme_of(model_uri))
     source = open_source(model_uri, env, policy=policy)
     name = model_name or source.model_name
     problem = model_name_problem(name)
@@ -43,11 +48,13 @@ def download_model(
     if not files:
         raise BadURI(f"{source.describe()}: no files to download" + (" after the suffix filter" if suffixes else ""))
     downloader = Downloader(
-        threads=threads or _int(env, "DOWNLOADER_NUM_THREADS", 16),
+        threads=threads or _int(env, "DOWNLOADER_NUM_THREADS", DEFAULT_THREADS),
         part_size=_int(env, "DOWNLOADER_PART_CHUNKSIZE", 64 << 20),
         timeout=float(env.get("DOWNLOADER_TIMEOUT") or 60),
-        fsync=(env.get("DOWNLOADER_FSYNC") or "0").strip().lower() in ("1", "true", "yes", "on"),
+        fsync=is_true(env.get("DOWNLOADER_FSYNC")),
         policy=policy,
+        force=is_true(env.get("DOWNLOADER_FORCE_DOWNLOAD")) or not is_true(env.get("DOWNLOADER_CHECK_FILE_EXIST", "1")),
+        part_threshold=_int(env, "DOWNLOADER_PART_THRESHOLD", 0) or None,
     )
     root = Path(local_dir or env.get("DOWNLOADER_LOCAL_DIR") or DEFAULT_LOCAL_DIR)
     return downloader.download(files, root / name, on_progress=on_progress)

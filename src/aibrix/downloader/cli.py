@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 
 from aibrix.downloader.api import download_model
+from aibrix.downloader.config import ignored_settings, parse_extra_config
 from aibrix.downloader.progress import Progress
-from aibrix.storage.base import StorageError
+from aibrix.errors import AibrixError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -20,19 +22,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--model-uri", required=True, help="s3://, tos://, gs://, https://, a path, or org/name")
     parser.add_argument("--local-dir", help="base directory (env DOWNLOADER_LOCAL_DIR, default /tmp/aibrix/models/)")
-    parser.add_argument("--model-name", help="sub-directory for the files (default: last part of the URI)")
+    parser.add_argument("--model-name", help="sub-directory for the files: name or org/name (default: from the URI)")
     parser.add_argument("--threads", type=int, help="connections in all (env DOWNLOADER_NUM_THREADS, default 16)")
+    parser.add_argument(
+        "--download-extra-config",
+        help="upstream's JSON object: ak, sk, endpoint, region, hf_endpoint, hf_token, hf_revision, num_threads, "
+        "part_threshold, part_chunksize, allow_file_suffix, force_download (max_io_queue, io_chunksize: accepted, "
+        "said to be ignored)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary instead of the path")
     parser.add_argument("--enable-progress-bar", action="store_true", help="accepted for upstream compatibility")
     args = parser.parse_args(argv)
 
     show = not args.quiet and not args.json and sys.stderr.isatty()
+    quiet_warnings = (os.environ.get("LOG_LEVEL") or "").upper() in ("ERROR", "CRITICAL")
     try:
-        result = download_model(
-            args.model_uri, args.local_dir, args.model_name, threads=args.threads, on_progress=_bar if show else None
-        )
-    except StorageError as exc:
+        extra = parse_extra_config(args.download_extra_config, "--download-extra-config")
+        extra_env = {f"DOWNLOADER_S3_{k.upper()}": "1" for k in ("max_io_queue", "io_chunksize") if k in extra}
+        for line in [] if quiet_warnings else ignored_settings({**os.environ, **extra_env}):
+            print(f"aibrix_download: {line}", file=sys.stderr)
+        result = download_model(args.model_uri, args.local_dir, args.model_name, threads=args.threads,
+                                extra_config=extra, on_progress=progress_bar if show else None)  # fmt: skip
+    except AibrixError as exc:
         _end_bar(show)
         print(f"aibrix_download: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -55,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(result.path)
 
 
-def _bar(progress: Progress) -> None:
+def progress_bar(progress: Progress) -> None:
     elapsed = max(1e-6, time.monotonic() - progress.started)
     rate = progress.done / elapsed
     share = progress.done / progress.total if progress.total else 1.0

@@ -3,6 +3,7 @@ and which downloads were left unfinished (what ``/v1/model/list`` reports)."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -28,9 +29,27 @@ def partial_folder(dest: Path) -> Path:
     return dest / STATE_DIR / "partial"
 
 
+UPSTREAM_CACHE = ".cache"  # upstream aibrix (and huggingface_hub) keep <model>/.cache/<source>/download/<path>.metadata
+
+
 def is_download(folder: Path) -> bool:
-    """Whether ``folder`` was written by this downloader."""
-    return (folder / STATE_DIR).is_dir()
+    """Whether ``folder`` was written by this downloader, or by upstream aibrix's."""
+    return (folder / STATE_DIR).is_dir() or any((folder / UPSTREAM_CACHE).glob("*/download"))
+
+
+def upstream_complete(target: Path, remote: RemoteFile, dest: Path) -> bool:
+    """Whether upstream aibrix's downloader finished ``target``: its metadata file holds the remote's ETag (or,
+    from huggingface_hub, the blob's hash) and the size matches, which is the check upstream itself makes."""
+    if remote.version is None or remote.size is None or target.stat().st_size != remote.size:
+        return False
+    for metadata in (dest / UPSTREAM_CACHE).glob(f"*/download/{glob.escape(remote.path)}.metadata"):
+        try:
+            lines = metadata.read_text().split()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if remote.version.strip('"') in {line.strip('"') for line in lines}:
+            return True
+    return False
 
 
 def is_unfinished(folder: Path) -> bool:
@@ -70,6 +89,9 @@ def is_complete(target: Path, remote: RemoteFile, dest: Path) -> bool:
         and remote.version is not None
         and (record.get("durable") or record.get("boot_id") == BOOT_ID)
     ):
+        return True
+    if upstream_complete(target, remote, dest):
+        record_complete(target, remote, dest, durable=False)
         return True
     if remote.digest is None:
         return False  # nothing to prove the bytes right: fetch again

@@ -48,16 +48,19 @@ class Downloader:
         retries: RetryPolicy | None = None,
         retry_budget: int | None = None,
         min_rate: int = 64 << 10,
+        force: bool = False,
+        part_threshold: int | None = None,
     ) -> None:
         """``retries`` per part, ``retry_budget`` retries for a whole download (default: twice the threads, at
-        least 20); a part gets ``retries.deadline`` seconds, or as long as ``min_rate`` bytes per second needs."""
+        least 20); a part gets ``retries.deadline`` seconds, or as long as ``min_rate`` bytes per second needs.
+        ``force`` fetches every file again; files up to ``part_threshold`` bytes are fetched in one part."""
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.threads, self.part_size, self.timeout, self.fsync = threads, part_size, timeout, fsync
         self.policy = policy
         self.retries = retries or RetryPolicy()
         self.retry_budget = retry_budget if retry_budget is not None else max(20, 2 * threads)
-        self.min_rate = min_rate
+        self.min_rate, self.force, self.part_threshold = min_rate, force, part_threshold
 
     def download(
         self, files: list[RemoteFile], dest: Path, *, on_progress: Callable[[Progress], None] | None = None
@@ -68,7 +71,7 @@ class Downloader:
             jobs, skipped = [], 0
             for remote in files:
                 target = target_path(dest, remote.path)
-                if is_complete(target, remote, dest):
+                if not self.force and is_complete(target, remote, dest):
                     skipped += 1
                     continue
                 jobs.append(FileJob(remote, target, dest, self._part_size_for(remote, len(files)), self.fsync))
@@ -84,6 +87,8 @@ class Downloader:
         """Parts small enough to keep every connection busy, never below 8 MiB nor above the configured size."""
         if remote.size is None:
             return self.part_size
+        if self.part_threshold is not None and remote.size <= self.part_threshold:
+            return max(remote.size, 1)
         spread = remote.size * max(1, min(file_count, self.threads)) // self.threads
         return max(MIN_PART, min(self.part_size, spread))
 

@@ -24,7 +24,13 @@ from aibrix.runtime.delegation import artifact_fetcher
 from aibrix.runtime.downloads import ModelDownloads
 from aibrix.runtime.errors import EXCEPTION_HANDLERS, error_response
 from aibrix.runtime.guards import RuntimeKeyMiddleware, read_body
-from aibrix.runtime.models import DownloadModelRequest, LoadAdapterRequest, UnloadAdapterRequest, parse_body
+from aibrix.runtime.models import (
+    DownloadModelRequest,
+    ListModelsRequest,
+    LoadAdapterRequest,
+    UnloadAdapterRequest,
+    parse_body,
+)
 from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
@@ -102,12 +108,17 @@ async def unload_adapter(request: Request) -> Response:
 
 async def download_model_route(request: Request) -> Response:
     body = parse_body(await read_body(request), DownloadModelRequest)
-    status = request.app.state.downloads.start(body.model_uri, body.local_dir, body.model_name)
+    downloads = request.app.state.downloads
+    status = downloads.start(body.model_uri, body.local_dir, body.model_name, body.download_extra_config)
     return JSONResponse(asdict(status))
 
 
 async def list_models_on_disk(request: Request) -> Response:
-    data = await asyncio.to_thread(request.app.state.downloads.listing, request.query_params.get("local_dir"))
+    raw = await read_body(request)
+    local_dir = request.query_params.get("local_dir")
+    if raw.strip():  # upstream sends {"local_dir": ...} in a GET body
+        local_dir = parse_body(raw, ListModelsRequest).local_dir or local_dir
+    data = await asyncio.to_thread(request.app.state.downloads.listing, local_dir)
     return JSONResponse({"object": "list", "data": data})
 
 

@@ -23,16 +23,34 @@ CREDENTIAL_ENV = {
     "tos_region": "TOS_REGION",
     "gcp_service_account_json": "GCP_SERVICE_ACCOUNT_JSON",
     "huggingface_token": "HF_TOKEN",
+    # upstream aibrix's delegated TOS keys (runtime/downloaders.py)
+    "TOS_ACCESS_KEY": "TOS_ACCESS_KEY",
+    "TOS_SECRET_KEY": "TOS_SECRET_KEY",
+    "TOS_SESSION_KEY": "TOS_SESSION_TOKEN",
 }
+# Upstream's scheme-neutral keys: their variable depends on the artifact's store.
+SCHEME_KEYS = {
+    "endpoint": {"tos": "TOS_ENDPOINT", "": "AWS_ENDPOINT_URL"},
+    "region": {"tos": "TOS_REGION", "": "AWS_REGION"},
+}
+# Accepted for upstream's sake, and not acted on (said in the reply's log line, never silently).
+IGNORED_KEYS = {"enable_crc": "TOS CRC64 is not checked", "tos_enable_crc": "TOS CRC64 is not checked"}
+KNOWN_KEYS = frozenset({*CREDENTIAL_ENV, *SCHEME_KEYS, *IGNORED_KEYS})
 
 
-def credential_env(credentials: Mapping[str, str]) -> dict[str, str]:
-    """Environment-style settings for a download from the controller's credential keys; unknown keys are refused
-    so a typo does not silently fall back to the runtime's own identity."""
-    unknown = sorted(set(credentials) - set(CREDENTIAL_ENV))
+def credential_env(credentials: Mapping[str, str], scheme: str = "") -> dict[str, str]:
+    """Environment-style settings for a download from the controller's (and upstream's) credential keys; unknown
+    keys are refused so a typo does not silently fall back to the runtime's own identity."""
+    unknown = sorted(set(credentials) - KNOWN_KEYS)
     if unknown:
-        raise BadURI(f"unknown credential keys {unknown}; known: {sorted(CREDENTIAL_ENV)}")
-    return {CREDENTIAL_ENV[key]: str(value) for key, value in credentials.items() if value}
+        raise BadURI(f"unknown credential keys {unknown}; known: {sorted(KNOWN_KEYS)}")
+    env = {}
+    for key, value in credentials.items():
+        if not value or key in IGNORED_KEYS:
+            continue
+        name = CREDENTIAL_ENV.get(key) or SCHEME_KEYS[key].get(scheme, SCHEME_KEYS[key][""])
+        env[name] = str(value)
+    return env
 
 
 def read_secret(root: Path, name: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,16 +19,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import uvicorn
 
+    from aibrix.downloader.config import ignored_settings
     from aibrix.runtime.app import build_app
+    from aibrix.storage.base import redact
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aibrix.runtime").info(
-        "aibrix runtime for %s at %s listening on %s:%d",
-        settings.engine,
-        settings.engine_endpoint,
-        settings.host,
-        settings.port,
-    )
+    log = logging.getLogger("aibrix.runtime")
+    log.info("aibrix runtime for %s at %s listening on %s:%d", settings.engine, redact(settings.engine_endpoint),
+             settings.host, settings.port)  # fmt: skip
+    for line in ignored_settings(os.environ):  # model downloads read the downloader's variables
+        log.warning("%s", line)
     uvicorn.run(
         build_app(settings),
         host=settings.host,

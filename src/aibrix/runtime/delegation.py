@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -9,13 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aibrix.downloader.api import download_model
-from aibrix.runtime.artifacts import adapter_folder, credential_env, read_secret
+from aibrix.runtime.artifacts import IGNORED_KEYS, KNOWN_KEYS, adapter_folder, credential_env, read_secret
 from aibrix.runtime.models import LoadAdapterRequest
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import Telemetry
 from aibrix.storage.base import BadURI, StorageError
 from aibrix.storage.policy import OutboundPolicy
-from aibrix.storage.uri import REMOTE_SCHEMES, redact
+from aibrix.storage.uri import REMOTE_SCHEMES, redact, scheme_of
+
+log = logging.getLogger("aibrix.runtime")
 
 
 def artifact_fetcher(
@@ -29,7 +32,11 @@ def artifact_fetcher(
     if body.credentials_secret:
         credentials.update(read_secret(Path(settings.credentials_root), body.credentials_secret))
     credentials.update(body.credentials or {})
-    env = {**os.environ, **credential_env(credentials)}
+    # upstream merges additional_config into the credentials; its credential keys count, the engine's (api-key) not
+    credentials.update({k: str(v) for k, v in (body.additional_config or {}).items() if k in KNOWN_KEYS})
+    for key in sorted(set(credentials) & set(IGNORED_KEYS)):
+        log.warning("adapter %s: credential key %s is ignored: %s", body.lora_name, key, IGNORED_KEYS[key])
+    env = {**os.environ, **credential_env(credentials, scheme_of(body.artifact_url or ""))}
     policy = OutboundPolicy(
         settings.allow_metadata_urls, allow_local_files=False, max_bytes=settings.max_artifact_bytes
     )

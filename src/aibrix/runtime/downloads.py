@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from aibrix.downloader.api import download_model
+from aibrix.downloader.config import extra_config_env
 from aibrix.downloader.progress import Progress
 from aibrix.downloader.records import is_download, is_unfinished
 from aibrix.names import model_name_problem
 from aibrix.storage.base import BadURI
 from aibrix.storage.policy import OutboundPolicy
-from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES, redact
+from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES, check_uri, redact, scheme_of
 
 log = logging.getLogger("aibrix.runtime")
 
@@ -48,15 +49,19 @@ class ModelDownloads:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="model-download")
 
-    def start(self, model_uri: str, local_dir: str | None, model_name: str | None) -> ModelStatus:
+    def start(
+        self, model_uri: str, local_dir: str | None, model_name: str | None, extra: dict[str, Any] | None = None
+    ) -> ModelStatus:
+        """Start (or join) the download of ``model_uri``; every check that needs no network is made now (400)."""
         base = self._base(local_dir)
-        name = model_name or _name_of(model_uri)
-        problem = model_name_problem(name)
-        if problem:
-            raise BadURI(problem)
         self.policy.check_uri(model_uri)
         if not (model_uri.startswith(REMOTE_SCHEMES) or HF_REPO.fullmatch(model_uri)):
             raise BadURI(f"unsupported model URI {redact(model_uri)!r}; expected one of {', '.join(REMOTE_SCHEMES)}")
+        name = model_name or check_uri(model_uri)
+        problem = model_name_problem(name)
+        if problem:
+            raise BadURI(problem)
+        extra_config_env(extra or {}, scheme_of(model_uri))  # unknown keys: 400 now, not a failed download later
         target = base / name
         key = str(target)
         running = self._tasks.get(key)
@@ -64,16 +69,18 @@ class ModelDownloads:
             return self.statuses[key]
         status = ModelStatus(name, key, redact(model_uri), "downloading")
         self.statuses[key] = status
-        self._tasks[key] = asyncio.create_task(self._run(status, model_uri, base, name))
+        self._tasks[key] = asyncio.create_task(self._run(status, model_uri, base, name, extra))
         return status
 
-    async def _run(self, status: ModelStatus, model_uri: str, base: Path, name: str) -> None:
+    async def _run(
+        self, status: ModelStatus, model_uri: str, base: Path, name: str, extra: dict[str, Any] | None
+    ) -> None:
         def progress(p: Progress) -> None:
             status.bytes_done, status.bytes_total = p.done, p.total
 
         try:
             fetch = partial(download_model, model_uri, base, name, env=self.env, on_progress=progress,
-                            policy=self.policy)  # fmt: skip
+                            policy=self.policy, extra_config=extra)  # fmt: skip
             await asyncio.get_running_loop().run_in_executor(self._executor, fetch)
             status.model_status = "downloaded"
         except Exception as exc:  # reported in the listing; the runtime keeps serving
@@ -82,13 +89,12 @@ class ModelDownloads:
 
     def listing(self, local_dir: str | None = None) -> list[dict[str, Any]]:
         base = self._base(local_dir)
-        found = {key: asdict(s) for key, s in self.statuses.items() if Path(key).parent == base}
-        if base.is_dir():
-            for folder in sorted(base.iterdir()):
-                if str(folder) in found or not is_download(folder):
-                    continue
+        found = {key: asdict(s) for key, s in self.statuses.items() if Path(key) == base / s.model_name}
+        for folder in _model_folders(base):
+            if str(folder) not in found:
                 state = "incomplete" if is_unfinished(folder) else "downloaded"
-                found[str(folder)] = asdict(ModelStatus(folder.name, str(folder), "", state))
+                name = folder.relative_to(base).as_posix()
+                found[str(folder)] = asdict(ModelStatus(name, str(folder), "", state))
         return [found[key] for key in sorted(found)]
 
     def _base(self, local_dir: str | None) -> Path:
@@ -98,5 +104,14 @@ class ModelDownloads:
         return base
 
 
-def _name_of(uri: str) -> str:
-    return uri.rstrip("/").rsplit("/", 1)[-1]
+def _model_folders(base: Path) -> list[Path]:
+    """Downloaded models under ``base``: ``<name>/`` and ``<organization>/<name>/`` (HuggingFace's layout)."""
+    if not base.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        if is_download(folder):
+            found.append(folder)
+        else:
+            found += [sub for sub in sorted(folder.iterdir()) if sub.is_dir() and is_download(sub)]
+    return found

@@ -87,3 +87,13 @@ class DownloadModelRequest(BaseModel):
     model_uri: Text
     local_dir: Text | None = None
     model_name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    # upstream's keys (ak, sk, endpoint, region, hf_token, num_threads, ...); secrets are never echoed or logged
+    download_extra_config: dict[str, Any] | None = None
+
+
+class ListModelsRequest(BaseModel):
+    """GET /v1/model/list's optional JSON body, as upstream takes it (a ``local_dir`` query string also works)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    local_dir: Text | None = None

@@ -140,6 +140,8 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     for field, var in ENV_VARS.items():
         if environ.get(var, "") != "":
             values[field], origin[field] = environ[var], var
+    if "log_level" not in values and environ.get("LOG_LEVEL"):  # upstream's variable, when ours is not set
+        values["log_level"], origin["log_level"] = environ["LOG_LEVEL"].strip().lower(), "LOG_LEVEL"
     for field, value in args.items():
         if value is not None:
             values[field], origin[field] = value, "--" + field.replace("_", "-")

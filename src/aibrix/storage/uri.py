@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from typing import Protocol
@@ -31,14 +32,11 @@ def open_source(uri: str, env: Mapping[str, str] | None = None, *, policy: Outbo
     local path, or a bare HuggingFace repository id ``organization/name``."""
     env = os.environ if env is None else env
     uri = uri.strip()
-    if not uri:
-        raise BadURI("the model URI is empty")
+    check_uri(uri)
     scheme, _, rest = uri.partition("://") if "://" in uri else ("", "", uri)
     scheme = scheme.lower()
     if scheme in ("s3", "tos", "gs", "gcs"):
         bucket, _, key = rest.partition("/")
-        if not bucket:
-            raise BadURI(f"{uri!r} has no bucket")
         opener = _gcs if scheme in ("gs", "gcs") else _s3 if scheme == "s3" else _tos
         return opener(bucket, key, env, policy)
     if scheme in ("http", "https"):
@@ -55,7 +53,39 @@ def open_source(uri: str, env: Mapping[str, str] | None = None, *, policy: Outbo
         from aibrix.storage.local import LocalSource
 
         return LocalSource(os.path.expanduser(rest))
-    raise BadURI(f"unsupported model URI scheme {scheme!r} in {uri!r}")
+    raise BadURI(f"unsupported model URI scheme {scheme!r} in {redact(uri)!r}")
+
+
+def check_uri(uri: str) -> str:
+    """Refuse a URI that cannot name a model, without touching the network; returns the name its files get by
+    default (``organization/name`` for HuggingFace, as upstream lays it out; else the last part of the path)."""
+    uri = uri.strip()
+    scheme, _, rest = uri.partition("://") if "://" in uri else ("", "", uri)
+    scheme = scheme.lower()
+    if not uri:
+        raise BadURI("the model URI is empty")
+    if scheme in ("s3", "tos", "gs", "gcs"):
+        bucket, slash, key = rest.partition("/")
+        if not bucket:
+            raise BadURI(f"{uri!r} has no bucket")
+        if not slash:  # as upstream: a bare bucket is almost always a mistake
+            raise BadURI(f"{uri!r} names a bucket, not a model: give {uri}/<prefix>/ (or {uri}/ for the whole bucket)")
+        return posixpath.basename(key.rstrip("/")) or bucket
+    if scheme in ("huggingface", "hf") or (not scheme and HF_REPO.fullmatch(uri) and not os.path.exists(uri)):
+        repo = rest.strip("/")
+        if not HF_REPO.fullmatch(repo):
+            raise BadURI(f"{repo!r} is not a HuggingFace repository id (expected 'organization/name')")
+        return repo
+    if scheme in ("http", "https"):
+        return posixpath.basename(urlsplit(uri).path.rstrip("/"))
+    if scheme in ("file", ""):
+        return posixpath.basename(rest.rstrip("/"))
+    raise BadURI(f"unsupported model URI scheme {scheme!r} in {redact(uri)!r}")
+
+
+def scheme_of(uri: str) -> str:
+    """The URI's scheme, lower-cased ("" for paths and bare HuggingFace ids)."""
+    return uri.strip().partition("://")[0].lower() if "://" in uri else ""
 
 
 def _page_size(env: Mapping[str, str]) -> int:
@@ -84,17 +114,17 @@ def _s3(bucket: str, key: str, env: Mapping[str, str], policy: OutboundPolicy) -
 def _tos(bucket: str, key: str, env: Mapping[str, str], policy: OutboundPolicy) -> Source:
     from aibrix.storage.s3 import S3Source
 
-    endpoint = env.get("TOS_ENDPOINT") or None
-    if endpoint and "://" not in endpoint:
-        endpoint = "https://" + endpoint
+    region = env.get("TOS_REGION") or "cn-beijing"  # upstream's default region
+    endpoint = tos_s3_endpoint(env.get("TOS_ENDPOINT") or f"tos-{region}.volces.com")
     return S3Source(
         bucket,
         key,
         scheme="tos",
         endpoint=endpoint,
-        region=env.get("TOS_REGION") or None,
+        region=region,
         access_key=env.get("TOS_ACCESS_KEY"),
         secret_key=env.get("TOS_SECRET_KEY"),
+        session_token=env.get("TOS_SESSION_TOKEN") or env.get("TOS_SESSION_KEY") or None,
         # TOS' S3 endpoints want virtual-hosted buckets; a test server on an IP address cannot do that.
         addressing_style=env.get("DOWNLOADER_S3_ADDRESSING_STYLE") or _tos_style(endpoint),
         page_size=_page_size(env),
@@ -117,6 +147,19 @@ def _gcs(bucket: str, key: str, env: Mapping[str, str], policy: OutboundPolicy) 
         page_size=_page_size(env),
         policy=policy,
     )
+
+
+def tos_s3_endpoint(endpoint: str) -> str:
+    """TOS's S3-compatible endpoint for an endpoint as upstream users give it: the native host
+    ``tos-<region>.volces.com`` (or ``.ivolces.com``, the internal network) becomes ``tos-s3-<region>...``
+    (Volcengine serves the S3 API there); any other endpoint is used as given."""
+    if "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    if host.startswith("tos-") and not host.startswith("tos-s3-") and host.endswith((".volces.com", ".ivolces.com")):
+        return endpoint.replace(f"//{host}", f"//tos-s3-{host[len('tos-') :]}", 1)
+    return endpoint
 
 
 def _tos_style(endpoint: str | None) -> str:
