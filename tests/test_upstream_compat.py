@@ -170,3 +170,112 @@ def test_tos_endpoints_as_upstream_users_give_them_reach_the_s3_api(given: str, 
     from aibrix.storage.uri import tos_s3_endpoint
 
     assert tos_s3_endpoint(given) == expected
+
+
+# --- http(s) artifacts with headers, and archives -------------------------------------------------------------------
+
+
+def archive(kind: str, members: dict[str, bytes], link: str | None = None) -> bytes:
+    """A .tar.gz or .zip of ``members`` (plus a symlink named ``link`` when given)."""
+    import io
+    import tarfile
+    import zipfile
+
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w") as zipped:
+            for name, data in members.items():
+                zipped.writestr(name, data)
+        return buffer.getvalue()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        if link:
+            info = tarfile.TarInfo(link)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+class KeyedFiles:
+    """Serves fixed files only to requests carrying ``X-Api-Key: <key>``."""
+
+    def __init__(self, files: dict[str, bytes], key: str) -> None:
+        from http.server import BaseHTTPRequestHandler
+
+        from payload_server import LoopbackServer
+
+        self.seen: list[str | None] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                server.seen.append(self.headers.get("X-Api-Key"))
+                body = files.get(self.path) if self.headers.get("X-Api-Key") == key else None
+                self.send_response(200 if body is not None else 403)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                if self.command == "GET" and body:
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.loopback = LoopbackServer()
+        self.loopback.serve(Handler)
+        self.url = self.loopback.url
+
+    def __enter__(self) -> KeyedFiles:
+        self.loopback.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loopback.__exit__(*exc)
+
+
+def test_http_artifacts_take_secret_headers_and_archives_are_unpacked(procs, tmp_path: Path) -> None:
+    files = {"/lora.tar.gz": archive("tar", ADAPTER), "/lora.zip": archive("zip", ADAPTER)}
+    sim = procs.sim("vllm")
+    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path)})
+    headers = json.dumps({"X-Api-Key": "k-123"})
+    with KeyedFiles(files, "k-123") as server:
+        keyed = {"http_headers": headers}
+        loads = [
+            {"lora_name": "tgz", "artifact_url": f"{server.url}/lora.tar.gz", "credentials": keyed},
+            {"lora_name": "zip", "artifact_url": f"{server.url}/lora.zip", "additional_config": keyed},
+        ]
+        for body in loads:
+            response = httpx.post(runtime.url + "/v1/lora_adapter/load", json=body, timeout=60)
+            assert response.status_code == 200, response.text
+            assert tree(tmp_path / body["lora_name"]) == ADAPTER  # unpacked; the archive itself is gone
+        bare = {"lora_name": "nokey", "artifact_url": f"{server.url}/lora.zip"}
+        refused = httpx.post(runtime.url + "/v1/lora_adapter/load", json=bare, timeout=60)
+    assert refused.status_code == 403 and not (tmp_path / "nokey").exists()
+    assert "k-123" not in httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).text + runtime.output(limit=100_000)
+
+
+@pytest.mark.parametrize(
+    "kind, members, link, complaint",
+    [("tar", {"../evil": b"x"}, None, "would leave the adapter folder"),
+     ("tar", {"/etc/cron.d/x": b"x"}, None, "would leave the adapter folder"),
+     ("tar", {"ok": b"x"}, "sneaky", "is a link or a special file"),
+     ("zip", {"../../evil": b"x"}, None, "would leave the adapter folder"),
+     ("tar", {"big": b"\0" * 5000}, None, "over the limit of 4096")],
+)  # fmt: skip
+def test_hostile_archives_are_refused_before_anything_is_written(
+    kind, members, link, complaint, tmp_path: Path
+) -> None:
+    from aibrix.downloader.archives import unpack
+    from aibrix.errors import AibrixError
+
+    dest = tmp_path / "adapter"
+    dest.mkdir()
+    packed = dest / ("a.zip" if kind == "zip" else "a.tar.gz")
+    packed.write_bytes(archive(kind, members, link))
+    with pytest.raises(AibrixError, match=complaint):
+        unpack(packed, dest, max_bytes=4096)
+    assert [p.name for p in dest.iterdir()] == [packed.name] and not (tmp_path / "evil").exists()

@@ -23,6 +23,8 @@ CREDENTIAL_ENV = {
     "tos_region": "TOS_REGION",
     "gcp_service_account_json": "GCP_SERVICE_ACCOUNT_JSON",
     "huggingface_token": "HF_TOKEN",
+    # headers for an http(s) artifact, a JSON object ({"Authorization": "Bearer ...", "X-Api-Key": "..."}); secrets
+    "http_headers": "AIBRIX_HTTP_HEADERS",
     # upstream aibrix's delegated TOS keys (runtime/downloaders.py)
     "TOS_ACCESS_KEY": "TOS_ACCESS_KEY",
     "TOS_SECRET_KEY": "TOS_SECRET_KEY",

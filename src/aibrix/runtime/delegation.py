@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from aibrix.downloader.api import download_model
+from aibrix.downloader.archives import is_archive, unpack
 from aibrix.runtime.artifacts import IGNORED_KEYS, KNOWN_KEYS, adapter_folder, credential_env, read_secret
 from aibrix.runtime.models import LoadAdapterRequest
 from aibrix.runtime.settings import Settings
@@ -56,5 +59,8 @@ def artifact_fetcher(
             raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
         telemetry.download_bytes.inc(result.downloaded_bytes)
         telemetry.download_seconds.observe(time.monotonic() - started)
+        name = posixpath.basename(unquote(urlsplit(uri).path))
+        if uri.startswith(("http://", "https://")) and is_archive(name) and (result.path / name).is_file():
+            unpack(result.path / name, result.path, settings.max_artifact_bytes)
 
     return fetch

@@ -116,8 +116,8 @@ class Transport:
             next_url = urljoin(url, location)
             if urlsplit(next_url).scheme not in ("http", "https"):
                 raise StorageError(f"{what}: refusing a redirect to a {urlsplit(next_url).scheme or 'relative'} URL")
-            if not keeps_credentials(url, next_url):
-                sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+            if not keeps_credentials(url, next_url):  # every header a source gave may be a credential; Range is not
+                sent = {k: v for k, v in sent.items() if k.lower() == "range"}
             if response.status == 303:
                 method = "GET"
             url = next_url

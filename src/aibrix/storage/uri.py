@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import posixpath
 import re
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from aibrix.storage.base import BadURI, RemoteFile
+from aibrix.storage.base import BadSetting, BadURI, RemoteFile
 from aibrix.storage.base import redact as redact  # re-exported: callers import it from here
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 
@@ -42,7 +43,7 @@ def open_source(uri: str, env: Mapping[str, str] | None = None, *, policy: Outbo
     if scheme in ("http", "https"):
         from aibrix.storage.web import WebSource
 
-        return WebSource(uri, policy=policy)
+        return WebSource(uri, headers=_http_headers(env.get("AIBRIX_HTTP_HEADERS")), policy=policy)
     if scheme in ("huggingface", "hf") or (not scheme and HF_REPO.fullmatch(uri) and not os.path.exists(uri)):
         from aibrix.storage.huggingface import HuggingFaceSource
 
@@ -86,6 +87,21 @@ def check_uri(uri: str) -> str:
 def scheme_of(uri: str) -> str:
     """The URI's scheme, lower-cased ("" for paths and bare HuggingFace ids)."""
     return uri.strip().partition("://")[0].lower() if "://" in uri else ""
+
+
+def _http_headers(text: str | None) -> dict[str, str]:
+    """Headers for an http(s) source from a JSON object; the values are secrets and never appear in errors."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise BadSetting("http_headers must be a JSON object of header names to values") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise BadSetting("http_headers must be a JSON object of header names to string values")
+    if any("\r" in k + v or "\n" in k + v for k, v in value.items()):
+        raise BadSetting("http_headers must not contain line breaks")
+    return value
 
 
 def _page_size(env: Mapping[str, str]) -> int:
