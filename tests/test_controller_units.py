@@ -159,7 +159,7 @@ def test_a_listing_in_flight_during_a_load_does_not_lose_the_adapter() -> None:
 def test_an_object_whose_last_finalizer_we_removed_is_not_kept_after_its_deleted_event() -> None:
     """The DELETED event can arrive before the reply of the PATCH that removed the last finalizer; storing that
     reply would bring the dead adapter back into the cache and reconcile it at every resync."""
-    from aibrix.controller.kube import Informer
+    from aibrix.controller.informer import Informer
 
     informer = Informer(None, object, "default", lambda event, old, new: None)  # type: ignore[arg-type]
     meta = {"name": "gone", "namespace": "default", "resourceVersion": "7", "deletionTimestamp": "2026-12-01T00:00:00Z"}

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from lightkube import ApiError
 
 from aibrix.controller import exposure, schedulers
-from aibrix.controller.kube import EndpointSlice, Obj, Service, key_of, timestamp
 from aibrix.controller.loader import LoadError, Outcome
 from aibrix.controller.pods import Pod, parse_time
+from aibrix.controller.resources import EndpointSlice, Obj, Service, key_of, timestamp
 from aibrix.controller.spec import ENABLED_LABEL, AdapterSpec, SpecError, parse_spec
-from aibrix.controller.status import Retry, condition, set_condition
+from aibrix.controller.status import Condition, Retry, condition, set_condition
 from aibrix.controller.transitions import Verdict, after_failure, settle
 from aibrix.storage.uri import redact
 
@@ -37,7 +37,7 @@ class AdapterPass:
         self.options = reconciler.options
         self.old_status: Obj = obj.get("status") or {}
         self.status: Obj = copy.deepcopy(self.old_status)
-        self.conditions: list[Obj] = self.status.setdefault("conditions", [])
+        self.conditions: list[Condition] = self.status.setdefault("conditions", [])
         self.generation = int(obj["metadata"].get("generation") or 1)
         self.now = time.time()
         self.gave_up = False  # a pod was given up on in this pass: choose another at once

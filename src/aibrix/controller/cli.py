@@ -198,7 +198,7 @@ def serve_probes(
     """/healthz, /readyz and /metrics on the probe and metrics addresses (one server when they are the same)."""
     import uvicorn
 
-    from aibrix.controller.metrics import probe_app
+    from aibrix.controller.probes import probe_app
 
     app = probe_app(
         metrics, healthy=lambda: True, ready=lambda: not controller.leading or controller.adapters.synced.is_set()

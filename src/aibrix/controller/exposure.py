@@ -3,8 +3,8 @@ it. Pure builders; the reconcile applies what they return."""
 
 from __future__ import annotations
 
-from aibrix.controller.kube import Obj
 from aibrix.controller.pods import Pod
+from aibrix.controller.resources import Obj
 from aibrix.controller.spec import ADAPTER_LABEL, BASE_MODEL_ANNOTATION, GROUP, KIND, MODEL_LABEL, VERSION, AdapterSpec
 
 DEFAULT_PORT = 8000

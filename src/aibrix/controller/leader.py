@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from lightkube import ApiError, AsyncClient
 
-from aibrix.controller.kube import Lease, Obj, timestamp
 from aibrix.controller.pods import parse_time
+from aibrix.controller.resources import Lease, Obj, timestamp
 
 log = logging.getLogger("aibrix.controller")
 

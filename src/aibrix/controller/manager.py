@@ -11,13 +11,15 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient, operators
 
-from aibrix.controller.kube import EndpointSlice, Informer, Key, Kube, ModelAdapter, Obj, Pod, Service
+from aibrix.controller.informer import Informer
 from aibrix.controller.leader import LeaderElector
 from aibrix.controller.loader import Loader
 from aibrix.controller.metrics import ControllerMetrics
 from aibrix.controller.options import Options
 from aibrix.controller.reconciler import Reconciler
+from aibrix.controller.resources import EndpointSlice, Key, ModelAdapter, Obj, Pod, Service
 from aibrix.controller.spec import ADAPTER_LABEL, Selector, SpecError, parse_selector
+from aibrix.controller.writes import Kube
 
 log = logging.getLogger("aibrix.controller")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from aibrix.controller.kube import Key, Obj
 from aibrix.controller.metrics import PHASES, ControllerMetrics
+from aibrix.controller.resources import Key, Obj
 from aibrix.controller.status import claimed_pods
 
 

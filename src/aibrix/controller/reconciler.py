@@ -14,15 +14,17 @@ import time
 from lightkube import ApiError
 
 from aibrix.controller.adapter_pass import AdapterPass
-from aibrix.controller.kube import Informer, Key, Kube, Obj, key_of
+from aibrix.controller.informer import Informer
 from aibrix.controller.loader import Loader, LoadError
 from aibrix.controller.metrics import ControllerMetrics
 from aibrix.controller.options import Options
 from aibrix.controller.placements import Placements
 from aibrix.controller.pods import Pod, parse_time, pod_from_object
+from aibrix.controller.resources import Key, Obj, key_of
 from aibrix.controller.served import ServedIndex
 from aibrix.controller.spec import FINALIZER, AdapterSpec, SpecError, parse_spec
 from aibrix.controller.status import claimed_pods
+from aibrix.controller.writes import Kube
 
 __all__ = ["Reconciler"]
 

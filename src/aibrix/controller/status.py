@@ -3,35 +3,52 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
-from aibrix.controller.kube import timestamp
 from aibrix.controller.pods import parse_time
+from aibrix.controller.resources import timestamp
 
 Obj = dict[str, Any]
 
 
-def set_condition(conditions: list[Obj], type_: str, status: str, reason: str, message: str, generation: int) -> None:
+class Condition(TypedDict):
+    """One entry of ``status.conditions`` (the CRD's schema; a misspelt key is a type error, not a silent drop)."""
+
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+    lastTransitionTime: str
+    observedGeneration: int
+
+
+class RetryEntry(TypedDict):
+    """One entry of ``status.retries``."""
+
+    pod: str
+    podUID: str
+    attempts: int
+    lastError: str
+    lastAttemptTime: str
+    nextAttemptTime: str
+
+
+def set_condition(
+    conditions: list[Condition], type_: str, status: str, reason: str, message: str, generation: int
+) -> None:
     """Add or update a condition; its transition time moves only when its status or reason does."""
     for condition in conditions:
         if condition.get("type") == type_:
             if condition.get("status") != status or condition.get("reason") != reason:
                 condition["lastTransitionTime"] = timestamp()
-            condition.update(status=status, reason=reason, message=message, observedGeneration=generation)
+            condition["status"], condition["reason"], condition["message"] = status, reason, message
+            condition["observedGeneration"] = generation
             return
-    conditions.append(
-        {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": timestamp(),
-            "observedGeneration": generation,
-        }
-    )
+    conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
+                                lastTransitionTime=timestamp(), observedGeneration=generation))  # fmt: skip
 
 
-def condition(conditions: list[Obj], type_: str) -> Obj | None:
+def condition(conditions: list[Condition], type_: str) -> Condition | None:
     return next((c for c in conditions if c.get("type") == type_), None)
 
 
@@ -63,12 +80,7 @@ class Retry:
             next_attempt=parse_time(raw.get("nextAttemptTime")) or 0.0,
         )
 
-    def to_status(self) -> Obj:
-        return {
-            "pod": self.pod,
-            "podUID": self.pod_uid,
-            "attempts": self.attempts,
-            "lastError": self.last_error[:512],
-            "lastAttemptTime": timestamp(self.last_attempt, micro=True),
-            "nextAttemptTime": timestamp(self.next_attempt, micro=True),
-        }
+    def to_status(self) -> RetryEntry:
+        return RetryEntry(pod=self.pod, podUID=self.pod_uid, attempts=self.attempts, lastError=self.last_error[:512],
+                          lastAttemptTime=timestamp(self.last_attempt, micro=True),
+                          nextAttemptTime=timestamp(self.next_attempt, micro=True))  # fmt: skip
