@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -53,7 +54,8 @@ class FakeKube:
         argv = [sys.executable, "-m", "aibrix.controller.cli", "--kubeconfig", str(self.kubeconfig),
                 "--health-probe-bind-address", f"127.0.0.1:{port}", "--metrics-bind-address", "0",
                 "--leader-election-namespace", "default", *args]  # fmt: skip
-        proc = Proc(argv, port)
+        override = os.environ.get("AIBRIX_CONTROLLER_PYTHONPATH")
+        proc = Proc(argv, port, env={"PYTHONPATH": override} if override else None)
         proc.wait_http("/healthz")
         return proc
 
