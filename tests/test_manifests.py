@@ -1,0 +1,60 @@
+"""deploy/ checked by tools nobody here wrote: `kubectl kustomize` renders it, Kubernetes' published OpenAPI schemas
+(kubernetes-validate, for the version the suite's API server runs) accept every rendered object strictly, and the
+real kube-apiserver accepts it with --dry-run=server and for real, the samples included."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from real_kube import ControlPlane, kube_bin
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+KUBERNETES = "1.36.0"  # the minor version scripts/build_kube.sh builds (v1.36.3)
+
+
+def rendered() -> list[dict[str, Any]]:
+    result = subprocess.run([str(kube_bin() / "kubectl"), "kustomize", str(DEPLOY)], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_kustomize_renders_every_object_of_the_listed_files() -> None:
+    files = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]
+    expected = sorted((d["kind"], d["metadata"]["name"]) for f in files
+                      for d in yaml.safe_load_all((DEPLOY / f).read_text()) if d)  # fmt: skip
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in rendered()) == expected
+
+
+def test_every_rendered_object_matches_the_published_schemas_strictly() -> None:
+    objects = rendered()
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+    deployment = copy.deepcopy(next(o for o in objects if o["kind"] == "Deployment"))
+    deployment["spec"]["replica"] = 1  # a typo the server would drop silently; the schema check must not
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES, strict=True)
+
+
+def test_the_real_api_server_takes_the_manifests_and_the_samples(control_plane: ControlPlane) -> None:
+    dry = control_plane.kubectl("apply", "--dry-run=server", "-k", str(DEPLOY))
+    assert "(server dry run)" in dry.stdout
+    try:
+        control_plane.kubectl("apply", "-k", str(DEPLOY))
+        shown = control_plane.kubectl("get", "deployment", "aibrix-controller-manager", "-n", "aibrix-system",
+                                      "-o", "jsonpath={.spec.template.spec.serviceAccountName}")  # fmt: skip
+        assert shown.stdout == "aibrix-controller-manager"
+        for sample in sorted((DEPLOY / "samples").glob("*.yaml")):
+            result = control_plane.kubectl("apply", "--dry-run=server", "-f", str(sample))
+            assert "(server dry run)" in result.stdout, (sample.name, result.stdout)
+    finally:  # the CRD and RBAC stay (the session's other tests use them); the Deployment goes
+        control_plane.kubectl("delete", "-f", str(DEPLOY / "controller.yaml"), "--ignore-not-found", "--wait=false",
+                              check=False)  # fmt: skip
