@@ -15,6 +15,8 @@ AIBRIX_VLLM_PYTHON=$(scripts/install_vllm.sh | tail -1)
 AIBRIX_TINY_MODELS=$(scripts/make_tiny_model.sh "$AIBRIX_VLLM_PYTHON" | tail -1)
 # A real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built with Go (cached).
 AIBRIX_KUBE_BIN=$(scripts/build_kube.sh | tail -1)
-export AIBRIX_VLLM_PYTHON AIBRIX_TINY_MODELS AIBRIX_KUBE_BIN
+# The image, built without a registry (debootstrap base + buildah; cached by a hash of its inputs).
+AIBRIX_IMAGE=$(scripts/build_image.sh | tail -1)
+export AIBRIX_VLLM_PYTHON AIBRIX_TINY_MODELS AIBRIX_KUBE_BIN AIBRIX_IMAGE
 # The tests run in a network namespace of their own: nothing they do can reach another machine.
 exec scripts/in_netns.sh .venv/bin/python -m pytest -q "$@"
