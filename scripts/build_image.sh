@@ -13,7 +13,8 @@ need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && apt-ge
 need debootstrap debootstrap
 need buildah buildah
 
-base_key=$(printf '%s %s %s' bookworm "$MIRROR" "$PACKAGES" | sha256sum | cut -c1-12)
+TRIM="usr/share/doc usr/share/man usr/share/locale usr/share/info usr/lib/x86_64-linux-gnu/gconv"  # unused here
+base_key=$(printf '%s %s %s %s' bookworm "$MIRROR" "$PACKAGES" "$TRIM" | sha256sum | cut -c1-12)
 base=localhost/aibrix-base:bookworm-$base_key
 if ! buildah images -q "$base" >/dev/null 2>&1; then
   work=$(mktemp -d)
@@ -21,8 +22,8 @@ if ! buildah images -q "$base" >/dev/null 2>&1; then
   echo "build_image: debootstrap bookworm (minbase + $PACKAGES)" >&2
   debootstrap --variant=minbase --include="$PACKAGES" bookworm "$work/root" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
-  rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"* "$work/root/usr/share/doc" \
-    "$work/root/usr/share/man" "$work/root/usr/share/locale"
+  rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*
+  for path in $TRIM; do rm -rf "${work:?}/root/$path"; done
   tar -C "$work/root" -cf "$work/base.tar" .
   ctr=$(buildah from scratch)
   buildah add "$ctr" "$work/base.tar" / >/dev/null
@@ -42,5 +43,8 @@ if ! buildah images -q "$image" >/dev/null 2>&1; then
   echo "build_image: buildah bud on $base" >&2
   buildah bud -q --isolation chroot --build-arg BASE="$base" --build-arg PACKAGE=aibrix \
     --build-arg PIP_ARGS="--no-index --find-links /src/wheels" -f deploy/Dockerfile -t "$image" "$ctx" >/dev/null
+  # older builds of the image are of no further use: keep the store from growing with every change
+  buildah images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/aibrix/runtime:' | grep -v ":$key\$" \
+    | xargs -r buildah rmi >/dev/null 2>&1 || true
 fi
 echo "$image"

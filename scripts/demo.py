@@ -136,11 +136,17 @@ Both keep running; Ctrl-C stops them. Try:
   curl {runtime}/ready""")
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/demo.sh", description=__doc__)
     parser.add_argument("--once", action="store_true", help="walk through once and stop (what the tests run)")
     parser.add_argument("--real", action="store_true", help="real vLLM (CPU build) instead of the simulator")
     args = parser.parse_args()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (a background job)
+        signal.signal(sig, _interrupt)
     engine_url, runtime_url = f"http://127.0.0.1:{ENGINE_PORT}", f"http://127.0.0.1:{RUNTIME_PORT}"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -166,11 +172,10 @@ def main() -> None:
                 show("POST", f"{runtime_url}/v1/lora_adapter/unload", {"lora_name": "demo-lora"})
             else:
                 next_steps(runtime_url, engine_url, model)
-                done = threading.Event()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, lambda *_: done.set())
-                while not done.wait(1.0):
-                    pass
+                while True:
+                    time.sleep(3600)  # until Ctrl-C (or SIGTERM): both raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass
         finally:
             stop.set()
             for proc in reversed(procs):

@@ -20,7 +20,7 @@ DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     ports = {"ENGINE_PORT": str(free_port()), "RUNTIME_PORT": str(free_port())}
-    return subprocess.Popen([sys.executable, str(DEMO), *args], env={**os.environ, **ports, **(env or {})},
+    return subprocess.Popen([sys.executable, "-u", str(DEMO), *args], env={**os.environ, **ports, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
