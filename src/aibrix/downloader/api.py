@@ -13,7 +13,7 @@ from aibrix.downloader.transfer import Downloader
 from aibrix.names import model_name_problem
 from aibrix.storage.base import BadSetting, BadURI, TooLarge, parse_suffixes
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
-from aibrix.storage.uri import open_source, scheme_of
+from aibrix.storage.uri import check_uri, open_source, scheme_of
 
 DEFAULT_LOCAL_DIR = "/tmp/aibrix/models/"
 DEFAULT_THREADS = 16  # upstream's 32 buys nothing on 2-8 cores (docs/benchmarks.md); set DOWNLOADER_NUM_THREADS
@@ -36,7 +36,7 @@ def download_model(
     policy.check_uri(model_uri)
     env = settings_env(os.environ if env is None else env, extra_config, scheme=scheme_of(model_uri))
     source = open_source(model_uri, env, policy=policy)
-    name = model_name or source.model_name
+    name = model_name or check_uri(model_uri)
     problem = model_name_problem(name)
     if problem:
         raise BadURI(problem)

@@ -10,9 +10,10 @@ import time
 from collections.abc import Sequence
 
 from aibrix.downloader.api import download_model
-from aibrix.downloader.config import ignored_settings, parse_extra_config
+from aibrix.downloader.config import ignored_settings, parse_extra_config, settings_env
 from aibrix.downloader.progress import Progress
 from aibrix.errors import AibrixError
+from aibrix.storage.uri import scheme_of
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -39,11 +40,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     quiet_warnings = (os.environ.get("LOG_LEVEL") or "").upper() in ("ERROR", "CRITICAL")
     try:
         extra = parse_extra_config(args.download_extra_config, "--download-extra-config")
-        extra_env = {f"DOWNLOADER_S3_{k.upper()}": "1" for k in ("max_io_queue", "io_chunksize") if k in extra}
-        for line in [] if quiet_warnings else ignored_settings({**os.environ, **extra_env}):
+        env = settings_env(os.environ, extra, scheme=scheme_of(args.model_uri))  # what the download will read
+        for line in [] if quiet_warnings else ignored_settings(env):
             print(f"aibrix_download: {line}", file=sys.stderr)
-        result = download_model(args.model_uri, args.local_dir, args.model_name, threads=args.threads,
-                                extra_config=extra, on_progress=progress_bar if show else None)  # fmt: skip
+        result = download_model(args.model_uri, args.local_dir, args.model_name, env=env, threads=args.threads,
+                                on_progress=progress_bar if show else None)  # fmt: skip
     except AibrixError as exc:
         _end_bar(show)
         print(f"aibrix_download: error: {exc}", file=sys.stderr)

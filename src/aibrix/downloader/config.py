@@ -31,7 +31,6 @@ _PLAIN = {
     "force_download": "DOWNLOADER_FORCE_DOWNLOAD",
 }
 EXTRA_CONFIG_KEYS = tuple(sorted({*_BY_SCHEME, *_PLAIN}))
-SECRET_KEYS = frozenset({"ak", "sk", "hf_token"})
 
 # Upstream documents these variables with a DOWNLOADER_ prefix too; the plain spelling wins when both are set.
 _ALIASED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION",
@@ -53,9 +52,10 @@ def settings_env(env: Mapping[str, str], extra: Mapping[str, Any] | None = None,
     for name in _ALIASED:
         if not merged.get(name) and merged.get(f"DOWNLOADER_{name}"):
             merged[name] = merged[f"DOWNLOADER_{name}"]
-    for source in (parse_extra_config(env.get("DOWNLOADER_EXTRA_CONFIG"), "DOWNLOADER_EXTRA_CONFIG"), extra or {}):
+    from_env = parse_extra_config(merged.pop("DOWNLOADER_EXTRA_CONFIG", None), "DOWNLOADER_EXTRA_CONFIG")
+    for source in (from_env, extra or {}):
         merged.update(extra_config_env(source, scheme))
-    return merged
+    return merged  # applied once: the result can be passed through here again without changing
 
 
 def parse_extra_config(text: str | None, origin: str) -> dict[str, Any]:

@@ -37,10 +37,10 @@ def is_download(folder: Path) -> bool:
     return (folder / STATE_DIR).is_dir() or any((folder / UPSTREAM_CACHE).glob("*/download"))
 
 
-def upstream_complete(target: Path, remote: RemoteFile, dest: Path) -> bool:
-    """Whether upstream aibrix's downloader finished ``target``: its metadata file holds the remote's ETag (or,
-    from huggingface_hub, the blob's hash) and the size matches, which is the check upstream itself makes."""
-    if remote.version is None or remote.size is None or target.stat().st_size != remote.size:
+def upstream_complete(remote: RemoteFile, dest: Path) -> bool:
+    """Whether upstream aibrix's downloader finished this file, whose size the caller found right: its metadata
+    file holds the remote's ETag (or, from huggingface_hub, the blob's hash), the check upstream itself makes."""
+    if remote.version is None or remote.size is None:
         return False
     for metadata in (dest / UPSTREAM_CACHE).glob(f"*/download/{glob.escape(remote.path)}.metadata"):
         try:
@@ -90,7 +90,7 @@ def is_complete(target: Path, remote: RemoteFile, dest: Path) -> bool:
         and (record.get("durable") or record.get("boot_id") == BOOT_ID)
     ):
         return True
-    if upstream_complete(target, remote, dest):
+    if upstream_complete(remote, dest):  # the size matched above (upstream_complete needs a known size)
         record_complete(target, remote, dest, durable=False)
         return True
     if remote.digest is None:

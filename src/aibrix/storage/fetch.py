@@ -29,11 +29,11 @@ def request(
     transport = Transport(policy, timeout)
 
     def attempt(give_up_at: float) -> tuple[int, dict[str, str], bytes]:
-        _, response = transport.open(method, url, headers or {}, what=what)
+        answered, response = transport.open(method, url, headers or {}, what=what)
         try:
             body = response.read(MAX_BODY)
         except OSError as exc:
-            transport.drop(url)
+            transport.drop(answered)
             raise transport_error(exc, what) from None
         if response.status >= 400:
             detail = body[:300].decode(errors="replace")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import posixpath
 import threading
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -42,7 +41,6 @@ class GCSSource:
         self.base = (base or DEFAULT_BASE).rstrip("/")
         self.token = _Token(service_account_json, credentials_file, policy)
         self.headers = self.token.headers()
-        self.model_name = posixpath.basename(key.rstrip("/")) or bucket
 
     def describe(self) -> str:
         return f"gs://{self.bucket}/{self.key}"

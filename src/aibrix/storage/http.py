@@ -99,8 +99,9 @@ class Transport:
     def open(
         self, method: str, url: str, headers: Mapping[str, str], *, what: str = ""
     ) -> tuple[str, http.client.HTTPResponse]:
-        """The response to ``method url`` after redirects, and the URL that answered; any status. Authorization is
-        dropped when a redirect leaves the origin; every hop connects through the policy."""
+        """The response to ``method url`` after redirects, and the URL that answered; any status. The headers given
+        (credentials, all of them) are dropped when a redirect leaves the origin; every hop connects through the
+        policy."""
         what = what or redact(url)
         sent = dict(headers)
         parts = urlsplit(url)
@@ -126,25 +127,17 @@ class Transport:
     def _send(self, method: str, url: str, headers: dict[str, str], what: str) -> http.client.HTTPResponse:
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn, reused = self._connection(parts.scheme, _host_port(url), what)
-        try:
-            conn.request(method, target, headers=headers)
-            return conn.getresponse()
-        except _STALE as exc:
-            self.drop(url)
-            if not reused:
-                raise transport_error(exc, what) from None
-        except (OSError, http.client.HTTPException) as exc:
-            self.drop(url)
-            raise transport_error(exc, what) from None
-        # A kept-alive connection the server had closed: one fresh connection, never more (GETs and HEADs only).
-        conn, _ = self._connection(parts.scheme, _host_port(url), what)
-        try:
-            conn.request(method, target, headers=headers)
-            return conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            self.drop(url)
-            raise transport_error(exc, what) from None
+        while True:
+            conn, reused = self._connection(parts.scheme, _host_port(url), what)
+            try:
+                conn.request(method, target, headers=headers)
+                return conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                self.drop(url)
+                # A kept-alive connection the server had closed gets one fresh connection (GETs and HEADs only);
+                # the fresh one is not reused, so this never loops twice.
+                if not (reused and isinstance(exc, _STALE)):
+                    raise transport_error(exc, what) from None
 
     def _connection(self, scheme: str, netloc: str, what: str) -> tuple[http.client.HTTPConnection, bool]:
         conns: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})

@@ -35,7 +35,6 @@ class HuggingFaceSource:
         self.revision = revision or "main"
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.headers = {"Authorization": bearer(token)} if token else {}
-        self.model_name = self.repo  # <local-dir>/<org>/<name>, as upstream lays it out
         self.policy = policy
 
     def describe(self) -> str:

@@ -17,7 +17,6 @@ class LocalSource:
             raise BadURI(f"{path[:200]}: {exc.strerror or exc}") from None
         if not exists:
             raise NotFound(f"{path}: no such file or directory")
-        self.model_name = self.root.name
 
     def describe(self) -> str:
         return str(self.root)

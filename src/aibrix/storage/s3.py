@@ -12,7 +12,6 @@ outbound policy before botocore talks to it; the presigned bytes go through the 
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -69,7 +68,6 @@ class S3Source:
             max_pool_connections=32,
         )
         self.client: Any = session.create_client("s3", endpoint_url=endpoint, region_name=region, config=config)
-        self.model_name = posixpath.basename(key.rstrip("/")) or bucket
 
     def describe(self) -> str:
         return f"{self.scheme}://{self.bucket}/{self.key}"

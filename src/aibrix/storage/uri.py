@@ -8,8 +8,9 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aibrix.storage.base import BadSetting, BadURI, RemoteFile
 from aibrix.storage.base import redact as redact  # re-exported: callers import it from here
@@ -21,8 +22,6 @@ REMOTE_SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "huggingface://", "hf://
 
 
 class Source(Protocol):
-    model_name: str
-
     def describe(self) -> str: ...
 
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]: ...
@@ -33,9 +32,8 @@ def open_source(uri: str, env: Mapping[str, str] | None = None, *, policy: Outbo
     local path, or a bare HuggingFace repository id ``organization/name``."""
     env = os.environ if env is None else env
     uri = uri.strip()
-    check_uri(uri)
-    scheme, _, rest = uri.partition("://") if "://" in uri else ("", "", uri)
-    scheme = scheme.lower()
+    check_uri(uri)  # the scheme is one of those below from here on
+    scheme, rest = _split(uri)
     if scheme in ("s3", "tos", "gs", "gcs"):
         bucket, _, key = rest.partition("/")
         opener = _gcs if scheme in ("gs", "gcs") else _s3 if scheme == "s3" else _tos
@@ -44,25 +42,23 @@ def open_source(uri: str, env: Mapping[str, str] | None = None, *, policy: Outbo
         from aibrix.storage.web import WebSource
 
         return WebSource(uri, headers=_http_headers(env.get("AIBRIX_HTTP_HEADERS")), policy=policy)
-    if scheme in ("huggingface", "hf") or (not scheme and HF_REPO.fullmatch(uri) and not os.path.exists(uri)):
+    if _is_huggingface(scheme, uri):
         from aibrix.storage.huggingface import HuggingFaceSource
 
         token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
         return HuggingFaceSource(rest.strip("/"), revision=env.get("HF_REVISION") or None,
                                  endpoint=env.get("HF_ENDPOINT") or None, token=token, policy=policy)  # fmt: skip
-    if scheme == "file" or not scheme:
-        from aibrix.storage.local import LocalSource
+    from aibrix.storage.local import LocalSource  # file:// or a path
 
-        return LocalSource(os.path.expanduser(rest))
-    raise BadURI(f"unsupported model URI scheme {scheme!r} in {redact(uri)!r}")
+    return LocalSource(os.path.expanduser(rest))
 
 
 def check_uri(uri: str) -> str:
     """Refuse a URI that cannot name a model, without touching the network; returns the name its files get by
-    default (``organization/name`` for HuggingFace, as upstream lays it out; else the last part of the path)."""
+    default (``organization/name`` for HuggingFace, as upstream lays it out; else the last part of the path).
+    The one rule for that name: the CLI, the library and the runtime all use it."""
     uri = uri.strip()
-    scheme, _, rest = uri.partition("://") if "://" in uri else ("", "", uri)
-    scheme = scheme.lower()
+    scheme, rest = _split(uri)
     if not uri:
         raise BadURI("the model URI is empty")
     if scheme in ("s3", "tos", "gs", "gcs"):
@@ -72,21 +68,34 @@ def check_uri(uri: str) -> str:
         if not slash:  # as upstream: a bare bucket is almost always a mistake
             raise BadURI(f"{uri!r} names a bucket, not a model: give {uri}/<prefix>/ (or {uri}/ for the whole bucket)")
         return posixpath.basename(key.rstrip("/")) or bucket
-    if scheme in ("huggingface", "hf") or (not scheme and HF_REPO.fullmatch(uri) and not os.path.exists(uri)):
+    if _is_huggingface(scheme, uri):
         repo = rest.strip("/")
         if not HF_REPO.fullmatch(repo):
             raise BadURI(f"{repo!r} is not a HuggingFace repository id (expected 'organization/name')")
         return repo
     if scheme in ("http", "https"):
-        return posixpath.basename(urlsplit(uri).path.rstrip("/"))
+        return posixpath.basename(unquote(urlsplit(uri).path))  # the file's name (a URL ending in / names none)
     if scheme in ("file", ""):
-        return posixpath.basename(rest.rstrip("/"))
+        return Path(os.path.expanduser(rest)).name
     raise BadURI(f"unsupported model URI scheme {scheme!r} in {redact(uri)!r}")
 
 
 def scheme_of(uri: str) -> str:
     """The URI's scheme, lower-cased ("" for paths and bare HuggingFace ids)."""
-    return uri.strip().partition("://")[0].lower() if "://" in uri else ""
+    return _split(uri.strip())[0]
+
+
+def _split(uri: str) -> tuple[str, str]:
+    """(scheme lower-cased, the rest); ("", uri) for paths and bare HuggingFace ids."""
+    if "://" not in uri:
+        return "", uri
+    scheme, _, rest = uri.partition("://")
+    return scheme.lower(), rest
+
+
+def _is_huggingface(scheme: str, uri: str) -> bool:
+    """huggingface:// and hf://, or a bare ``organization/name`` that is not a local path."""
+    return scheme in ("huggingface", "hf") or (not scheme and bool(HF_REPO.fullmatch(uri)) and not os.path.exists(uri))
 
 
 def _http_headers(text: str | None) -> dict[str, str]:

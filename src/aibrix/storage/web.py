@@ -19,7 +19,6 @@ class WebSource:
         if not name:
             raise BadURI(f"{redact(url)!r} does not name a file")
         self.url, self.headers, self.file_name, self.policy = url, dict(headers or {}), name, policy
-        self.model_name = name
 
     def describe(self) -> str:
         return redact(self.url)
