@@ -104,6 +104,7 @@ class ControlPlane:
                 "--service-account-key-file", str(self.workdir / "sa.pub"),
                 "--service-account-signing-key-file", str(self.workdir / "sa.key"),
                 "--disable-admission-plugins", "ServiceAccount", "--enable-priority-and-fairness=false",
+                "--enable-aggregator-routing=true",  # webhooks reached through EndpointSlices: no cluster IPs here
                 "--v", "0"]  # fmt: skip
         proc = Proc(argv, port)
         self.procs.append(proc)

@@ -20,8 +20,8 @@ DEPLOY = ROOT / "deploy"
 KUBERNETES = "1.36.0"  # the minor version scripts/build_kube.sh builds (v1.36.3)
 
 
-def rendered() -> list[dict[str, Any]]:
-    result = subprocess.run([str(kube_bin() / "kubectl"), "kustomize", str(DEPLOY)], capture_output=True, text=True,
+def rendered(folder: Path = DEPLOY) -> list[dict[str, Any]]:
+    result = subprocess.run([str(kube_bin() / "kubectl"), "kustomize", str(folder)], capture_output=True, text=True,
                             timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -55,6 +55,29 @@ def test_the_real_api_server_takes_the_manifests_and_the_samples(control_plane: 
         for sample in sorted((DEPLOY / "samples").glob("*.yaml")):
             result = control_plane.kubectl("apply", "--dry-run=server", "-f", str(sample))
             assert "(server dry run)" in result.stdout, (sample.name, result.stdout)
-    finally:  # the CRD and RBAC stay (the session's other tests use them); the Deployment goes
-        control_plane.kubectl("delete", "-f", str(DEPLOY / "controller.yaml"), "--ignore-not-found", "--wait=false",
-                              check=False)  # fmt: skip
+    finally:  # the CRD and RBAC stay (the session's other tests use them); the Deployment and webhook go
+        for name in ("controller.yaml", "webhook.yaml"):
+            control_plane.kubectl("delete", "-f", str(DEPLOY / name), "--ignore-not-found", "--wait=false",
+                                  check=False)  # fmt: skip
+
+
+def test_the_webhooks_certificate_service_and_mount_agree() -> None:
+    extra = rendered(DEPLOY / "cert-manager")
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in extra) == [
+        ("Certificate", "aibrix-webhook-cert"), ("Issuer", "aibrix-selfsigned")]  # fmt: skip
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered() + extra}
+    certificate = objects[("Certificate", "aibrix-webhook-cert")]
+    service = objects[("Service", "aibrix-webhook")]
+    webhook = objects[("MutatingWebhookConfiguration", "aibrix-sidecar-injection")]
+    deployment = objects[("Deployment", "aibrix-controller-manager")]
+    namespace = service["metadata"]["namespace"]
+    assert f"{service['metadata']['name']}.{namespace}.svc" in certificate["spec"]["dnsNames"]
+    assert webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{namespace}/aibrix-webhook-cert"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-certs"]["secret"]["secretName"] == certificate["spec"]["secretName"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert f"--webhook-bind-address=:{ports[service['spec']['ports'][0]['targetPort']]}" in container["args"]
+    for hook in webhook["webhooks"]:
+        assert hook["clientConfig"]["service"]["name"] == service["metadata"]["name"]
+        assert hook["failurePolicy"] == "Ignore"

@@ -117,6 +117,7 @@ def test_kubectl_apply_k_deploy_with_a_server_dry_run_first(control_plane: Contr
     deployments = control_plane.kubectl("get", "deployments", "-n", "aibrix-system", "-o", "name").stdout
     assert "aibrix-controller-manager" in deployments
     control_plane.kubectl("delete", "deployment", "-n", "aibrix-system", "--all")
+    control_plane.kubectl("delete", "-f", str(ROOT / "deploy" / "webhook.yaml"))
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,10 @@ import socket
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from aibrix import __version__
 
 if TYPE_CHECKING:
     from aibrix.controller.manager import Controller, ControllerConfig
@@ -74,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-period", type=_positive, default=2.0)
     p.add_argument("--health-probe-bind-address", type=_address, default=_address(":8081"))
     p.add_argument("--metrics-bind-address", type=_address, default=_address(":8082"))
+    p.add_argument("--webhook-bind-address", type=_address, default=None,
+                   help="serve the sidecar injection webhook over HTTPS here, e.g. :9443 (default: off)")  # fmt: skip
+    p.add_argument("--webhook-cert-dir", type=Path, default=Path("/tmp/k8s-webhook-server/serving-certs"),
+                   help="folder with the webhook's tls.crt and tls.key, re-read when they change")  # fmt: skip
+    p.add_argument("--sidecar-runtime-image", default=f"aibrix/runtime:{__version__}",
+                   help="the injected aibrix-runtime image when a pod does not name one")  # fmt: skip
     p.add_argument("--max-retries", type=int, default=5, help="load attempts per pod before failing over")
     p.add_argument("--retry-base-seconds", type=_positive, default=5.0, help="first backoff, doubled per retry")
     p.add_argument("--stability-seconds", type=float, default=5.0, help="how long a pod must be Ready first")
@@ -150,6 +159,11 @@ async def run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     servers = serve_probes(args, controller, metrics)
+    if args.webhook_bind_address:
+        from aibrix.controller.webhook import serve_webhook
+
+        servers.append(serve_webhook(args.webhook_bind_address, args.webhook_cert_dir, args.sidecar_runtime_image,
+                                     metrics))  # fmt: skip
     log.info("aibrix controller %s starting (runtime sidecar %s, leader election %s)", config.identity,
              "on" if config.options.use_runtime else "off", "on" if config.leader_elect else "off")  # fmt: skip
     try:

@@ -40,6 +40,13 @@ class ControllerMetrics:
         self.adapters = add(Gauge("aibrix_controller_adapters", "ModelAdapters by phase.", ["phase"]))
         self.queue_depth = add(Gauge("aibrix_controller_queue_depth", "ModelAdapters waiting to be reconciled."))
         self.leader = add(Gauge("aibrix_controller_leader", "1 while this replica is the leader."))
+        self.webhook_reviews = add(
+            Counter(
+                "aibrix_controller_webhook_reviews",
+                "Admission reviews the sidecar injection webhook answered.",
+                ["result"],
+            )  # fmt: skip
+        )
         for phase in PHASES:
             self.adapters.labels(phase)
 

@@ -70,15 +70,22 @@ def _ports(container: dict[str, Any]) -> list[int]:
     return [p["containerPort"] for p in container.get("ports") or [] if isinstance(p.get("containerPort"), int)]
 
 
+def engine_port(labels: dict[str, str], containers: list[dict[str, Any]]) -> int:
+    """The engine's port: the ``model.aibrix.ai/port`` label, else the first port a non-runtime container declares,
+    else 8000 (the controller and the sidecar injection webhook read it the same way)."""
+    label_port = labels.get(PORT_LABEL, "")
+    if label_port.isdigit():
+        return int(label_port)
+    ports = [port for c in containers if c.get("name") != RUNTIME_CONTAINER for port in _ports(c)]
+    return (ports or [DEFAULT_ENGINE_PORT])[0]
+
+
 def pod_from_object(obj: dict[str, Any]) -> Pod:
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     labels = meta.get("labels") or {}
     containers = spec.get("containers") or []
     runtime = next((c for c in containers if c.get("name") == RUNTIME_CONTAINER), None)
     runtime_port = (_ports(runtime) or [DEFAULT_RUNTIME_PORT])[0] if runtime is not None else None
-    engine_ports = [port for c in containers if c is not runtime for port in _ports(c)]
-    label_port = labels.get(PORT_LABEL, "")
-    engine_port = int(label_port) if label_port.isdigit() else (engine_ports or [DEFAULT_ENGINE_PORT])[0]
     ready_since = None
     if status.get("phase") == "Running":
         for condition in status.get("conditions") or []:
@@ -92,7 +99,7 @@ def pod_from_object(obj: dict[str, Any]) -> Pod:
         ip=status.get("podIP"),
         ready_since=ready_since,
         terminating=bool(meta.get("deletionTimestamp")),
-        engine_port=engine_port,
+        engine_port=engine_port(labels, containers),
         runtime_port=runtime_port,
         engine=labels.get(ENGINE_LABEL, "vllm"),
     )

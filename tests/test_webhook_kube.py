@@ -1,0 +1,116 @@
+"""The sidecar injection webhook registered on the real kube-apiserver exactly as deploy/ ships it (certificate from
+scripts/webhook-certs.sh), a pod created through the API server coming back injected, and that pod then run (engine
+simulator plus the runtime with the injected command and environment) and given an adapter by the controller."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import yaml
+
+from kube import running
+from procs import Proc, free_port, start_sim
+from real_kube import ControlPlane, RealKube, pod_ip
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1")
+WEBHOOK = "aibrix-sidecar-injection"
+SLICES = "/apis/discovery.k8s.io/v1/namespaces/aibrix-system/endpointslices"
+
+
+def install(plane: ControlPlane, folder: Path) -> str:
+    """deploy/ applied, the certificate script run, and the Secret written to ``folder`` as the kubelet mounts it;
+    returns the CA the script made."""
+    plane.kubectl("apply", "-k", str(ROOT / "deploy"))
+    kubectl = f"{plane.bin / 'kubectl'} --kubeconfig {plane.admin}"
+    script = subprocess.run([str(ROOT / "scripts" / "webhook-certs.sh")], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "KUBECTL": kubectl})  # fmt: skip
+    assert script.returncode == 0, script.stderr
+    assert "(2 webhooks)" in script.stdout
+    secret = plane.http.get("/api/v1/namespaces/aibrix-system/secrets/aibrix-webhook-cert").json()
+    assert secret["type"] == "kubernetes.io/tls"
+    folder.mkdir()
+    for name in ("tls.crt", "tls.key"):
+        (folder / name).write_bytes(base64.b64decode(secret["data"][name]))
+    return secret["data"]["ca.crt"]
+
+
+def test_a_pod_created_through_the_api_server_is_injected_and_then_loads_an_adapter(
+    control_plane: ControlPlane, tmp_path: Path, adapter_dir: Path
+) -> None:
+    control_plane.reset()
+    kube = RealKube(control_plane)
+    plane = control_plane
+    started: list[Proc] = []
+    try:
+        bundle = install(plane, tmp_path / "certs")
+        config = plane.http.get(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{WEBHOOK}")
+        assert [w["clientConfig"]["caBundle"] for w in config.json()["webhooks"]] == [bundle, bundle]
+        port = free_port()
+        started.append(kube.start_controller("--webhook-bind-address", f"{pod_ip()}:{port}",
+                                             "--webhook-cert-dir", str(tmp_path / "certs"), *FAST))  # fmt: skip
+        slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": {"name": "aibrix-webhook-test",
+                               "labels": {"kubernetes.io/service-name": "aibrix-webhook"}},
+                  "addressType": "IPv4",
+                  "endpoints": [{"addresses": [pod_ip()], "conditions": {"ready": True}}],
+                  "ports": [{"name": "webhook", "port": port, "protocol": "TCP"}]}  # fmt: skip
+        assert plane.http.post(SLICES, json=slice_).status_code == 201
+
+        engine_port = free_port()
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "vllm-llama3", "namespace": "default",
+                            "labels": {"model.aibrix.ai/name": "base-model", "adapter.model.aibrix.ai/enabled": "true",
+                                       "model.aibrix.ai/port": str(engine_port)},
+                            "annotations": {"model.aibrix.ai/sidecar-injection": "true"}},
+               "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:latest",
+                                        "ports": [{"containerPort": engine_port}]}]}}  # fmt: skip
+        created = plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
+        assert "Warning" not in created.stderr, created.stderr
+        stored = plane.http.get("/api/v1/namespaces/default/pods/vllm-llama3").json()
+        containers = {c["name"]: c for c in stored["spec"]["containers"]}
+        assert list(containers) == ["vllm", "aibrix-runtime"]
+        assert {"name": "adapter-storage", "emptyDir": {}} in stored["spec"]["volumes"]
+        for c in containers.values():
+            assert {"name": "adapter-storage", "mountPath": "/tmp/aibrix/adapters"} in c["volumeMounts"]
+        runtime = containers["aibrix-runtime"]
+        assert runtime["image"] == "aibrix/runtime:0.1.0"
+        odd = {**pod, "metadata": {**pod["metadata"], "name": "odd", "labels": {"model.aibrix.ai/engine": "ollama"}}}
+        refused = plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(odd))  # the user sees why, the pod is made
+        assert "Warning: aibrix sidecar not injected: model.aibrix.ai/engine='ollama'" in refused.stderr
+        assert "pod/odd created" in refused.stdout
+
+        # Run the pod: the engine on its port, the runtime as injected. The pod's own address stands in for
+        # localhost (a pod's containers share it); the adapter-storage volume is a folder.
+        sim = start_sim("vllm", port=engine_port, host=pod_ip())
+        started.append(sim)
+        env = {e["name"]: e["value"].replace("localhost", pod_ip()) for e in runtime["env"]}
+        env["AIBRIX_ADAPTER_DIR"] = str(tmp_path / "adapter-storage")
+        command = [str(Path(sys.executable).parent / runtime["command"][0]), *runtime["command"][1:]]
+        listen = runtime["ports"][0]["containerPort"]
+        proc = Proc([*command, "--host", pod_ip()], listen, env, pod_ip())
+        started.append(proc)
+        proc.wait_http(runtime["readinessProbe"]["httpGet"]["path"])
+        kube.set_ready("vllm-llama3", True, since=5)
+
+        kube.add_adapter("sql-lora", artifactURL=str(adapter_dir), replicas=1)
+        obj = kube.wait_adapter("sql-lora", running, timeout=60)
+        assert obj["status"]["instances"] == ["vllm-llama3"]
+        cards = httpx.get(sim.url + "/v1/models", timeout=5).json()["data"]
+        assert "sql-lora" in {card["id"] for card in cards}
+        metrics = httpx.get(proc.url + "/metrics", timeout=5).text  # loaded through the injected runtime
+        assert 'aibrix:runtime_adapter_operations_total{operation="load",outcome="ok"} 1' in metrics
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+        plane.kubectl("delete", "mutatingwebhookconfiguration", WEBHOOK, "--ignore-not-found", check=False)
+        plane.kubectl("delete", "-n", "aibrix-system", "endpointslice", "aibrix-webhook-test", "secret",
+                      "aibrix-webhook-cert", "--ignore-not-found", check=False)  # fmt: skip
+        plane.kubectl("delete", "-f", str(ROOT / "deploy" / "controller.yaml"), "--ignore-not-found", "--wait=false",
+                      check=False)  # fmt: skip
+        kube.stop()
