@@ -1,12 +1,14 @@
-"""The image scripts/build_image.sh builds (debootstrap base + buildah, no registry): its own aibrix_runtime, run from
-the image's unpacked root as the non-root user the Dockerfile declares, serves an engine simulator: /ready 200 and
-an adapter loaded and listed."""
+"""The image scripts/build_image.sh builds (debootstrap base + buildah, no registry), run from its unpacked root as the
+non-root user the Dockerfile declares: its own aibrix_runtime serves an engine simulator (/ready 200, an adapter
+loaded and listed), and its own aibrix_controller serves the sidecar injection webhook over TLS."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kube import FakeKube
 from procs import free_port
+from tls import issue, make_ca
 
 BUILDAH_ENV = {**os.environ, "STORAGE_DRIVER": "vfs"}
 CHROOT = shutil.which("chroot", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "chroot"
@@ -76,3 +80,46 @@ def test_the_images_own_runtime_serves_an_engine_as_its_non_root_user(procs, ima
     finally:
         runtime.terminate()
         runtime.wait(timeout=10)
+
+
+def test_the_images_own_controller_serves_the_injection_webhook(image_root, tmp_path: Path) -> None:
+    """The controller's command from the image (lightkube, uvicorn, ssl as installed there) answers a review."""
+    _, root = image_root
+    inside = Path("/tmp") / tmp_path.name  # a folder in the image's root, readable by its user
+    folder = root / inside.relative_to("/")
+    ca = make_ca(tmp_path / "ca")
+    issue(ca, folder / "certs")
+    kube = FakeKube(tmp_path)
+    shutil.copy(kube.kubeconfig, folder / "kubeconfig")
+    for path in (folder, *folder.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    port, probes = free_port(), free_port()
+    controller = subprocess.Popen(
+        [CHROOT, "--userspec=65532:65532", str(root), "/opt/aibrix/bin/aibrix_controller",
+         "--kubeconfig", f"{inside}/kubeconfig", "--leader-elect=false", "--metrics-bind-address", "0",
+         "--health-probe-bind-address", f"127.0.0.1:{probes}", "--webhook-bind-address", f"127.0.0.1:{port}",
+         "--webhook-cert-dir", f"{inside}/certs"],
+        env={"PATH": "/opt/aibrix/bin:/usr/bin:/bin", "HOME": "/tmp"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    pod = {"metadata": {"name": "p", "annotations": {"model.aibrix.ai/sidecar-injection": "true"}},
+           "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai"}]}}  # fmt: skip
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+              "request": {"uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                          "object": pod}}  # fmt: skip
+    try:
+        deadline, answer = time.monotonic() + 30, None
+        while time.monotonic() < deadline and controller.poll() is None and answer is None:
+            try:
+                answer = httpx.post(f"https://127.0.0.1:{port}/mutate-v1-pod", json=review, timeout=2,
+                                    verify=ssl.create_default_context(cafile=str(ca)))  # fmt: skip
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answer is not None and answer.status_code == 200, controller.stdout.read() if controller.stdout else ""
+        patch = json.loads(base64.b64decode(answer.json()["response"]["patch"]))
+        assert any(op["path"] == "/spec/containers/-" and op["value"]["name"] == "aibrix-runtime" for op in patch)
+    finally:
+        controller.terminate()
+        controller.wait(timeout=10)
+        kube.stop()
+        shutil.rmtree(folder)
