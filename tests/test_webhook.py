@@ -177,6 +177,11 @@ def test_a_pod_that_opts_out_or_already_has_the_sidecar_is_left_alone(webhook, a
     assert response == {"uid": response["uid"], "allowed": True}
 
 
+def test_a_pod_update_is_never_patched_since_its_containers_cannot_change(webhook) -> None:
+    response = send(webhook, admission(engine_pod(), operation="UPDATE"))
+    assert response == {"uid": response["uid"], "allowed": True}
+
+
 def test_engine_ports_existing_volumes_and_guaranteed_pods_are_respected(webhook) -> None:
     resources = {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}}
     containers = [{"name": "engine", "image": "vllm/vllm-openai", "ports": [{"containerPort": 8080}],

@@ -66,6 +66,8 @@ def _decide(request: dict[str, Any], default_image: str) -> tuple[Plan, str]:
         spec = template.get("spec")
     if not wants_sidecar(annotations):
         return Plan(), "unchanged"
+    if prefix == "/spec" and request.get("operation", "CREATE") != "CREATE":
+        return Plan(), "unchanged"  # a pod's containers are fixed once it exists: a patch would fail the update
     if not isinstance(spec, dict):
         return Plan(warnings=["aibrix sidecar not injected: the object has no pod spec"]), "malformed"
     plan = plan_injection(spec, labels, annotations, default_image, prefix)

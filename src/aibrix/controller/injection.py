@@ -35,8 +35,8 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
-def wants_sidecar(*annotation_sets: dict[str, str] | None) -> bool:
-    return any((a or {}).get(INJECT_ANNOTATION, "").strip().lower() == "true" for a in annotation_sets)
+def wants_sidecar(annotations: dict[str, str]) -> bool:
+    return annotations.get(INJECT_ANNOTATION, "").strip().lower() == "true"
 
 
 def plan_injection(
