@@ -14,12 +14,9 @@ Prints Markdown.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import os
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from kube import FakeKube  # noqa: E402
 from procs import HOST, free_port  # noqa: E402
 from tls import issue, make_ca  # noqa: E402
+from webhooks import admission, install_certificate, route_service  # noqa: E402
 
 ANNOTATED = {"metadata": {"name": "p", "annotations": {"model.aibrix.ai/sidecar-injection": "true"},
                           "labels": {"model.aibrix.ai/name": "m"}},
@@ -42,9 +40,7 @@ PLAIN = {"metadata": {"name": "q"}, "spec": {"containers": [{"name": "app", "ima
 
 
 def review(obj: dict) -> bytes:
-    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                       "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                                   "operation": "CREATE", "object": obj}}).encode()  # fmt: skip
+    return json.dumps(admission(obj)).encode()
 
 
 def quantiles(samples: list[float]) -> tuple[float, float]:
@@ -97,22 +93,11 @@ def through_api(pods: int) -> list[str]:
             kube = RealKube(plane)
             rows.append(create_pods(plane, pods, "without the webhook"))
             plane.kubectl("apply", "-f", str(ROOT / "deploy" / "webhook.yaml"))
-            kubectl = f"{plane.bin / 'kubectl'} --kubeconfig {plane.admin}"
-            subprocess.run([str(ROOT / "scripts" / "webhook-certs.sh")], check=True, capture_output=True,
-                           env={**os.environ, "KUBECTL": kubectl})  # fmt: skip
-            secret = plane.http.get("/api/v1/namespaces/aibrix-system/secrets/aibrix-webhook-cert").json()
-            certs = Path(tmp) / "certs"
-            certs.mkdir()
-            for name in ("tls.crt", "tls.key"):
-                (certs / name).write_bytes(base64.b64decode(secret["data"][name]))
+            install_certificate(plane, Path(tmp) / "certs")
             port = free_port()
             controller = kube.start_controller("--webhook-bind-address", f"{pod_ip()}:{port}",
-                                               "--webhook-cert-dir", str(certs))  # fmt: skip
-            plane.http.post("/apis/discovery.k8s.io/v1/namespaces/aibrix-system/endpointslices", json={
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "bench", "labels": {"kubernetes.io/service-name": "aibrix-webhook"}},
-                "addressType": "IPv4", "endpoints": [{"addresses": [pod_ip()], "conditions": {"ready": True}}],
-                "ports": [{"name": "webhook", "port": port, "protocol": "TCP"}]}).raise_for_status()  # fmt: skip
+                                               "--webhook-cert-dir", str(Path(tmp) / "certs"))  # fmt: skip
+            route_service(plane, "bench", port)
             rows.append(create_pods(plane, pods, "with the webhook (annotated: injected)"))
             controller.stop()
         finally:

@@ -20,6 +20,7 @@ import pytest
 from kube import FakeKube
 from procs import free_port
 from tls import issue, make_ca
+from webhooks import admission
 
 BUILDAH_ENV = {**os.environ, "STORAGE_DRIVER": "vfs"}
 CHROOT = shutil.which("chroot", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "chroot"
@@ -104,14 +105,11 @@ def test_the_images_own_controller_serves_the_injection_webhook(image_root, tmp_
     )  # fmt: skip
     pod = {"metadata": {"name": "p", "annotations": {"model.aibrix.ai/sidecar-injection": "true"}},
            "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai"}]}}  # fmt: skip
-    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-              "request": {"uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                          "object": pod}}  # fmt: skip
     try:
         deadline, answer = time.monotonic() + 30, None
         while time.monotonic() < deadline and controller.poll() is None and answer is None:
             try:
-                answer = httpx.post(f"https://127.0.0.1:{port}/mutate-v1-pod", json=review, timeout=2,
+                answer = httpx.post(f"https://127.0.0.1:{port}/mutate-v1-pod", json=admission(pod), timeout=2,
                                     verify=ssl.create_default_context(cafile=str(ca)))  # fmt: skip
             except httpx.TransportError:
                 time.sleep(0.1)

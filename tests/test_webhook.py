@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import ssl
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 from kube import FakeKube
 from procs import HOST, Proc, free_port
 from tls import issue, make_ca
+from webhooks import admission
 
 KUBERNETES = "1.36.0"
 DEFAULT_IMAGE = "registry.example/aibrix/runtime:flag"
@@ -58,24 +58,6 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl
     yield url, ssl.create_default_context(cafile=str(ca))
     proc.stop()
     kube.stop()
-
-
-def admission(obj: dict[str, Any], kind: str = "Pod", group: str = "", operation: str = "CREATE") -> dict[str, Any]:
-    resource = {"Pod": "pods", "Deployment": "deployments"}.get(kind, kind.lower() + "s")
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": group, "version": "v1", "kind": kind},
-            "resource": {"group": group, "version": "v1", "resource": resource},
-            "namespace": "default",
-            "operation": operation,
-            "userInfo": {"username": "admin"},
-            "object": obj,
-            "dryRun": False,
-        },
-    }
 
 
 def send(webhook: tuple[str, ssl.SSLContext], body: bytes | dict[str, Any], path: str = "/mutate-v1-pod") -> dict:

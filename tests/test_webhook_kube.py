@@ -4,9 +4,6 @@ simulator plus the runtime with the injected command and environment) and given 
 
 from __future__ import annotations
 
-import base64
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,28 +13,11 @@ import yaml
 from kube import running
 from procs import Proc, free_port, start_sim
 from real_kube import ControlPlane, RealKube, pod_ip
+from webhooks import install_certificate, route_service
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1")
 WEBHOOK = "aibrix-sidecar-injection"
-SLICES = "/apis/discovery.k8s.io/v1/namespaces/aibrix-system/endpointslices"
-
-
-def install(plane: ControlPlane, folder: Path) -> str:
-    """deploy/ applied, the certificate script run, and the Secret written to ``folder`` as the kubelet mounts it;
-    returns the CA the script made."""
-    plane.kubectl("apply", "-k", str(ROOT / "deploy"))
-    kubectl = f"{plane.bin / 'kubectl'} --kubeconfig {plane.admin}"
-    script = subprocess.run([str(ROOT / "scripts" / "webhook-certs.sh")], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "KUBECTL": kubectl})  # fmt: skip
-    assert script.returncode == 0, script.stderr
-    assert "(2 webhooks)" in script.stdout
-    secret = plane.http.get("/api/v1/namespaces/aibrix-system/secrets/aibrix-webhook-cert").json()
-    assert secret["type"] == "kubernetes.io/tls"
-    folder.mkdir()
-    for name in ("tls.crt", "tls.key"):
-        (folder / name).write_bytes(base64.b64decode(secret["data"][name]))
-    return secret["data"]["ca.crt"]
 
 
 def test_a_pod_created_through_the_api_server_is_injected_and_then_loads_an_adapter(
@@ -48,19 +28,15 @@ def test_a_pod_created_through_the_api_server_is_injected_and_then_loads_an_adap
     plane = control_plane
     started: list[Proc] = []
     try:
-        bundle = install(plane, tmp_path / "certs")
+        plane.kubectl("apply", "-k", str(ROOT / "deploy"))
+        output, bundle = install_certificate(plane, tmp_path / "certs")
+        assert "(2 webhooks)" in output
         config = plane.http.get(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{WEBHOOK}")
         assert [w["clientConfig"]["caBundle"] for w in config.json()["webhooks"]] == [bundle, bundle]
         port = free_port()
         started.append(kube.start_controller("--webhook-bind-address", f"{pod_ip()}:{port}",
                                              "--webhook-cert-dir", str(tmp_path / "certs"), *FAST))  # fmt: skip
-        slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                  "metadata": {"name": "aibrix-webhook-test",
-                               "labels": {"kubernetes.io/service-name": "aibrix-webhook"}},
-                  "addressType": "IPv4",
-                  "endpoints": [{"addresses": [pod_ip()], "conditions": {"ready": True}}],
-                  "ports": [{"name": "webhook", "port": port, "protocol": "TCP"}]}  # fmt: skip
-        assert plane.http.post(SLICES, json=slice_).status_code == 201
+        route_service(plane, "aibrix-webhook-test", port)
 
         engine_port = free_port()
         pod = {"apiVersion": "v1", "kind": "Pod",

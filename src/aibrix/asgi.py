@@ -1,10 +1,16 @@
-"""ASGI middleware pieces the runtime and the simulator share."""
+"""ASGI pieces the products share: request-recording middleware (runtime, simulator) and servers run as tasks
+beside other work (the controller's probes and webhook)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class Seen:
@@ -40,3 +46,19 @@ class RecordingMiddleware:
             await self.app(scope, receive, watch)
         finally:
             self.record(scope, seen, time.perf_counter() - started)
+
+
+def serve_in_background(
+    app: ASGIApp, address: tuple[str, int], context: ssl.SSLContext | None = None, keep_alive: int = 5
+) -> asyncio.Task[None]:
+    """uvicorn serving ``app`` as a task of the running loop, leaving signals to the caller (over TLS with
+    ``context``, which may pick certificates per handshake; idle connections kept ``keep_alive`` seconds)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", access_log=False,
+                            lifespan="off", timeout_keep_alive=keep_alive)  # fmt: skip
+    config.load()
+    config.ssl = context
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+    return asyncio.create_task(server.serve())

@@ -20,17 +20,16 @@ MAX_WARNING = 256  # the API server may truncate longer warnings
 MAX_BODY = 4 * 1024 * 1024  # a pod is at most ~1.5 MiB in etcd; a review wraps it once (twice for an UPDATE)
 
 
-def review(body: bytes, default_image: str, max_bytes: int = MAX_BODY) -> tuple[dict[str, Any], str]:
+def review(body: bytes, default_image: str) -> tuple[dict[str, Any], str]:
     """The AdmissionReview to answer and what happened (``injected``, ``unchanged``, ``malformed``, ``error``)."""
-    if len(body) > max_bytes:
-        plan = Plan(warnings=[f"aibrix webhook: the AdmissionReview is larger than {max_bytes} bytes"])
+    if len(body) > MAX_BODY:
+        plan = Plan(warnings=[f"aibrix webhook: the AdmissionReview is larger than {MAX_BODY} bytes"])
         return _answer(API_VERSIONS[0], "", plan), "malformed"
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return _answer(API_VERSIONS[0], "", Plan(warnings=["aibrix webhook: the AdmissionReview is not JSON"])), (
-            "malformed"
-        )
+        plan = Plan(warnings=["aibrix webhook: the AdmissionReview is not JSON"])
+        return _answer(API_VERSIONS[0], "", plan), "malformed"
     version = request.get("apiVersion") if isinstance(request, dict) else None
     version = version if version in API_VERSIONS else API_VERSIONS[0]
     inner = request.get("request") if isinstance(request, dict) else None

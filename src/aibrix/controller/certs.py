@@ -26,8 +26,7 @@ class ServingCertificate:
 
     def context(self) -> ssl.SSLContext:
         """The context to serve with: it holds no certificate itself, each handshake gets the current one."""
-        outer = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        outer.minimum_version = ssl.TLSVersion.TLSv1_2
+        outer = _server_context()
         outer.sni_callback = self._select
         return outer
 
@@ -37,8 +36,7 @@ class ServingCertificate:
         if identity is None or identity == self._tried:
             return self.current
         self._tried = identity
-        fresh = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        fresh.minimum_version = ssl.TLSVersion.TLSv1_2
+        fresh = _server_context()
         try:
             fresh.load_cert_chain(self.cert, self.key)
         except (OSError, ssl.SSLError) as exc:
@@ -65,3 +63,9 @@ class ServingCertificate:
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         connection.context = context
         return None
+
+
+def _server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context

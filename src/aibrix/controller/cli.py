@@ -210,21 +210,14 @@ def serve_probes(
     args: argparse.Namespace, controller: Controller, metrics: ControllerMetrics
 ) -> list[asyncio.Task[None]]:
     """/healthz, /readyz and /metrics on the probe and metrics addresses (one server when they are the same)."""
-    import uvicorn
-
+    from aibrix.asgi import serve_in_background
     from aibrix.controller.probes import probe_app
 
     app = probe_app(
         metrics, healthy=lambda: True, ready=lambda: not controller.leading or controller.adapters.synced.is_set()
     )
-    servers = []
-    for address in {args.health_probe_bind_address, args.metrics_bind_address} - {None}:
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", access_log=False, lifespan="off")
-        )
-        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
-        servers.append(asyncio.create_task(server.serve()))
-    return servers
+    return [serve_in_background(app, address)
+            for address in {args.health_probe_bind_address, args.metrics_bind_address} - {None}]  # fmt: skip
 
 
 if __name__ == "__main__":

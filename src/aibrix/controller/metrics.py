@@ -45,7 +45,7 @@ class ControllerMetrics:
                 "aibrix_controller_webhook_reviews",
                 "Admission reviews the sidecar injection webhook answered.",
                 ["result"],
-            )  # fmt: skip
+            )
         )
         for phase in PHASES:
             self.adapters.labels(phase)

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from aibrix.asgi import serve_in_background
 from aibrix.controller.admission import MAX_BODY, review
 from aibrix.controller.certs import ServingCertificate
 from aibrix.controller.metrics import ControllerMetrics
@@ -27,7 +28,7 @@ def webhook_app(default_image: str, metrics: ControllerMetrics) -> Starlette:
             body += chunk
             if len(body) > MAX_BODY:
                 break
-        answer, outcome = review(bytes(body), default_image, MAX_BODY)
+        answer, outcome = review(bytes(body), default_image)
         metrics.webhook_reviews.labels(outcome).inc()
         return JSONResponse(answer)
 
@@ -39,15 +40,8 @@ def serve_webhook(
 ) -> asyncio.Task[None]:
     """Serve on ``address`` with ``tls.crt``/``tls.key`` from ``cert_dir`` (the keys of a kubernetes.io/tls
     Secret), re-read when they change."""
-    import uvicorn
-
     certificate = ServingCertificate(cert_dir / "tls.crt", cert_dir / "tls.key")
     if certificate.refresh() is None:
         log.warning("webhook: no certificate in %s yet; handshakes fail until tls.crt and tls.key load", cert_dir)
-    config = uvicorn.Config(webhook_app(default_image, metrics), host=address[0], port=address[1],
-                            log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30)  # fmt: skip
-    config.load()
-    config.ssl = certificate.context()
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
-    return asyncio.create_task(server.serve())
+    # the API server keeps its connections to webhooks: a longer keep-alive spares it a TLS handshake per pod
+    return serve_in_background(webhook_app(default_image, metrics), address, certificate.context(), keep_alive=30)
