@@ -64,6 +64,25 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     raise SystemExit(f"demo: {url} did not answer within {timeout:g}s")
 
 
+def start(argv: list[str], env: dict[str, str], logs: object) -> subprocess.Popen[bytes]:
+    """In its own process group, so ``stop_group`` also reaches the engine's workers (vLLM's EngineCore)."""
+    return subprocess.Popen(argv, env={**os.environ, **env}, stdout=logs, stderr=logs, start_new_session=True)  # type: ignore[arg-type]
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL for whatever of the group is left after ``grace`` seconds (a busy vLLM can take longer)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the leader may be gone while a worker lingers
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
 def engine_command(real: bool, work: Path) -> tuple[list[str], dict[str, str], str, Path]:
     """The engine's command line, environment, served model name and an adapter folder it can load."""
     if not real:
@@ -152,7 +171,7 @@ def main() -> None:
         work = Path(tmp)
         argv, env, model, adapter = engine_command(args.real, work)
         logs = open(work / "logs.txt", "wb")  # noqa: SIM115 - closed with the folder
-        procs = [subprocess.Popen(argv, env={**os.environ, **env}, stdout=logs, stderr=logs)]
+        procs = [start(argv, env, logs)]
         stop = threading.Event()
         try:
             wait_for(f"{engine_url}/health", procs[0], 240 if args.real else 20)
@@ -161,9 +180,8 @@ def main() -> None:
                 threading.Thread(target=traffic, args=(engine_url, model, stop), daemon=True).start()
             runtime_env = {"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": engine_url,
                            "AIBRIX_ADAPTER_DIR": str(work / "adapters")}  # fmt: skip
-            procs.append(subprocess.Popen([str(BIN / "aibrix_runtime"), "--host", "127.0.0.1", "--port",
-                                           str(RUNTIME_PORT)], env={**os.environ, **runtime_env}, stdout=logs,
-                                          stderr=logs))  # fmt: skip
+            runtime_argv = [str(BIN / "aibrix_runtime"), "--host", "127.0.0.1", "--port", str(RUNTIME_PORT)]
+            procs.append(start(runtime_argv, runtime_env, logs))
             wait_for(f"{runtime_url}/healthz", procs[1], 20)
             print(f"aibrix_runtime on {runtime_url}, sending traffic to the engine")
             time.sleep(2)  # a few requests, so the counters and histograms have moved
@@ -179,8 +197,7 @@ def main() -> None:
         finally:
             stop.set()
             for proc in reversed(procs):
-                proc.terminate()
-                proc.wait(timeout=20)
+                stop_group(proc)
             print("\ndemo: runtime and engine stopped")
 
 
