@@ -79,13 +79,20 @@ def extra_config_env(extra: Mapping[str, Any], scheme: str) -> dict[str, str]:
     for key, value in extra.items():
         if value is None:
             continue
-        name = _PLAIN.get(key) or _BY_SCHEME[key].get(scheme, _BY_SCHEME[key][""])
+        name = _PLAIN.get(key) or scheme_variable(key, scheme)
         if isinstance(value, list | tuple):
             value = ",".join(str(v) for v in value)
         elif isinstance(value, bool):
             value = "1" if value else "0"
         out[name] = str(value)
     return out
+
+
+def scheme_variable(key: str, scheme: str) -> str:
+    """The variable an upstream key whose meaning depends on the store (ak, sk, endpoint, region) sets for
+    ``scheme``: TOS's for tos://, else the S3 one (S3-compatible stores read those)."""
+    by_scheme = _BY_SCHEME[key]
+    return by_scheme.get(scheme, by_scheme[""])
 
 
 def ignored_settings(env: Mapping[str, str]) -> list[str]:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from aibrix.downloader.config import scheme_variable
 from aibrix.names import ADAPTER_NAME_RULE, is_adapter_name, is_kubernetes_name
 from aibrix.storage.base import AccessDenied, BadURI
 
@@ -30,11 +31,9 @@ CREDENTIAL_ENV = {
     "TOS_SECRET_KEY": "TOS_SECRET_KEY",
     "TOS_SESSION_KEY": "TOS_SESSION_TOKEN",
 }
-# Upstream's scheme-neutral keys: their variable depends on the artifact's store.
-SCHEME_KEYS = {
-    "endpoint": {"tos": "TOS_ENDPOINT", "": "AWS_ENDPOINT_URL"},
-    "region": {"tos": "TOS_REGION", "": "AWS_REGION"},
-}
+# Upstream's scheme-neutral keys: their variable depends on the artifact's store, as for the downloader's
+# download_extra_config (``scheme_variable``).
+SCHEME_KEYS = ("endpoint", "region")
 # Accepted for upstream's sake, and not acted on (said in the reply's log line, never silently).
 IGNORED_KEYS = {"enable_crc": "TOS CRC64 is not checked", "tos_enable_crc": "TOS CRC64 is not checked"}
 KNOWN_KEYS = frozenset({*CREDENTIAL_ENV, *SCHEME_KEYS, *IGNORED_KEYS})
@@ -50,7 +49,7 @@ def credential_env(credentials: Mapping[str, str], scheme: str = "") -> dict[str
     for key, value in credentials.items():
         if not value or key in IGNORED_KEYS:
             continue
-        name = CREDENTIAL_ENV.get(key) or SCHEME_KEYS[key].get(scheme, SCHEME_KEYS[key][""])
+        name = CREDENTIAL_ENV.get(key) or scheme_variable(key, scheme)
         env[name] = str(value)
     return env
 
