@@ -11,7 +11,7 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -30,6 +30,32 @@ def buildah(*args: str) -> str:
     result = subprocess.run(["buildah", *args], env=BUILDAH_ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+def in_image(root: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``argv`` run from the image's unpacked root as the user its Dockerfile declares."""
+    return subprocess.Popen([CHROOT, "--userspec=65532:65532", str(root), *argv],
+                            env={"PATH": "/opt/aibrix/bin:/usr/bin:/bin", "HOME": "/tmp", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def first_answer(proc: subprocess.Popen[str], send: Callable[[], httpx.Response]) -> httpx.Response | None:
+    """``send()``'s response once the server in ``proc`` answers (within 30 s), None if it never did or exited."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return send()
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return None
+
+
+def output(proc: subprocess.Popen[str]) -> str:
+    """What ``proc`` printed, for a failure message; stopped first, as reading a live one's pipe waits for its end."""
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return proc.stdout.read() if proc.stdout else ""
 
 
 @pytest.fixture(scope="module")
@@ -58,23 +84,12 @@ def test_the_images_own_runtime_serves_an_engine_as_its_non_root_user(procs, ima
         (folder / "adapter_config.json").write_text('{"r": 8}')
     sim = procs.sim("vllm")
     port = free_port()
-    runtime = subprocess.Popen(
-        [CHROOT, "--userspec=65532:65532", str(root), "/opt/aibrix/bin/aibrix_runtime", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env={"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": sim.url, "PATH": "/opt/aibrix/bin:/usr/bin:/bin",
-             "HOME": "/tmp"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    runtime = in_image(root, "/opt/aibrix/bin/aibrix_runtime", "--host", "127.0.0.1", "--port", str(port),
+                       env={"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": sim.url})  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline, ready = time.monotonic() + 30, None
-        while time.monotonic() < deadline and runtime.poll() is None:
-            try:
-                ready = httpx.get(url + "/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert ready is not None and ready.status_code == 200, runtime.stdout.read() if runtime.stdout else ""
+        ready = first_answer(runtime, lambda: httpx.get(url + "/ready", timeout=1))
+        assert ready is not None and ready.status_code == 200, output(runtime)
         load = httpx.post(url + "/v1/lora_adapter/load", json={"lora_name": "demo", "lora_path": str(adapter)})
         assert load.status_code == 200, load.text
         assert [a["name"] for a in httpx.get(url + "/v1/lora_adapter").json()["data"]] == ["demo"]
@@ -95,25 +110,17 @@ def test_the_images_own_controller_serves_the_injection_webhook(image_root, tmp_
     for path in (folder, *folder.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     port, probes = free_port(), free_port()
-    controller = subprocess.Popen(
-        [CHROOT, "--userspec=65532:65532", str(root), "/opt/aibrix/bin/aibrix_controller",
-         "--kubeconfig", f"{inside}/kubeconfig", "--leader-elect=false", "--metrics-bind-address", "0",
-         "--health-probe-bind-address", f"127.0.0.1:{probes}", "--webhook-bind-address", f"127.0.0.1:{port}",
-         "--webhook-cert-dir", f"{inside}/certs"],
-        env={"PATH": "/opt/aibrix/bin:/usr/bin:/bin", "HOME": "/tmp"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    controller = in_image(root, "/opt/aibrix/bin/aibrix_controller", "--kubeconfig", f"{inside}/kubeconfig",
+                          "--leader-elect=false", "--metrics-bind-address", "0",
+                          "--health-probe-bind-address", f"127.0.0.1:{probes}",
+                          "--webhook-bind-address", f"127.0.0.1:{port}",
+                          "--webhook-cert-dir", f"{inside}/certs")  # fmt: skip
     pod = {"metadata": {"name": "p", "annotations": {"model.aibrix.ai/sidecar-injection": "true"}},
            "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai"}]}}  # fmt: skip
     try:
-        deadline, answer = time.monotonic() + 30, None
-        while time.monotonic() < deadline and controller.poll() is None and answer is None:
-            try:
-                answer = httpx.post(f"https://127.0.0.1:{port}/mutate-v1-pod", json=admission(pod), timeout=2,
-                                    verify=ssl.create_default_context(cafile=str(ca)))  # fmt: skip
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert answer is not None and answer.status_code == 200, controller.stdout.read() if controller.stdout else ""
+        verify, webhook = ssl.create_default_context(cafile=str(ca)), f"https://127.0.0.1:{port}/mutate-v1-pod"
+        answer = first_answer(controller, lambda: httpx.post(webhook, json=admission(pod), timeout=2, verify=verify))
+        assert answer is not None and answer.status_code == 200, output(controller)
         patch = json.loads(base64.b64decode(answer.json()["response"]["patch"]))
         assert any(op["path"] == "/spec/containers/-" and op["value"]["name"] == "aibrix-runtime" for op in patch)
     finally:
