@@ -247,3 +247,14 @@ def test_a_pod_that_cannot_be_reached_is_named_as_what_it_is(via_runtime: bool) 
     who = "runtime" if via_runtime else "engine"
     assert caught.value.message.startswith(f"{who} at http://127.0.0.1:{port} is unreachable"), caught.value.message
     assert caught.value.outcome is Outcome.RETRY
+
+
+def test_a_condition_message_built_from_engine_errors_is_capped() -> None:
+    from aibrix.controller.status import set_condition
+    from aibrix.errors import MAX_ERROR_TEXT
+
+    conditions: list = []
+    set_condition(conditions, "Ready", "False", "LoadFailed", "pod-a: " + "e" * 40_000, 1)
+    set_condition(conditions, "Bound", "False", "x", "y", 1)
+    set_condition(conditions, "Ready", "False", "LoadFailed", "pod-b: " + "e" * 40_000, 2)
+    assert all(len(c["message"]) <= MAX_ERROR_TEXT + 40 for c in conditions)

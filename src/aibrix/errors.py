@@ -24,12 +24,24 @@ The runtime maps them to responses with one handler, by isinstance: nothing fall
 
 from __future__ import annotations
 
+# Error text is built from what servers, archives and callers sent; none of it may grow a reply, a record, a log line,
+# an Event or a status condition without bound.
+MAX_ERROR_TEXT = 1000
+
+
+def capped(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
 
 class AibrixError(Exception):
     status: int = 500
     type: str = ""  # empty: the class name
 
     def __init__(self, message: str = "", *, status: int | None = None, type: str | None = None) -> None:
+        message = capped(message)
         super().__init__(message)
         self.message = message
         if status is not None:

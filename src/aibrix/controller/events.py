@@ -10,6 +10,7 @@ from lightkube import AsyncClient
 
 from aibrix.controller.resources import Event, Obj, timestamp
 from aibrix.controller.spec import GROUP, KIND, VERSION
+from aibrix.errors import capped
 
 log = logging.getLogger("aibrix.controller")
 
@@ -39,7 +40,7 @@ class EventRecorder:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": capped(message),
             "count": 1,
             "firstTimestamp": now,
             "lastTimestamp": now,

@@ -7,6 +7,7 @@ from typing import Any, TypedDict
 
 from aibrix.controller.pods import parse_time
 from aibrix.controller.resources import timestamp
+from aibrix.errors import capped
 
 Obj = dict[str, Any]
 
@@ -41,10 +42,10 @@ def set_condition(
         if condition.get("type") == type_:
             if condition.get("status") != status or condition.get("reason") != reason:
                 condition["lastTransitionTime"] = timestamp()
-            condition["status"], condition["reason"], condition["message"] = status, reason, message
+            condition["status"], condition["reason"], condition["message"] = status, reason, capped(message)
             condition["observedGeneration"] = generation
             return
-    conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
+    conditions.append(Condition(type=type_, status=status, reason=reason, message=capped(message),
                                 lastTransitionTime=timestamp(), observedGeneration=generation))  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from aibrix.engines.client import EngineClient, Response
 from aibrix.engines.errors import EngineError, EngineRejected, NotSupported
+from aibrix.errors import capped
 
 ModelCard = dict[str, Any]
 
@@ -79,11 +80,16 @@ def same_path(a: str | None, b: str) -> bool:
 
 
 def error_message(response: Response) -> str:
-    """The human message inside an engine error body, whatever shape the engine uses."""
+    """The human message inside an engine error body, whatever shape the engine uses; capped, since it travels on
+    into replies, records and status conditions."""
+    return capped(_error_message(response))
+
+
+def _error_message(response: Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:500] or response.reason_phrase
+        return response.text.strip() or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
@@ -91,7 +97,7 @@ def error_message(response: Response) -> str:
         for key in ("message", "error_message", "detail", "error"):
             if body.get(key):
                 return body[key] if isinstance(body[key], str) else json.dumps(body[key])
-    return response.text.strip()[:500]
+    return response.text.strip()
 
 
 def error_type(response: Response) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 from aibrix.engines import Engine, ModelCard
 from aibrix.engines.base import same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
+from aibrix.errors import capped
 from aibrix.runtime.errors import APIError
 from aibrix.runtime.record import AdapterRecord
 
@@ -336,4 +337,4 @@ async def _download(fetch: Callable[[threading.Event], Any]) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return capped(getattr(exc, "message", None) or str(exc) or type(exc).__name__)

@@ -16,6 +16,7 @@ from aibrix.downloader.api import download_model
 from aibrix.downloader.config import extra_config_env
 from aibrix.downloader.progress import Progress
 from aibrix.downloader.records import is_download, is_unfinished
+from aibrix.errors import capped
 from aibrix.names import model_name_problem
 from aibrix.storage.base import BadURI
 from aibrix.storage.policy import OutboundPolicy
@@ -84,7 +85,7 @@ class ModelDownloads:
             await asyncio.get_running_loop().run_in_executor(self._executor, fetch)
             status.model_status = "downloaded"
         except Exception as exc:  # reported in the listing; the runtime keeps serving
-            status.model_status, status.reason = "failed", str(exc) or type(exc).__name__
+            status.model_status, status.reason = "failed", capped(str(exc) or type(exc).__name__)
             log.warning("model download %s failed: %s", status.source, status.reason)
 
     def listing(self, local_dir: str | None = None) -> list[dict[str, Any]]:
