@@ -363,3 +363,42 @@ def test_the_runtime_model_download_refuses_local_paths_and_caps_the_size(procs,
             time.sleep(0.05)
     assert entry["model_status"] == "failed" and "over the limit of 1000" in entry["reason"], entry
     assert not (tmp_path / "models" / "big" / "w.bin").exists()
+
+
+def test_a_refused_or_failed_answer_is_never_echoed(tmp_path: Path) -> None:
+    """A fetch the policy lets through but the server refuses must not become a way to read that server."""
+    from aibrix.storage.fetch import request, request_json
+
+    secret = b"internal-secret-4f1c"
+
+    def script(n: int, handler: BaseHTTPRequestHandler) -> None:
+        status = {"denied": 403, "broken": 500, "teapot": 418}.get(handler.path.split("/")[1], 200)
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(secret)))
+        handler.end_headers()
+        handler.wfile.write(secret)
+
+    with Scripted(script) as server:
+        errors = []
+        for path in ("/denied", "/broken", "/teapot"):
+            with pytest.raises(StorageError) as raised:
+                request(server.url + path, retries=QUICK)
+            errors.append(raised.value.message)
+            with pytest.raises(StorageError) as raised:
+                download_model(server.url + path + "/w.bin", tmp_path, "m", env={}, threads=1)
+            errors.append(raised.value.message)
+        with pytest.raises(StorageError) as raised:
+            request_json(server.url + "/ok")
+        errors.append(raised.value.message)
+    assert all(secret.decode() not in error for error in errors), errors
+    assert any("HTTP 418" in error for error in errors)
+
+
+def test_user_info_in_hf_endpoint_never_reaches_an_error(tmp_path: Path) -> None:
+    from aibrix.storage.huggingface import HuggingFaceSource
+
+    endpoint = "http://mirror-user:mirror-pass@127.0.0.1:9"
+    assert "mirror-pass" not in HuggingFaceSource("org/m", revision=None, endpoint=endpoint, token=None).describe()
+    with pytest.raises(StorageError) as raised:
+        download_model("hf://org/m", tmp_path, env={"HF_ENDPOINT": endpoint}, threads=1)
+    assert "mirror-pass" not in raised.value.message and "127.0.0.1:9" in raised.value.message

@@ -43,6 +43,9 @@ def test_metadata_addresses_are_refused_however_spelled_through_redirects_and_fo
     [
         ("::ffff:169.254.169.254", True), ("::169.254.169.254", True), ("64:ff9b::a9fe:a9fe", True),
         ("2002:a9fe:a9fe::1", True), ("fd00:ec2::254", True), ("fe80::1", True), ("0.0.0.0", True),
+        ("fd20:ce::254", True), ("fd00:ec2::23", True), ("192.0.0.192", True),
+        ("64:ff9b:1::a9fe:a9fe", True), ("64:ff9b:1:a9fe:a9:fe00::", True), ("64:ff9b:1:a9:fe:a9fe::", True),
+        ("64:ff9b:1::808:808", False), ("64:ff9b:1:808:8:800::", False), ("64:ff9b::808:808", False),
         ("127.0.0.1", False), ("::1", False), ("::ffff:127.0.0.1", False), ("10.1.2.3", False), ("::", False),
     ],
 )  # fmt: skip

@@ -35,9 +35,8 @@ def request(
         except OSError as exc:
             transport.drop(answered)
             raise transport_error(exc, what) from None
-        if response.status >= 400:
-            detail = body[:300].decode(errors="replace")
-            raise classify(response.status, what, detail, response.getheader("retry-after"))
+        if response.status >= 400:  # the body is not echoed: a refused fetch must not become a way to read a server
+            raise classify(response.status, what, response.getheader("retry-after"))
         return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
     try:
@@ -51,4 +50,6 @@ def request_json(url: str, **kwargs: Any) -> Any:
     try:
         return json.loads(body)
     except ValueError as exc:
-        raise StorageError(f"{kwargs.get('what') or redact(url)}: expected JSON, got {body[:100]!r}") from exc
+        raise StorageError(
+            f"{kwargs.get('what') or redact(url)}: expected JSON, got {len(body)} bytes of something else"
+        ) from exc

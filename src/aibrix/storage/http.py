@@ -37,19 +37,18 @@ def keeps_credentials(url: str, next_url: str) -> bool:
     return old == ("http", new[1], 80) and new == ("https", old[1], 443)
 
 
-def classify(status: int, what: str, detail: str = "", retry_after: str | None = None) -> StorageError:
+def classify(status: int, what: str, retry_after: str | None = None) -> StorageError:
     """The StorageError for an HTTP status: 404 not found, 401/403 access denied, 408/425/429/5xx transient (with
-    the server's Retry-After, when it sent one)."""
-    suffix = f" ({detail.strip()})" if detail.strip() else ""
+    the server's Retry-After, when it sent one). No body text: what a refused fetch answered is never echoed."""
     if status == 404:
-        return NotFound(f"{what}: not found{suffix}")
+        return NotFound(f"{what}: not found")
     if status in (401, 403):
-        return AccessDenied(f"{what}: access denied (HTTP {status}){suffix}")
+        return AccessDenied(f"{what}: access denied (HTTP {status})")
     if status in RETRIABLE_STATUSES or status >= 500:
-        error = TransientError(f"{what}: HTTP {status}{suffix}")
+        error = TransientError(f"{what}: HTTP {status}")
         error.retry_after = parse_retry_after(retry_after)
         return error
-    return StorageError(f"{what}: HTTP {status}{suffix}")
+    return StorageError(f"{what}: HTTP {status}")
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from aibrix.auth import bearer
-from aibrix.storage.base import BadURI, RemoteFile, allowed
+from aibrix.storage.base import BadURI, RemoteFile, allowed, redact
 from aibrix.storage.fetch import request_json
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 
@@ -38,7 +38,7 @@ class HuggingFaceSource:
         self.policy = policy
 
     def describe(self) -> str:
-        return f"huggingface repository {self.repo}@{self.revision} at {self.endpoint}"
+        return f"huggingface repository {self.repo}@{self.revision} at {redact(self.endpoint)}"
 
     def list_files(self, suffixes: tuple[str, ...] = ()) -> list[RemoteFile]:
         url = f"{self.endpoint}/api/models/{self.repo}/revision/{quote(self.revision, safe='')}?blobs=true"

@@ -18,16 +18,39 @@ from aibrix.storage.base import AccessDenied, BadURI, TransientError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# Each range with where it comes from. Link-local covers the usual metadata address 169.254.169.254 (AWS, GCP,
+# Azure, OCI, DigitalOcean, OpenStack) and AWS's ECS/EKS credential endpoints 169.254.170.2 and 169.254.170.23.
 _BLOCKED_NETWORKS = [
     ipaddress.ip_network(net)
-    for net in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "0.0.0.0/8")
+    for net in (
+        "169.254.0.0/16",  # IPv4 link-local, RFC 3927
+        "fe80::/10",  # IPv6 link-local, RFC 4291 section 2.5.6
+        "fd00:ec2::254/128",  # AWS EC2 instance metadata over IPv6 (EC2 docs, "Instance metadata service")
+        "fd00:ec2::23/128",  # AWS EKS Pod Identity agent over IPv6 (EKS docs, "EKS Pod Identity")
+        "fd20:ce::254/128",  # Google Compute Engine metadata server over IPv6 (GCE docs, "About VM metadata")
+        "100.100.100.200/32",  # Alibaba Cloud ECS metadata (Alibaba docs, "Instance metadata")
+        "192.0.0.192/32",  # Oracle Cloud Infrastructure Classic metadata (Oracle docs, "Instance metadata")
+        "0.0.0.0/8",  # "this network", RFC 1122 section 3.2.1.3: 0.0.0.0 reaches the local host on Linux
+    )
 ]
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are an IPv4 address
+# IPv4-embedded IPv6 prefixes, RFC 6052: the well-known 64:ff9b::/96 and the local-use 64:ff9b:1::/48 (RFC 8215),
+# which an operator may use with any of RFC 6052's prefix lengths inside it.
+_NAT64 = ((ipaddress.ip_network("64:ff9b::/96"), (96,)), (ipaddress.ip_network("64:ff9b:1::/48"), (48, 56, 64, 96)))
+
+
+def _rfc6052_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address RFC 6052 section 2.2 puts after a prefix of ``prefix_length`` bits (bits 64-71, the
+    "u" octet, are skipped)."""
+    bits = format(int(address), "0128b")
+    if prefix_length < 96:
+        bits = bits[:64] + bits[72:]
+    return ipaddress.IPv4Address(int(bits[prefix_length : prefix_length + 32], 2))
 
 
 def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
     """The IPv4 addresses an IPv6 address carries and reaches: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d),
-    NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:AABB:CCDD::) and Teredo; so no spelling hides a blocked address."""
+    NAT64 (64:ff9b::a.b.c.d and the local-use 64:ff9b:1::/48), 6to4 (2002:AABB:CCDD::) and Teredo; so no spelling
+    hides a blocked address."""
     if isinstance(address, ipaddress.IPv4Address):
         return []
     found = []
@@ -36,8 +59,12 @@ def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
     packed = int(address)
     if packed >> 32 == 0 and packed > 1:  # IPv4-compatible (deprecated, still routed by some stacks)
         found.append(ipaddress.IPv4Address(packed & 0xFFFFFFFF))
-    if address in _NAT64:
-        found.append(ipaddress.IPv4Address(packed & 0xFFFFFFFF))
+    for prefix, lengths in _NAT64:
+        if address in prefix:
+            # Every length is read: a blocked address is found however it was embedded. A reading in 0.0.0.0/8 is
+            # dropped: a translator never forwards to "this network", and a wrong-length reading often gives one.
+            decoded = (_rfc6052_ipv4(address, length) for length in lengths)
+            found.extend(v4 for v4 in decoded if v4.packed[0])
     if address.sixtofour is not None:
         found.append(address.sixtofour)
     if address.teredo is not None:
