@@ -157,3 +157,97 @@ def test_an_invalid_content_length_is_a_clear_engine_error(length: bytes):
             server.close()
 
     run(go())
+
+
+async def _serve_once(reply: bytes | None = None, stream: tuple[bytes, bytes, int] | None = None):
+    """A server that answers every request with ``reply``, or with a head and then ``count`` copies of a block."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            seen.append(await reader.readuntil(b"\r\n\r\n"))
+            if reply is not None:
+                writer.write(reply)
+            else:
+                head, block, count = stream  # type: ignore[misc]
+                writer.write(head)
+                for _ in range(count):
+                    writer.write(block)
+                    await writer.drain()
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+
+
+@pytest.mark.parametrize("key", ["k\r\nX-Injected: 1", "k\nGET /v1/unload HTTP/1.1", "k\0"])
+def test_a_line_break_in_a_header_value_is_refused_before_anything_is_sent(key: str) -> None:
+    from aibrix.engines.transport import InvalidHeader
+
+    async def go() -> None:
+        server, url, seen = await _serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        try:
+            with pytest.raises(InvalidHeader) as raised:
+                await EngineClient(url, api_key=key).request("GET", "/v1/models")
+            with pytest.raises(InvalidHeader):
+                await EngineClient(url).request("POST", "/v1/load", json={}, auth=f"Bearer {key}")
+            assert raised.value.status == 400 and key not in raised.value.message
+            assert seen == []
+        finally:
+            server.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize(
+    "head, block, count, complaint",
+    [(b"HTTP/1.1 200 OK\r\n", b"X-Flood: 1\r\n", 100_000, "header is over"),
+     (b"HTTP/1.1 200 OK\r\nContent-Length: 157286400\r\n\r\n", b"x" * 65536, 2400, "exceeds 1048576"),
+     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"10000\r\n" + b"x" * 65536 + b"\r\n", 2400,
+      "exceeds 1048576"),
+     (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", b"x" * 65536, 2400, "exceeds 1048576")],
+)  # fmt: skip
+def test_a_reply_is_bounded_as_it_arrives(head: bytes, block: bytes, count: int, complaint: str) -> None:
+    """A server sending 150 MiB (or endless header lines) costs the client a bounded amount of memory."""
+    import tracemalloc
+
+    async def go() -> None:
+        server, url, _ = await _serve_once(stream=(head, block, count))
+        client = EngineClient(url, max_body=1 << 20)
+        try:
+            with pytest.raises(EngineUnavailable, match=complaint):
+                await client.request("GET", "/v1/models", timeout=20)
+        finally:
+            await client.aclose()
+            server.close()
+
+    tracemalloc.start()
+    try:
+        run(go())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"{peak >> 20} MiB held"
+
+
+def test_the_controller_reads_small_answers_from_pods() -> None:
+    """A pod answering /v1/models with 150 MiB is refused as it arrives, not read into the controller's memory."""
+    from aibrix.controller.loader import MAX_POD_REPLY, Loader, LoadError
+    from aibrix.controller.pods import Pod
+
+    async def go() -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+        server, url, _ = await _serve_once(stream=(head + b'{"data": [', b'{"id": "x"},' * 8192, 1600))
+        port = int(url.rsplit(":", 1)[1])
+        pod = Pod("p", "ns", "uid", {}, "127.0.0.1", 0.0, False, port, None, "vllm")
+        try:
+            with pytest.raises(LoadError, match=f"exceeds {MAX_POD_REPLY}"):
+                await Loader(use_runtime=False).loaded(pod, None, timeout=20)
+        finally:
+            server.close()
+
+    run(go())

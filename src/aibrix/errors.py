@@ -16,6 +16,7 @@ name in the error body; a subclass that sets neither answers as its family does.
     │   └── TransientError         502  worth retrying (``transient``; ``retry_after``)
     ├── TransportError             502  a server could not be reached or read         (engines/transport.py)
     │   └── TransportTimeout       504
+    ├── InvalidHeader              400  a header value with a line break or NUL       (engines/transport.py)
     ├── APIError                   any  a route refusing a request                     (runtime/errors.py)
     └── LoadError                  502  the controller's failed load, with what to do next (controller/loader.py)
 

@@ -64,6 +64,11 @@ def engine_path(url: str) -> str:
     return url
 
 
+# Every answer the controller reads from a pod is small: a load reply, a model list, a metrics page. A pod may be
+# anyone's; a larger answer is refused as it arrives, so no pod can run the controller (256Mi) out of memory.
+MAX_POD_REPLY = 4 << 20
+
+
 @dataclass
 class Loader:
     """Talks to pods; one pooled HTTP client per endpoint."""
@@ -79,13 +84,17 @@ class Loader:
     def _client(self, url: str) -> HTTPClient:
         client = self._clients.get(url)
         if client is None:
-            client = self._clients[url] = HTTPClient(url, timeout=self.timeout, connect_timeout=3.0, max_idle=4)
+            client = self._clients[url] = HTTPClient(
+                url, timeout=self.timeout, connect_timeout=3.0, max_idle=4, max_body=MAX_POD_REPLY
+            )
         return client
 
     def _engine(self, pod: Pod) -> Engine:
         client = self._engines.get(pod.engine_url)
         if client is None:
-            client = EngineClient(pod.engine_url, timeout=self.timeout, connect_timeout=3.0, max_idle=4)
+            client = EngineClient(
+                pod.engine_url, timeout=self.timeout, connect_timeout=3.0, max_idle=4, max_body=MAX_POD_REPLY
+            )
             self._engines[pod.engine_url] = client
         try:
             return create_engine(pod.engine, client)

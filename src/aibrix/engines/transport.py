@@ -20,9 +20,11 @@ from aibrix import __version__
 from aibrix.auth import bearer
 from aibrix.errors import AibrixError
 
-MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 256 * 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024  # one header line, and all of a reply's header lines together
+MAX_HEADER_LINES = 100
+MAX_BODY_BYTES = 256 * 1024 * 1024  # the default: an engine's /metrics can be large; callers reading less say so
 NO_BODY_STATUSES = {204, 304}
+_FORBIDDEN_IN_HEAD = ("\r", "\n", "\0")
 
 
 @dataclass
@@ -72,6 +74,19 @@ class TransportTimeout(TransportError):
     status = 504
 
 
+class InvalidHeader(AibrixError):
+    """A header value with a line break or NUL: written as is, it would add headers or a second request."""
+
+    status = 400
+
+
+def check_header(value: str, what: str = "a header value or the path") -> str:
+    """``value`` unchanged, or InvalidHeader when it holds a line break or NUL (never echoed: it may be a key)."""
+    if any(c in value for c in _FORBIDDEN_IN_HEAD):
+        raise InvalidHeader(f"{what} holds a line break or NUL; refused")
+    return value
+
+
 class HTTPClient:
     """Talks HTTP to the server at ``endpoint``; failures to talk raise TransportError or TransportTimeout."""
 
@@ -83,7 +98,10 @@ class HTTPClient:
         timeout: float = 60.0,
         connect_timeout: float = 2.0,
         max_idle: int = 16,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
+        """``max_body`` bounds every reply as it arrives: the runtime's engine scrape keeps the large default, the
+        controller reads small answers from pods and says so."""
         self.endpoint = endpoint.rstrip("/")
         url = urlsplit(self.endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -98,6 +116,7 @@ class HTTPClient:
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle
+        self._max_body = max_body
         self._idle: list[_Connection] = []
 
     async def request(
@@ -124,6 +143,8 @@ class HTTPClient:
             head.append("Content-Type: application/json")
         if body or method in ("POST", "PUT", "PATCH"):
             head.append(f"Content-Length: {len(body)}")
+        for line in head:
+            check_header(line)
         message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         waited = self._timeout if timeout is None else timeout
         try:
@@ -193,22 +214,19 @@ class HTTPClient:
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
             raise _ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
         status = int(parts[1])
-        headers: dict[str, str] = {}
-        while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
+        headers = await _read_headers(reader)
         keep_alive = parts[0] != "HTTP/1.0" and "close" not in headers.get("connection", "").lower()
         if method == "HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
             content = b""
         elif "chunked" in headers.get("transfer-encoding", "").lower():
-            content = await _read_chunked(reader)
+            content = await _read_chunked(reader, self._max_body)
         elif "content-length" in headers:
             length = _content_length(headers["content-length"])
-            if length > MAX_BODY_BYTES:
-                raise _ProtocolError(f"reply of {length} bytes exceeds {MAX_BODY_BYTES}")
+            if length > self._max_body:
+                raise _ProtocolError(f"reply of {length} bytes exceeds {self._max_body}")
             content = await reader.readexactly(length)
         else:
-            content = await _read_to_eof(reader)
+            content = await _read_to_eof(reader, self._max_body)
             keep_alive = False
         return Response(status, parts[2] if len(parts) > 2 else "", headers, content), keep_alive
 
@@ -228,11 +246,24 @@ def _content_length(value: str) -> int:
     return int(number)
 
 
+async def _read_headers(reader: asyncio.StreamReader) -> dict[str, str]:
+    """A reply's header lines, bounded in count and in bytes as they arrive."""
+    headers: dict[str, str] = {}
+    lines = size = 0
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+        lines, size = lines + 1, size + len(line)
+        if lines > MAX_HEADER_LINES or size > MAX_HEADER_BYTES:
+            raise _ProtocolError(f"the reply's header is over {MAX_HEADER_LINES} lines or {MAX_HEADER_BYTES} bytes")
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
 class _StaleConnection(Exception):
     """The connection failed before any byte of the reply arrived."""
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -242,22 +273,21 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         except ValueError:
             raise _ProtocolError(f"bad chunk size line {size_line[:40]!r}") from None
         if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
+            await _read_headers(reader)  # trailers, bounded as headers are
             return b"".join(chunks)
         total += size
-        if total > MAX_BODY_BYTES:
-            raise _ProtocolError(f"reply exceeds {MAX_BODY_BYTES} bytes")
+        if total > limit:
+            raise _ProtocolError(f"reply exceeds {limit} bytes")
         chunks.append(await reader.readexactly(size))
         await reader.readexactly(2)
 
 
-async def _read_to_eof(reader: asyncio.StreamReader) -> bytes:
+async def _read_to_eof(reader: asyncio.StreamReader, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while chunk := await reader.read(65536):
         total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            raise _ProtocolError(f"reply exceeds {MAX_BODY_BYTES} bytes")
+        if total > limit:
+            raise _ProtocolError(f"reply exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)

@@ -18,6 +18,7 @@ from aibrix import __version__
 from aibrix.auth import bearer
 from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
+from aibrix.engines.transport import check_header
 from aibrix.runtime.adapters import AdapterService
 from aibrix.runtime.artifacts import is_local_path, local_path_of
 from aibrix.runtime.delegation import artifact_fetcher
@@ -72,7 +73,10 @@ async def list_models(request: Request) -> Response:
 async def load_adapter(request: Request) -> Response:
     body = parse_body(await read_body(request), LoadAdapterRequest)
     api_key = (body.additional_config or {}).get("api-key")
-    auth = bearer(api_key) if isinstance(api_key, str) and api_key else _auth(request)
+    if isinstance(api_key, str) and api_key:
+        auth: str | None = check_header(bearer(api_key), "additional_config.api-key")  # before any download starts
+    else:
+        auth = _auth(request)
     service = _service(request)
     async with track_adapter_operation(request.app.state.telemetry, "load"):
         if body.artifact_url is None or is_local_path(body.artifact_url):
