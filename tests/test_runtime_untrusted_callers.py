@@ -3,11 +3,13 @@ threads, its record and the engine connection must hold up against such a caller
 
 from __future__ import annotations
 
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 
-from payload_server import PayloadServer
+from payload_server import LoopbackServer, PayloadServer
 
 
 def test_a_line_break_in_the_engine_key_is_refused_before_any_download_or_engine_call(procs, tmp_path: Path) -> None:
@@ -23,3 +25,86 @@ def test_a_line_break_in_the_engine_key_is_refused_before_any_download_or_engine
         assert artifacts.hits == {}
     assert "a" not in {card["id"] for card in httpx.get(sim.url + "/v1/models").json()["data"]}
     assert not (tmp_path / "a").exists()
+
+
+class Recorder(LoopbackServer):
+    """Records every request it gets, whole (request line and headers), and refuses it with 403."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                recorder.seen.append(f"{self.requestline}\n{self.headers}")
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.serve(Handler)
+
+
+HELD = {
+    "HF_TOKEN": "hf_secret",  # the token the hub fixture wants for its private repository
+    "AWS_ACCESS_KEY_ID": "AKIAHELDKEY0000001",
+    "AWS_SECRET_ACCESS_KEY": "held-secret-key",
+    "AWS_SESSION_TOKEN": "held-session-token-9a8b",
+    "AIBRIX_HTTP_HEADERS": '{"X-Held": "held-http-header-77"}',
+}
+
+
+def _leaked(text: str) -> list[str]:
+    return [value for value in ("hf_secret", "AKIAHELDKEY0000001", "held-session-token-9a8b",
+                                "held-http-header-77") if value in text]  # fmt: skip
+
+
+def _settle(runtime_url: str, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        entries = httpx.get(runtime_url + "/v1/model/list", timeout=10).json()["data"]
+        if all(e["model_status"] != "downloading" for e in entries):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} still downloading")
+
+
+def test_the_runtimes_own_credentials_never_go_to_an_endpoint_a_caller_names(procs, hub, tmp_path: Path) -> None:
+    sim = procs.sim("vllm")
+    env = {**HELD, "HF_ENDPOINT": hub.url, "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
+           "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models")}  # fmt: skip
+    runtime = procs.runtime("vllm", sim.url, env=env)
+    with Recorder() as elsewhere:
+        # the runtime does hold a token and uses it at its own hub: the private repository downloads
+        own = {"model_uri": "org/private-lora", "model_name": "own"}
+        assert httpx.post(runtime.url + "/v1/model/download", json=own, timeout=10).status_code == 200
+        _settle(runtime.url, "own")
+        # a caller's hf_endpoint, a caller's S3 endpoint, a caller's http URL: none gets what the runtime holds
+        moved = {"model_uri": "org/private-lora", "model_name": "moved",
+                 "download_extra_config": {"hf_endpoint": elsewhere.url}}  # fmt: skip
+        assert httpx.post(runtime.url + "/v1/model/download", json=moved, timeout=10).status_code == 200
+        _settle(runtime.url, "moved")
+        for name, load in (
+            ("s3", {"artifact_url": "s3://bucket/lora/", "credentials": {"endpoint": elsewhere.url}}),
+            ("s3-key", {"artifact_url": "s3://bucket/lora/", "credentials": {"aws_endpoint_url": elsewhere.url}}),
+            ("web", {"artifact_url": f"{elsewhere.url}/lora/adapter_config.json"}),
+        ):
+            response = httpx.post(runtime.url + "/v1/lora_adapter/load", json={"lora_name": name, **load}, timeout=30)
+            assert response.status_code == 403, response.text  # the recorder's refusal: the request did go there
+        # a caller that brings its own token has it sent, and only it
+        given = {**moved, "model_name": "given", "download_extra_config": {"hf_endpoint": elsewhere.url,
+                                                                            "hf_token": "caller-token"}}  # fmt: skip
+        assert httpx.post(runtime.url + "/v1/model/download", json=given, timeout=10).status_code == 200
+        _settle(runtime.url, "given")
+    statuses = {e["model_name"]: e["model_status"] for e in httpx.get(runtime.url + "/v1/model/list").json()["data"]}
+    assert statuses["own"] == "downloaded" and statuses["moved"] == "failed", statuses
+    seen = "\n".join(elsewhere.seen)
+    assert len(elsewhere.seen) >= 4 and "caller-token" in seen
+    assert _leaked(seen) == [], _leaked(seen)
+    assert "Authorization" not in "\n".join(s for s in elsewhere.seen if "caller-token" not in s)

@@ -121,3 +121,38 @@ def test_a_worker_hashing_at_the_same_instant_never_makes_a_good_file_corrupt(tm
         assert job.digest_matches()
     finally:
         job.close()
+
+
+@pytest.mark.parametrize(
+    "uri, given, kept, anonymous",
+    [("s3://b/k/", {}, {"AWS_ACCESS_KEY_ID": "held", "AWS_ENDPOINT_URL": "http://ceph:80"}, False),
+     ("s3://b/k/", {"AWS_ENDPOINT_URL": "http://ceph:80"}, {"AWS_ACCESS_KEY_ID": "held"}, False),
+     ("s3://b/k/", {"AWS_ENDPOINT_URL": "http://other"}, {"AWS_ACCESS_KEY_ID": None}, True),
+     ("s3://b/k/", {"AWS_ACCESS_KEY_ID": "theirs", "AWS_SECRET_ACCESS_KEY": "s"},
+      {"AWS_ACCESS_KEY_ID": "theirs", "AWS_SESSION_TOKEN": None}, False),
+     ("tos://b/k/", {"TOS_REGION": "evil.example#"}, {"TOS_ACCESS_KEY": None}, True),
+     ("tos://b/k/", {"TOS_REGION": "cn-beijing"}, {"TOS_ACCESS_KEY": "held-tos"}, False),
+     ("hf://o/m", {"HF_ENDPOINT": "http://mirror"}, {"HF_TOKEN": None}, True),
+     ("o/m", {"HF_REVISION": "v2"}, {"HF_TOKEN": "held-hf"}, False),
+     ("https://x/a.bin", {}, {"AIBRIX_HTTP_HEADERS": None}, True),
+     ("gs://b/k/", {"GCP_SERVICE_ACCOUNT_JSON": "{}"}, {"GOOGLE_APPLICATION_CREDENTIALS": None}, False)],
+)  # fmt: skip
+def test_held_credentials_stay_with_the_endpoint_they_were_configured_for(
+    uri: str, given: dict[str, str], kept: dict[str, str | None], anonymous: bool
+) -> None:
+    from aibrix.storage.credentials import ANONYMOUS, confine
+
+    held = {
+        "AWS_ACCESS_KEY_ID": "held",
+        "AWS_SECRET_ACCESS_KEY": "held-secret",
+        "AWS_SESSION_TOKEN": "held-tok",
+        "AWS_ENDPOINT_URL": "http://ceph:80",
+        "TOS_ACCESS_KEY": "held-tos",
+        "TOS_SECRET_KEY": "held-tos-secret",
+        "HF_TOKEN": "held-hf",
+        "AIBRIX_HTTP_HEADERS": "{}",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/held.json",
+    }
+    env = confine(held, given, uri)
+    assert {name: env.get(name) for name in kept} == kept
+    assert (env.get(ANONYMOUS) == "1") is anonymous

@@ -58,6 +58,15 @@ def settings_env(env: Mapping[str, str], extra: Mapping[str, Any] | None = None,
     return merged  # applied once: the result can be passed through here again without changing
 
 
+def resolved_env(env: Mapping[str, str], scheme: str = "") -> dict[str, str]:
+    """``settings_env`` with the DOWNLOADER_ spellings gone once applied, so that dropping a variable from the
+    result (a credential confined to its endpoint) cannot bring it back through its alias."""
+    merged = settings_env(env, scheme=scheme)
+    for name in _ALIASED:
+        merged.pop(f"DOWNLOADER_{name}", None)
+    return merged
+
+
 def parse_extra_config(text: str | None, origin: str) -> dict[str, Any]:
     if not text:
         return {}

@@ -13,11 +13,13 @@ from urllib.parse import unquote, urlsplit
 
 from aibrix.downloader.api import download_model
 from aibrix.downloader.archives import is_archive, unpack
+from aibrix.downloader.config import resolved_env
 from aibrix.runtime.artifacts import IGNORED_KEYS, KNOWN_KEYS, adapter_folder, credential_env, read_secret
 from aibrix.runtime.models import LoadAdapterRequest
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import Telemetry
 from aibrix.storage.base import BadURI, StorageError
+from aibrix.storage.credentials import confine
 from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.uri import REMOTE_SCHEMES, redact, scheme_of
 
@@ -39,7 +41,8 @@ def artifact_fetcher(
     credentials.update({k: str(v) for k, v in (body.additional_config or {}).items() if k in KNOWN_KEYS})
     for key in sorted(set(credentials) & set(IGNORED_KEYS)):
         log.warning("adapter %s: credential key %s is ignored: %s", body.lora_name, key, IGNORED_KEYS[key])
-    env = {**os.environ, **credential_env(credentials, scheme_of(body.artifact_url or ""))}
+    scheme = scheme_of(body.artifact_url or "")
+    env = confine(resolved_env(os.environ, scheme), credential_env(credentials, scheme), body.artifact_url or "")
     policy = OutboundPolicy(
         settings.allow_metadata_urls, allow_local_files=False, max_bytes=settings.max_artifact_bytes
     )

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from aibrix.downloader.api import download_model
-from aibrix.downloader.config import extra_config_env
+from aibrix.downloader.config import extra_config_env, resolved_env
 from aibrix.downloader.progress import Progress
 from aibrix.downloader.records import is_download, is_unfinished
 from aibrix.errors import capped
 from aibrix.names import model_name_problem
 from aibrix.storage.base import BadURI
+from aibrix.storage.credentials import confine
 from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES, check_uri, redact, scheme_of
 
@@ -80,8 +81,9 @@ class ModelDownloads:
             status.bytes_done, status.bytes_total = p.done, p.total
 
         try:
-            fetch = partial(download_model, model_uri, base, name, env=self.env, on_progress=progress,
-                            policy=self.policy, extra_config=extra)  # fmt: skip
+            scheme = scheme_of(model_uri)
+            env = confine(resolved_env(self.env, scheme), extra_config_env(extra or {}, scheme), model_uri)
+            fetch = partial(download_model, model_uri, base, name, env=env, on_progress=progress, policy=self.policy)
             await asyncio.get_running_loop().run_in_executor(self._executor, fetch)
             status.model_status = "downloaded"
         except Exception as exc:  # reported in the listing; the runtime keeps serving

@@ -46,7 +46,10 @@ class S3Source:
         addressing_style: str | None = None,
         page_size: int = 1000,
         policy: OutboundPolicy = DEFAULT_POLICY,
+        credential_chain: bool = True,
     ) -> None:
+        """Keys given are used as they are; without them, botocore's chain is asked only when ``credential_chain``
+        (else requests go unsigned: a caller's endpoint must not get the identity the runtime runs as)."""
         import botocore.session
         from botocore import UNSIGNED
         from botocore.config import Config
@@ -57,7 +60,9 @@ class S3Source:
         session = botocore.session.get_session()
         if access_key and secret_key:
             session.set_credentials(access_key, secret_key, session_token)
-        signed = session.get_credentials() is not None
+            signed = True
+        else:
+            signed = credential_chain and session.get_credentials() is not None
         style = addressing_style or ("path" if endpoint else "auto")
         config = Config(
             signature_version="s3v4" if signed else UNSIGNED,

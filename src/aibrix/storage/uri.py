@@ -133,6 +133,7 @@ def _s3(bucket: str, key: str, env: Mapping[str, str], policy: OutboundPolicy) -
         addressing_style=env.get("DOWNLOADER_S3_ADDRESSING_STYLE") or ("path" if endpoint else None),
         page_size=_page_size(env),
         policy=policy,
+        credential_chain=env.get("AIBRIX_STORAGE_ANONYMOUS") != "1",
     )
 
 
@@ -154,6 +155,7 @@ def _tos(bucket: str, key: str, env: Mapping[str, str], policy: OutboundPolicy) 
         addressing_style=env.get("DOWNLOADER_S3_ADDRESSING_STYLE") or _tos_style(endpoint),
         page_size=_page_size(env),
         policy=policy,
+        credential_chain=False,  # TOS keys only: the AWS chain's credentials are not for Volcengine's endpoints
     )
 
 
