@@ -402,3 +402,24 @@ def test_user_info_in_hf_endpoint_never_reaches_an_error(tmp_path: Path) -> None
     with pytest.raises(StorageError) as raised:
         download_model("hf://org/m", tmp_path, env={"HF_ENDPOINT": endpoint}, threads=1)
     assert "mirror-pass" not in raised.value.message and "127.0.0.1:9" in raised.value.message
+
+
+@pytest.mark.parametrize("where", ["header", "listing"])
+def test_a_metadata_answer_trickling_past_its_deadline_is_given_up(where: str) -> None:
+    """One byte every 50 ms never trips a socket timeout; the request's deadline still ends it."""
+    from aibrix.storage.fetch import request
+
+    def script(n: int, handler: BaseHTTPRequestHandler) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nX-Padding: " + b"p" * 200 + b"\r\n\r\n"
+        slow, fast = (head, b"") if where == "header" else (b"{" * 2000, head)
+        handler.wfile.write(fast)
+        for byte in slow:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.05)
+
+    with Scripted(script) as server:
+        started = time.monotonic()
+        with pytest.raises(StorageError, match="still not fetched at its deadline"):
+            request(server.url + "/list", retries=RetryPolicy(attempts=2, base=0.01, deadline=1.0))
+        assert time.monotonic() - started < 2.5

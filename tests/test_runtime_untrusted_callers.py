@@ -108,3 +108,39 @@ def test_the_runtimes_own_credentials_never_go_to_an_endpoint_a_caller_names(pro
     assert len(elsewhere.seen) >= 4 and "caller-token" in seen
     assert _leaked(seen) == [], _leaked(seen)
     assert "Authorization" not in "\n".join(s for s in elsewhere.seen if "caller-token" not in s)
+
+
+def test_slow_adapter_downloads_leave_the_default_executor_free(tmp_path: Path) -> None:
+    """Adapter downloads held default-executor threads for their whole run, and that executor is where the event
+    loop resolves names (each new engine connection to "localhost"): slow loads stalled /ready and /metrics.
+    Forty downloads that never finish now leave it free, and wait their turn for a download thread."""
+    import asyncio
+    import socket
+    import threading
+
+    from aibrix.runtime.adapters import MAX_DOWNLOADS, AdapterService
+    from test_runtime_hardening import SlowListing
+
+    release, started = threading.Event(), []
+
+    def fetch(stop: threading.Event) -> None:
+        started.append(1)
+        release.wait(20)
+
+    async def go() -> None:
+        service = AdapterService(SlowListing(), tmp_path)
+        loads = [asyncio.create_task(service.load_artifact(f"l{i}", "http://x/a", fetch)) for i in range(40)]
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo("localhost", 80, type=socket.SOCK_STREAM), 5)
+        resolved = time.monotonic() - t0
+        assert len(started) == MAX_DOWNLOADS  # the others wait for a download thread, not for the loop's
+        release.set()
+        await asyncio.gather(*loads)
+        service.close()
+        assert resolved < 0.5, resolved
+
+    try:
+        asyncio.run(go())
+    finally:
+        release.set()

@@ -25,16 +25,17 @@ def fetch_part(transport: Transport, part: Part, count: Callable[[int], None], g
     headers = dict(remote.headers)
     if part.job.count > 1 or part.start > 0:
         headers["Range"] = f"bytes={part.start}-{'' if part.end < 0 else part.end}"
-    url, response = transport.open("GET", remote.url, headers, what=remote.path)
-    try:
-        _check_response(response, remote.path, "Range" in headers)
-        _copy_body(response, part, count, give_up_at)
-    except (OSError, http.client.HTTPException) as exc:
-        transport.drop(url)
-        raise transport_error(exc, remote.path) from None
-    except StorageError:
-        transport.drop(url)  # a half-read response leaves the connection unusable
-        raise
+    with transport.deadline(give_up_at, f"{remote.path}: part {part.index}"):
+        url, response = transport.open("GET", remote.url, headers, what=remote.path)
+        try:
+            _check_response(response, remote.path, "Range" in headers)
+            _copy_body(response, part, count, give_up_at)
+        except (OSError, http.client.HTTPException) as exc:
+            transport.drop(url)
+            raise transport_error(exc, remote.path) from None
+        except StorageError:
+            transport.drop(url)  # a half-read response leaves the connection unusable
+            raise
 
 
 def _check_response(response: http.client.HTTPResponse, path: str, ranged: bool) -> None:

@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from aibrix.runtime.record import AdapterRecord
 
 log = logging.getLogger("aibrix.runtime")
 WANTED = ("loaded", "reloading")  # states of adapters the runtime keeps in the engine (and on disk)
+MAX_DOWNLOADS = 4  # artifact downloads at once; further loads wait for a thread
 
 
 class KeyedLocks:
@@ -91,6 +93,9 @@ class AdapterService:
         self.adapter_dir = adapter_dir
         self._engine_lists_adapters = False
         self.record = AdapterRecord(adapter_dir)
+        # Artifact downloads run in threads of their own, a few at a time: they may last minutes, and the default
+        # executor is where the event loop resolves names (every new engine connection to "localhost").
+        self._downloads = ThreadPoolExecutor(MAX_DOWNLOADS, thread_name_prefix="adapter-download")
         self.managed: dict[str, ManagedAdapter] = self._read_record()
         # The Authorization each adapter was loaded with, so a re-load after an engine restart is allowed where
         # the load was. Held in memory only: never persisted, never listed.
@@ -132,7 +137,7 @@ class AdapterService:
             self._set(ManagedAdapter(name, str(folder), source, True, state="downloading"))
             started = time.monotonic()
             try:
-                await _download(fetch)
+                await _download(fetch, self._downloads)
                 downloaded = time.monotonic() - started
                 self._set(ManagedAdapter(name, str(folder), source, True, state="loading"))
                 result = await self._load_locked(name, str(folder), auth=auth, source=source, delegated=True)
@@ -313,6 +318,7 @@ class AdapterService:
 
     def close(self) -> None:
         self.record.close()
+        self._downloads.shutdown(wait=False, cancel_futures=True)
 
 
 def _loaded_elsewhere(name: str, current: str | None, path: str) -> AdapterAlreadyLoaded:
@@ -322,11 +328,11 @@ def _loaded_elsewhere(name: str, current: str | None, path: str) -> AdapterAlrea
     )
 
 
-async def _download(fetch: Callable[[threading.Event], Any]) -> None:
-    """Run ``fetch`` in a thread; when the load is cancelled, tell it to stop and wait until it has, so the cleanup
-    that follows never races a thread still writing into the folder."""
+async def _download(fetch: Callable[[threading.Event], Any], executor: ThreadPoolExecutor) -> None:
+    """Run ``fetch`` in a download thread; when the load is cancelled, tell it to stop and wait until it has, so the
+    cleanup that follows never races a thread still writing into the folder."""
     stop = threading.Event()
-    thread = asyncio.ensure_future(asyncio.to_thread(fetch, stop))
+    thread = asyncio.get_running_loop().run_in_executor(executor, fetch, stop)
     try:
         await asyncio.shield(thread)
     except asyncio.CancelledError:

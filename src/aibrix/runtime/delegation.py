@@ -55,6 +55,7 @@ def artifact_fetcher(
             if stop.is_set():
                 raise StorageError(f"{redact(uri)}: the load was cancelled")
 
+        stop_when_asked(None)  # a load cancelled while it waited for a download thread
         started = time.monotonic()
         try:
             result = download_model(uri, root, body.lora_name, env=env, policy=policy, on_progress=stop_when_asked)

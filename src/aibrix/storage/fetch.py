@@ -6,12 +6,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aibrix.storage.base import StorageError, redact
+from aibrix.storage.base import StorageError, TransientError, redact
 from aibrix.storage.http import Transport, classify, transport_error
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 from aibrix.storage.retry import RetryPolicy
 
 MAX_BODY = 64 << 20  # a listing page is kilobytes; a server sending more is not a storage API
+METADATA = RetryPolicy(attempts=4, deadline=120.0)  # a listing page or a HEAD, all attempts together
 
 
 def request(
@@ -29,18 +30,25 @@ def request(
     transport = Transport(policy, timeout)
 
     def attempt(give_up_at: float) -> tuple[int, dict[str, str], bytes]:
-        answered, response = transport.open(method, url, headers or {}, what=what)
-        try:
-            body = response.read(MAX_BODY)
-        except OSError as exc:
-            transport.drop(answered)
-            raise transport_error(exc, what) from None
+        with transport.deadline(give_up_at, what):
+            answered, response = transport.open(method, url, headers or {}, what=what)
+            try:
+                body = response.read(MAX_BODY)
+            except OSError as exc:
+                transport.drop(answered)
+                raise transport_error(exc, what) from None
+            if len(body) >= MAX_BODY:
+                transport.drop(answered)
+                raise StorageError(f"{what}: an answer of {MAX_BODY} bytes or more is not a storage API's")
+            if response.length:  # read(n) stops at EOF without a word: a short answer is caught here
+                transport.drop(answered)
+                raise TransientError(f"{what}: the answer ended {response.length} bytes early")
         if response.status >= 400:  # the body is not echoed: a refused fetch must not become a way to read a server
             raise classify(response.status, what, response.getheader("retry-after"))
         return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
     try:
-        return (retries or RetryPolicy(attempts=4)).call(attempt)
+        return (retries or METADATA).call(attempt)
     finally:
         transport.close_thread()
 

@@ -4,13 +4,14 @@ redirects followed with credentials kept within one origin, and failures sorted 
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import http.client
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from urllib.parse import unquote, urljoin, urlsplit
 
 from aibrix.storage.base import AccessDenied, NotFound, StorageError, TransientError, redact
@@ -154,6 +155,38 @@ class Transport:
         conn._create_connection = self.policy.connect  # type: ignore[attr-defined] # the checked address, no re-resolve
         conns[(scheme, netloc)] = conn
         return conn, False
+
+    @contextlib.contextmanager
+    def deadline(self, give_up_at: float, what: str) -> Iterator[None]:
+        """Everything this thread does with its connections inside the block stops at ``give_up_at`` (monotonic):
+        the connections are cut then. A socket timeout bounds one read only, so a server sending a byte just
+        before each timeout (in a header, a listing, a part) would otherwise hold the thread for ever."""
+        conns: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
+        fired = threading.Event()
+
+        def cut() -> None:
+            fired.set()
+            for conn in list(conns.values()):
+                if conn.sock is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(max(0.0, give_up_at - time.monotonic()), cut)
+        timer.daemon = True
+        timer.start()
+        late = StorageError(f"{what} is still not fetched at its deadline; the server is too slow")
+        try:
+            yield
+        except (StorageError, OSError, http.client.HTTPException):
+            if not fired.is_set():
+                raise
+            self.close_thread()
+            raise late from None
+        finally:
+            timer.cancel()
+        if fired.is_set():  # a cut connection reads as a short answer (EOF ends headers and bodies): never use one
+            self.close_thread()
+            raise late
 
     def drop(self, url: str) -> None:
         parts = urlsplit(url)
