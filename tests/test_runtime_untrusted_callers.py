@@ -144,3 +144,38 @@ def test_slow_adapter_downloads_leave_the_default_executor_free(tmp_path: Path) 
         asyncio.run(go())
     finally:
         release.set()
+
+
+def test_a_record_entry_is_checked_as_strictly_as_a_request_before_anything_is_deleted(tmp_path: Path) -> None:
+    """An edited record naming the adapter directory's parent (or a sibling) as a downloaded adapter's folder used
+    to pass the parent check; unloading it then deleted outside the adapter directory."""
+    import asyncio
+    import json
+
+    from aibrix.runtime.adapters import AdapterService
+    from aibrix.runtime.record import STATE_FILE
+    from test_runtime_hardening import SlowListing
+
+    adapters, victim = tmp_path / "adapters", tmp_path / "victim"
+    (adapters / "good").mkdir(parents=True)
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    entry = {"source": "s3://b/k/", "delegated": True, "state": "loaded"}
+    entries = [{**entry, "name": "up", "lora_path": f"{adapters}/.."},
+               {**entry, "name": "side", "lora_path": f"{adapters}/side/../../victim"},
+               {**entry, "name": "../victim", "lora_path": f"{adapters}/../victim"},
+               {**entry, "name": "good", "lora_path": str(adapters / "good")}]  # fmt: skip
+    (adapters / STATE_FILE).write_text(json.dumps({"adapters": entries}))
+
+    async def go() -> None:
+        engine = SlowListing()
+        engine.adapters = {e["name"]: e["lora_path"] for e in entries}
+        service = AdapterService(engine, adapters)
+        assert sorted(service.managed) == ["good"]
+        for name in ("up", "side", "good"):
+            await service.unload(name)
+        service.close()
+
+    asyncio.run(go())
+    assert (victim / "keep.txt").read_text() == "precious" and adapters.is_dir()
+    assert not (adapters / "good").exists()  # the runtime's own download is still cleaned up

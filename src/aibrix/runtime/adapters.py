@@ -21,6 +21,7 @@ from aibrix.engines import Engine, ModelCard
 from aibrix.engines.base import same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
 from aibrix.errors import capped
+from aibrix.names import is_adapter_name
 from aibrix.runtime.errors import APIError
 from aibrix.runtime.record import AdapterRecord
 
@@ -205,10 +206,9 @@ class AdapterService:
         self._auth.pop(name, None)
         self.record.save(self._entries())
         await self.record.flush()
-        if cleanup_local and managed is not None and managed.delegated and self.adapter_dir is not None:
-            folder = Path(managed.lora_path)
-            if folder.parent.resolve() == self.adapter_dir.resolve() and not folder.is_symlink():
-                await asyncio.to_thread(shutil.rmtree, folder, True)
+        folder = self._owned_folder(managed) if cleanup_local and managed is not None else None
+        if folder is not None:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def models(self, *, auth: str | None = None) -> list[ModelCard]:
         """The engine's model cards, plus cards for adapters this runtime loaded that the engine does not list."""
@@ -306,15 +306,41 @@ class AdapterService:
         return [asdict(a) for a in sorted(adapters.values(), key=lambda a: a.name)]
 
     def _read_record(self) -> dict[str, ManagedAdapter]:
+        """The adapters the record says to keep, each checked as strictly as a request: the file may have been
+        edited, and an unload deletes what a delegated entry names."""
         adapters = {}
         for entry in self.record.read():
             try:
                 adapter = ManagedAdapter(**entry)
             except TypeError:
                 continue
-            if adapter.state in WANTED:
+            problem = self._record_problem(adapter)
+            if problem:
+                log.warning("adapter record: entry %r ignored: %s", capped(str(adapter.name), 100), problem)
+            elif adapter.state in WANTED:
                 adapters[adapter.name] = adapter
         return adapters
+
+    def _record_problem(self, adapter: ManagedAdapter) -> str | None:
+        if not isinstance(adapter.name, str) or not is_adapter_name(adapter.name):
+            return "not an adapter name"
+        if not isinstance(adapter.lora_path, str) or not os.path.isabs(adapter.lora_path):
+            return "lora_path is not an absolute path"
+        if any(ord(ch) < 32 for ch in adapter.lora_path):
+            return "lora_path holds control characters"
+        if adapter.delegated is True and self._owned_folder(adapter) is None:
+            return f"a downloaded adapter must live in {self.adapter_dir}/<name>"
+        return None
+
+    def _owned_folder(self, adapter: ManagedAdapter) -> Path | None:
+        """The folder the runtime downloaded ``adapter`` into, exactly ``adapter_dir/<name>``; None for anything
+        else (a parent, a sibling, a symlink planted there): only that folder is ever deleted."""
+        if self.adapter_dir is None or not adapter.delegated:
+            return None
+        folder = self.adapter_dir / adapter.name
+        if adapter.lora_path != str(folder) or folder.is_symlink():
+            return None
+        return folder
 
     def close(self) -> None:
         self.record.close()
