@@ -7,6 +7,7 @@ any that is not loopback, so a guard that regressed is seen, not obeyed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -423,3 +424,49 @@ def test_a_metadata_answer_trickling_past_its_deadline_is_given_up(where: str) -
         with pytest.raises(StorageError, match="still not fetched at its deadline"):
             request(server.url + "/list", retries=RetryPolicy(attempts=2, base=0.01, deadline=1.0))
         assert time.monotonic() - started < 2.5
+
+
+def test_the_size_cap_holds_for_files_whose_size_is_not_declared(tmp_path: Path) -> None:
+    """No Content-Length on the HEAD, a body read to its end: the cap is held as the bytes arrive."""
+
+    def script(n: int, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        if handler.command == "GET":
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    handler.wfile.write(b"z" * (1 << 20))
+        handler.close_connection = True
+
+    with Scripted(script) as server:
+        with pytest.raises(StorageError, match="passed the limit of 1048576"):
+            download_model(f"{server.url}/w.bin", tmp_path, "m", env={}, policy=OutboundPolicy(max_bytes=1 << 20))
+    written = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert written < 6 << 20, written
+
+
+def test_a_declared_size_alone_claims_no_disk(tmp_path: Path) -> None:
+    """A server declaring 8 GiB and then failing leaves no 8 GiB of allocated blocks behind."""
+
+    def script(n: int, handler: BaseHTTPRequestHandler) -> None:
+        if handler.command == "HEAD":
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(8 << 30))
+            handler.send_header("Accept-Ranges", "bytes")
+            handler.end_headers()
+        else:
+            Scripted.refuse(handler, 403)
+
+    with Scripted(script) as server:
+        with pytest.raises(AccessDenied):
+            download_model(f"{server.url}/w.bin", tmp_path, "m", env={}, threads=1)
+    allocated = sum(p.stat().st_blocks * 512 for p in tmp_path.rglob("*") if p.is_file())
+    assert allocated < 1 << 20, allocated
+
+
+def test_a_callers_thread_count_is_bounded(tmp_path: Path) -> None:
+    from aibrix.downloader.api import MAX_THREADS
+
+    with pytest.raises(StorageError, match=f"at most {MAX_THREADS}"):
+        download_model("http://127.0.0.1:9/w.bin", tmp_path, env={"DOWNLOADER_NUM_THREADS": "100000"})

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
+import pytest
 
 from payload_server import LoopbackServer, PayloadServer
 
@@ -179,3 +180,35 @@ def test_a_record_entry_is_checked_as_strictly_as_a_request_before_anything_is_d
     asyncio.run(go())
     assert (victim / "keep.txt").read_text() == "precious" and adapters.is_dir()
     assert not (adapters / "good").exists()  # the runtime's own download is still cleaned up
+
+
+def test_model_downloads_a_caller_can_pile_up_are_bounded(tmp_path: Path) -> None:
+    import asyncio
+
+    from aibrix.errors import AibrixError
+    from aibrix.runtime.downloads import MAX_PENDING, MAX_STATUSES, ModelDownloads
+    from aibrix.storage.policy import OutboundPolicy
+
+    with PayloadServer({}) as gone, PayloadServer({"/w.bin": b"w"}, delay=30.0) as hanging:
+
+        async def go() -> None:
+            downloads = ModelDownloads(tmp_path, {}, policy=OutboundPolicy(allow_local_files=False))
+            for index in range(MAX_STATUSES + 20):  # fail at once (404), each leaving a status
+                downloads.start(f"{gone.url}/w{index}.bin", None, f"gone-{index}")
+                await asyncio.gather(*downloads._tasks.values())
+            for index in range(MAX_PENDING):
+                downloads.start(f"{hanging.url}/w.bin", None, f"slow-{index}")
+            try:
+                downloads.start(f"{hanging.url}/w.bin", None, "one-too-many")
+            except AibrixError as exc:
+                assert exc.status == 429 and "try later" in exc.message
+            else:
+                raise AssertionError("a download past the bound was accepted")
+            with pytest.raises(AibrixError, match="at most 64"):
+                downloads.start(f"{hanging.url}/w.bin", None, "threads", {"num_threads": 100000})
+            assert len(downloads.statuses) <= MAX_STATUSES + MAX_PENDING
+            for task in downloads._tasks.values():
+                task.cancel()
+            downloads._executor.shutdown(wait=False, cancel_futures=True)
+
+        asyncio.run(go())

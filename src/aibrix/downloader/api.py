@@ -17,6 +17,7 @@ from aibrix.storage.uri import check_uri, open_source, scheme_of
 
 DEFAULT_LOCAL_DIR = "/tmp/aibrix/models/"
 DEFAULT_THREADS = 16  # upstream's 32 buys nothing on 2-8 cores (docs/benchmarks.md); set DOWNLOADER_NUM_THREADS
+MAX_THREADS = 64  # one thread and connection per part: a caller's num_threads must not become thousands
 
 
 def download_model(
@@ -35,6 +36,7 @@ def download_model(
     ``extra_config`` takes upstream's download_extra_config keys (ak, sk, endpoint, region, hf_token, ...)."""
     policy.check_uri(model_uri)
     env = settings_env(os.environ if env is None else env, extra_config, scheme=scheme_of(model_uri))
+    threads = thread_count(env, threads)  # before anything is listed
     source = open_source(model_uri, env, policy=policy)
     name = model_name or check_uri(model_uri)
     problem = model_name_problem(name)
@@ -48,7 +50,7 @@ def download_model(
     if not files:
         raise BadURI(f"{source.describe()}: no files to download" + (" after the suffix filter" if suffixes else ""))
     downloader = Downloader(
-        threads=threads or _int(env, "DOWNLOADER_NUM_THREADS", DEFAULT_THREADS),
+        threads=threads,
         part_size=_int(env, "DOWNLOADER_PART_CHUNKSIZE", 64 << 20),
         timeout=float(env.get("DOWNLOADER_TIMEOUT") or 60),
         fsync=is_true(env.get("DOWNLOADER_FSYNC")),
@@ -58,6 +60,14 @@ def download_model(
     )
     root = Path(local_dir or env.get("DOWNLOADER_LOCAL_DIR") or DEFAULT_LOCAL_DIR)
     return downloader.download(files, root / name, on_progress=on_progress)
+
+
+def thread_count(env: Mapping[str, str], threads: int | None = None) -> int:
+    """``threads``, else DOWNLOADER_NUM_THREADS, else the default; refused (400) above MAX_THREADS."""
+    count = threads or _int(env, "DOWNLOADER_NUM_THREADS", DEFAULT_THREADS)
+    if count > MAX_THREADS:
+        raise BadSetting(f"num_threads (DOWNLOADER_NUM_THREADS) is {count}; at most {MAX_THREADS}")
+    return count
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -40,15 +40,16 @@ def check_space(dest: Path, needed: int) -> None:
         raise NoSpace(f"{dest}: not enough disk space: the download needs {needed} bytes, {free} are free")
 
 
-def reserve(fd: int, size: int, path: str) -> None:
-    """Claim the file's disk space up front, so a full disk fails at once and clearly, not mid-way."""
+def presize(fd: int, size: int, path: str) -> None:
+    """Size the partial file to the declared size, sparse: disk blocks are taken as bytes arrive. A server's
+    declared size alone never claims disk (fallocate would take it all before the first byte, and keep it while the
+    server trickles); ``check_space`` has already refused, before any byte, a download the disk cannot hold."""
     try:
-        os.posix_fallocate(fd, 0, size)
+        os.ftruncate(fd, size)  # also shortens a resumed file that was longer
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise NoSpace(f"{path}: not enough disk space for {size} bytes ({exc.strerror})") from None
-        os.ftruncate(fd, size)  # filesystems without fallocate
-    os.ftruncate(fd, size)  # a resumed file may have been longer
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise NoSpace(f"{path}: cannot make a file of {size} bytes ({exc.strerror})") from None
+        raise LocalWriteError(f"{path}: cannot size the local file ({exc.strerror})") from None
 
 
 def write_at(fd: int, data: memoryview | bytes, offset: int, path: str) -> None:

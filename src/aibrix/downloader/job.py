@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aibrix.downloader.checksums import READ, new_hasher
-from aibrix.downloader.disk import reserve
+from aibrix.downloader.disk import presize
 from aibrix.downloader.records import partial_folder, record_complete
 from aibrix.storage.atomic import read_json_object, write_atomic
 from aibrix.storage.base import RemoteFile, StorageError
@@ -71,7 +71,7 @@ class FileJob:
         return parts or [Part(self, -1, 0, 0)]
 
     def ensure_open(self) -> None:
-        """Open (and reserve) the partial file when a worker first needs it, so a repository with more files than
+        """Open (and size) the partial file when a worker first needs it, so a repository with more files than
         the open-file limit never has them all open at once: files are opened in queue order and closed when done."""
         with self.lock:
             if self.fd >= 0:
@@ -80,7 +80,7 @@ class FileJob:
             flags = os.O_RDWR | os.O_CREAT | (0 if self.resumable else os.O_TRUNC)
             self.fd = os.open(self.partial, flags, 0o644)
             if self.remote.size:
-                reserve(self.fd, self.remote.size, self.remote.path)
+                presize(self.fd, self.remote.size, self.remote.path)
             self._save()
 
     def refresh(self, seen: int) -> bool:

@@ -26,7 +26,7 @@ from aibrix.downloader.job import FileJob, Part
 from aibrix.downloader.parts import fetch_part
 from aibrix.downloader.progress import Progress, Result
 from aibrix.downloader.records import is_complete
-from aibrix.storage.base import AccessDenied, RemoteFile, StorageError
+from aibrix.storage.base import AccessDenied, RemoteFile, StorageError, TooLarge
 from aibrix.storage.http import Transport
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 from aibrix.storage.retry import RetryBudget, RetryPolicy
@@ -100,7 +100,7 @@ class _Run:
         self.threads, self.progress = downloader.threads, progress
         self.transport = Transport(downloader.policy, downloader.timeout)
         self.retries, self.budget = downloader.retries, RetryBudget(downloader.retry_budget)
-        self.min_rate = downloader.min_rate
+        self.min_rate, self.cap = downloader.min_rate, downloader.policy.max_bytes
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
 
@@ -166,6 +166,10 @@ class _Run:
             nonlocal written
             written += n
             self.progress.add(n)
+            # Declared sizes were checked before the first byte; a file whose size was not declared is read to
+            # its end, so the cap is held here too, as the bytes arrive.
+            if self.cap is not None and self.progress.done > self.cap:
+                raise TooLarge(f"{part.job.remote.path}: the download passed the limit of {self.cap} bytes")
 
         try:
             fetch_part(self.transport, part, count, give_up_at)

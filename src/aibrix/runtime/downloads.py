@@ -12,18 +12,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aibrix.downloader.api import download_model
+from aibrix.downloader.api import download_model, thread_count
 from aibrix.downloader.config import extra_config_env, resolved_env
 from aibrix.downloader.progress import Progress
 from aibrix.downloader.records import is_download, is_unfinished
 from aibrix.errors import capped
 from aibrix.names import model_name_problem
+from aibrix.runtime.errors import APIError
 from aibrix.storage.base import BadURI
 from aibrix.storage.credentials import confine
 from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.uri import HF_REPO, REMOTE_SCHEMES, check_uri, redact, scheme_of
 
 log = logging.getLogger("aibrix.runtime")
+MAX_PENDING = 64  # downloads under way or waiting for a thread
+MAX_STATUSES = 256  # finished downloads whose status (and failure reason) is kept for /v1/model/list
 
 
 @dataclass
@@ -63,12 +66,14 @@ class ModelDownloads:
         problem = model_name_problem(name)
         if problem:
             raise BadURI(problem)
-        extra_config_env(extra or {}, scheme_of(model_uri))  # unknown keys: 400 now, not a failed download later
+        # unknown keys and too many threads: 400 now, not a failed download later
+        thread_count(extra_config_env(extra or {}, scheme_of(model_uri)))
         target = base / name
         key = str(target)
         running = self._tasks.get(key)
         if running is not None and not running.done():
             return self.statuses[key]
+        self._make_room()
         status = ModelStatus(name, key, redact(model_uri), "downloading")
         self.statuses[key] = status
         self._tasks[key] = asyncio.create_task(self._run(status, model_uri, base, name, extra))
@@ -89,6 +94,18 @@ class ModelDownloads:
         except Exception as exc:  # reported in the listing; the runtime keeps serving
             status.model_status, status.reason = "failed", capped(str(exc) or type(exc).__name__)
             log.warning("model download %s failed: %s", status.source, status.reason)
+
+    def _make_room(self) -> None:
+        """Bound what callers can pile up: at most MAX_PENDING downloads not finished (429 beyond), and the
+        statuses of at most MAX_STATUSES finished ones (the oldest go; a downloaded model is still listed from disk)."""
+        for key in [key for key, task in self._tasks.items() if task.done()]:
+            del self._tasks[key]
+        if len(self._tasks) >= MAX_PENDING:
+            busy = f"{len(self._tasks)} model downloads are already under way or waiting; try later"
+            raise APIError(429, busy, "TooManyDownloads")
+        finished = [key for key in self.statuses if key not in self._tasks]
+        for key in finished[: max(0, len(finished) - MAX_STATUSES + 1)]:
+            del self.statuses[key]
 
     def listing(self, local_dir: str | None = None) -> list[dict[str, Any]]:
         base = self._base(local_dir)
