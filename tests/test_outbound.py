@@ -470,3 +470,85 @@ def test_a_callers_thread_count_is_bounded(tmp_path: Path) -> None:
 
     with pytest.raises(StorageError, match=f"at most {MAX_THREADS}"):
         download_model("http://127.0.0.1:9/w.bin", tmp_path, env={"DOWNLOADER_NUM_THREADS": "100000"})
+
+
+@pytest.fixture(scope="module")
+def service_account_key(tmp_path_factory: pytest.TempPathFactory) -> str:
+    key = tmp_path_factory.mktemp("sa") / "key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key)],
+                   check=True, capture_output=True)  # fmt: skip
+    return key.read_text()
+
+
+class TokenAndBucket(LoopbackServer):
+    """A token endpoint (POST /token, answering as ``token_answer`` says) and a GCS listing (GET), recording both."""
+
+    def __init__(self, token_answer: Callable[[BaseHTTPRequestHandler], None]) -> None:
+        self.posts: list[bytes] = []
+        self.listing_auth: list[str | None] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                server.posts.append(self.rfile.read(int(self.headers["Content-Length"])))
+                token_answer(self)
+
+            def do_GET(self) -> None:  # noqa: N802
+                server.listing_auth.append(self.headers.get("Authorization"))
+                body = b'{"items": [{"name": "model/w.bin", "size": "1", "generation": "1"}]}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.serve(Handler)
+
+
+def _answer(status: int, body: bytes, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        for name, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return answer
+
+
+def _gcs(server: TokenAndBucket, key: str):  # type: ignore[no-untyped-def]
+    from aibrix.storage.gcs import GCSSource
+
+    info = {"type": "service_account", "client_email": "sa@p.iam.gserviceaccount.com", "private_key": key,
+            "token_uri": f"{server.url}/token"}  # fmt: skip
+    return GCSSource("bucket", "model/", base=server.url, service_account_json=json.dumps(info))
+
+
+def test_a_service_account_token_is_fetched_through_the_policy_checked_transport(
+    service_account_key: str, dialled: Dialled
+) -> None:
+    with TokenAndBucket(_answer(200, b'{"access_token": "ya29.tok", "expires_in": 3600}')) as server:
+        assert [f.path for f in _gcs(server, service_account_key).list_files()] == ["w.bin"]
+    assert server.listing_auth == ["Bearer ya29.tok"]
+    assert b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer" in server.posts[0]
+    assert set(dialled) == {"127.0.0.1"}  # every connection went through the policy's connect
+
+
+@pytest.mark.parametrize(
+    "answer, complaint",
+    [(_answer(400, b'{"error": "invalid_grant", "detail": "internal-secret-77"}'), "HTTP 400"),
+     (_answer(200, b"internal-secret-77 is not JSON"), "without an access token"),
+     (_answer(302, b"", {"Location": "http://169.254.169.254/computeMetadata/v1/token"}), "HTTP 302")],
+)  # fmt: skip
+def test_a_token_endpoint_is_never_followed_elsewhere_nor_echoed(
+    answer: Callable[[BaseHTTPRequestHandler], None], complaint: str, service_account_key: str, dialled: Dialled
+) -> None:
+    with TokenAndBucket(answer) as server:
+        with pytest.raises(StorageError) as raised:
+            _gcs(server, service_account_key)
+    assert complaint in raised.value.message and "internal-secret-77" not in raised.value.message
+    assert set(dialled) == {"127.0.0.1"} and server.listing_auth == []

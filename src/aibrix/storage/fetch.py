@@ -24,20 +24,22 @@ def request(
     what: str = "",
     policy: OutboundPolicy = DEFAULT_POLICY,
     retries: RetryPolicy | None = None,
+    body: bytes | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, lower-cased headers and body of ``url`` after redirects; raises StorageError for 4xx/5xx."""
+    """Status, lower-cased headers and body of ``url`` after redirects (none for a request with a ``body``);
+    raises StorageError for 4xx/5xx."""
     what = what or redact(url)  # errors never carry a signed URL's query or user info
     transport = Transport(policy, timeout)
 
     def attempt(give_up_at: float) -> tuple[int, dict[str, str], bytes]:
         with transport.deadline(give_up_at, what):
-            answered, response = transport.open(method, url, headers or {}, what=what)
+            answered, response = transport.open(method, url, headers or {}, what=what, body=body)
             try:
-                body = response.read(MAX_BODY)
+                answer = response.read(MAX_BODY)
             except OSError as exc:
                 transport.drop(answered)
                 raise transport_error(exc, what) from None
-            if len(body) >= MAX_BODY:
+            if len(answer) >= MAX_BODY:
                 transport.drop(answered)
                 raise StorageError(f"{what}: an answer of {MAX_BODY} bytes or more is not a storage API's")
             if response.length:  # read(n) stops at EOF without a word: a short answer is caught here
@@ -45,7 +47,7 @@ def request(
                 raise TransientError(f"{what}: the answer ended {response.length} bytes early")
         if response.status >= 400:  # the body is not echoed: a refused fetch must not become a way to read a server
             raise classify(response.status, what, response.getheader("retry-after"))
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, answer
 
     try:
         return (retries or METADATA).call(attempt)

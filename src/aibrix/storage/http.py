@@ -97,11 +97,19 @@ class Transport:
         self._ssl: ssl.SSLContext | None = None
 
     def open(
-        self, method: str, url: str, headers: Mapping[str, str], *, what: str = ""
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        what: str = "",
+        body: bytes | None = None,
+        follow_redirects: bool = True,
     ) -> tuple[str, http.client.HTTPResponse]:
         """The response to ``method url`` after redirects, and the URL that answered; any status. The headers given
         (credentials, all of them) are dropped when a redirect leaves the origin; every hop connects through the
-        policy."""
+        policy. A request with a ``body`` (a credential, say) is never redirected: its answer is returned as is."""
+        follow_redirects = follow_redirects and body is None
         what = what or redact(url)
         sent = dict(headers)
         parts = urlsplit(url)
@@ -109,8 +117,8 @@ class Transport:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             sent["Authorization"] = "Basic " + base64.b64encode(pair).decode()  # user info in the URL, as httpx does
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._send(method, url, sent, what)
-            if response.status not in REDIRECTS:
+            response = self._send(method, url, sent, what, body)
+            if response.status not in REDIRECTS or not follow_redirects:
                 return url, response
             location = response.getheader("location", "")
             response.read()
@@ -124,13 +132,15 @@ class Transport:
             url = next_url
         raise StorageError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
-    def _send(self, method: str, url: str, headers: dict[str, str], what: str) -> http.client.HTTPResponse:
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], what: str, body: bytes | None = None
+    ) -> http.client.HTTPResponse:
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         while True:
             conn, reused = self._connection(parts.scheme, _host_port(url), what)
             try:
-                conn.request(method, target, headers=headers)
+                conn.request(method, target, body=body, headers=headers)
                 return conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 self.drop(url)
