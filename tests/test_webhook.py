@@ -265,3 +265,35 @@ def test_a_rotated_certificate_is_served_without_a_restart(tmp_path: Path) -> No
         kube.stop()
     log = proc.output()
     assert "not loaded" in log and "-----BEGIN" not in log
+
+
+@pytest.mark.parametrize(
+    "labels, ports, listen, endpoint",
+    [({"model.aibrix.ai/port": "8080"}, [], "8081", "http://localhost:8080"),  # declared nowhere but the label
+     ({}, [{"containerPort": 8080}], "8081", "http://localhost:8080"),
+     ({"model.aibrix.ai/port": "8080"}, [{"containerPort": 8081}], "8082", "http://localhost:8080"),
+     ({}, [], "8080", "http://localhost:8000")],
+)  # fmt: skip
+def test_the_sidecar_never_listens_where_the_engine_does(labels, ports, listen, endpoint) -> None:
+    from aibrix.controller.injection import plan_injection
+
+    spec = {"containers": [{"name": "engine", "image": "vllm/vllm-openai", "ports": ports}]}
+    plan = plan_injection(spec, labels, {}, "aibrix/runtime:test", "/spec")
+    sidecar = plan.patch[-1]["value"]
+    assert sidecar["command"][-1] == listen and env(sidecar)["INFERENCE_ENGINE_ENDPOINT"] == endpoint
+
+
+@pytest.mark.parametrize(
+    "requests, limits, guaranteed",
+    [({"cpu": "1000m", "memory": "1Gi"}, {"cpu": "1", "memory": "1024Mi"}, True),
+     ({"cpu": "0.5", "memory": "1073741824"}, {"cpu": "500m", "memory": "1Gi"}, True),
+     ({"cpu": "1", "memory": "1G"}, {"cpu": "1", "memory": "1Gi"}, False),  # 10^9 is not 2^30
+     ({"cpu": "999m", "memory": "1Gi"}, {"cpu": "1", "memory": "1Gi"}, False)],
+)  # fmt: skip
+def test_a_guaranteed_pod_is_recognised_whatever_the_spelling_of_its_quantities(requests, limits, guaranteed) -> None:
+    from aibrix.controller.injection import GUARANTEED, plan_injection
+
+    resources = {"requests": requests, "limits": limits}
+    spec = {"containers": [{"name": "engine", "image": "vllm/vllm-openai", "resources": resources}]}
+    sidecar = plan_injection(spec, {}, {}, "aibrix/runtime:test", "/spec").patch[-1]["value"]
+    assert (sidecar["resources"] == {"requests": GUARANTEED, "limits": GUARANTEED}) is guaranteed

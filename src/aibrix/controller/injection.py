@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from aibrix.controller.pods import DEFAULT_RUNTIME_PORT, engine_port
@@ -61,7 +62,7 @@ def plan_injection(
         if not any(m.get("mountPath") == MOUNT_PATH for m in container.get("volumeMounts") or []):
             ops.append(_append(f"{prefix}/containers/{index}/volumeMounts", container.get("volumeMounts"),
                                {"name": volume, "mountPath": MOUNT_PATH}))  # fmt: skip
-    sidecar = runtime_container(image, engine, port, _free_port(containers), volume, _guaranteed(containers))
+    sidecar = runtime_container(image, engine, port, _free_port(containers, port), volume, _guaranteed(containers))
     ops.append({"op": "add", "path": f"{prefix}/containers/-", "value": sidecar})
     return Plan(patch=ops)
 
@@ -133,19 +134,45 @@ def _append(path: str, existing: list[Any] | None, value: dict[str, Any]) -> dic
     return {"op": "add", "path": path, "value": [value]}
 
 
-def _free_port(containers: list[dict[str, Any]]) -> int:
-    """8080 unless another container declares it (an engine on 8080 would make the runtime fail to bind)."""
-    taken = {p.get("containerPort") for c in containers for p in c.get("ports") or []}
+def _free_port(containers: list[dict[str, Any]], engine: int) -> int:
+    """8080 unless the engine listens there (declared or not: the label or the default may name it) or another
+    container declares it: the runtime must neither fail to bind nor point its engine endpoint at itself."""
+    taken = {p.get("containerPort") for c in containers for p in c.get("ports") or []} | {engine}
     return next(port for port in range(DEFAULT_RUNTIME_PORT, DEFAULT_RUNTIME_PORT + 100) if port not in taken)
 
 
+# Kubernetes resource quantities (k8s.io/apimachinery/pkg/api/resource, quantity.go): a number, then a binary
+# suffix, a decimal suffix or an exponent.
+_QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?")
+_SUFFIX: dict[str, Decimal | int] = {
+    **{"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60},
+    **{"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3")},
+    **{"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18},
+}
+
+
+def quantity(value: object) -> Decimal | None:
+    """The amount a quantity string (or number) stands for, so "1000m" equals "1" and "1Gi" equals "1024Mi";
+    None when it is not one."""
+    match = _QUANTITY.fullmatch(str(value).strip())
+    if match is None:
+        return None
+    number, suffix = Decimal(match[1]), match[2] or ""
+    if suffix[:1] in ("e", "E"):
+        return number.scaleb(int(suffix[1:]))
+    return number * _SUFFIX.get(suffix, 1)
+
+
 def _guaranteed(containers: list[dict[str, Any]]) -> bool:
-    """Every container limits CPU and memory, and requests what it limits (or nothing, which defaults to it)."""
+    """Every container limits CPU and memory, and requests what it limits (or nothing, which defaults to it),
+    compared as amounts: "1000m" and "1" are the same CPU."""
     for container in containers:
         resources = container.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         if not {"cpu", "memory"} <= limits.keys():
             return False
-        if any(requests.get(k, limits[k]) != limits[k] for k in ("cpu", "memory")):
-            return False
+        for kind in ("cpu", "memory"):
+            limit = quantity(limits[kind])
+            if limit is None or quantity(requests.get(kind, limits[kind])) != limit:
+                return False
     return True
