@@ -81,3 +81,19 @@ def test_the_webhooks_certificate_service_and_mount_agree() -> None:
     for hook in webhook["webhooks"]:
         assert hook["clientConfig"]["service"]["name"] == service["metadata"]["name"]
         assert hook["failurePolicy"] == "Ignore"
+
+
+def test_the_network_policy_admits_only_the_api_server_to_the_webhook(control_plane: ControlPlane) -> None:
+    objects = rendered(DEPLOY / "network-policy")
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [("NetworkPolicy", "aibrix-controller-manager")]
+    policy = objects[0]
+    kubernetes_validate.validate(policy, KUBERNETES, strict=True)
+    controller = next(o for o in rendered() if o["kind"] == "Deployment")
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= controller["spec"]["template"]["metadata"]["labels"].items()
+    )
+    webhook = [rule for rule in policy["spec"]["ingress"] if {"port": 9443, "protocol": "TCP"} in rule["ports"]]
+    assert len(webhook) == 1 and [list(peer) for peer in webhook[0]["from"]] == [["ipBlock"]]
+    dry = control_plane.kubectl("apply", "--dry-run=server", "-k", str(DEPLOY / "network-policy"))
+    assert "(server dry run)" in dry.stdout

@@ -297,3 +297,46 @@ def test_a_guaranteed_pod_is_recognised_whatever_the_spelling_of_its_quantities(
     spec = {"containers": [{"name": "engine", "image": "vllm/vllm-openai", "resources": resources}]}
     sidecar = plan_injection(spec, {}, {}, "aibrix/runtime:test", "/spec").patch[-1]["value"]
     assert (sidecar["resources"] == {"requests": GUARANTEED, "limits": GUARANTEED}) is guaranteed
+
+
+def test_a_client_that_never_finishes_its_request_is_cut_off_and_connections_are_bounded(tmp_path: Path) -> None:
+    """The webhook shares the controller's process: half a header must not hold a connection for ever, and
+    connections beyond the bound get 503 rather than memory."""
+    import time
+
+    ca = make_ca(tmp_path / "ca")
+    issue(ca, tmp_path / "serving")
+    port = free_port()
+    kube = FakeKube(tmp_path)
+    proc = kube.start_controller("--webhook-bind-address", f"{HOST}:{port}", "--webhook-cert-dir",
+                                 str(tmp_path / "serving"), "--leader-elect=false", "--webhook-read-timeout", "1",
+                                 "--webhook-max-connections", "3")  # fmt: skip
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        url = f"https://{HOST}:{port}"
+        first = send((url, context), admission(engine_pod()))  # serving
+        assert first["allowed"] is True
+
+        def connect() -> ssl.SSLSocket:
+            raw = socket.create_connection((HOST, port), timeout=10)
+            return context.wrap_socket(raw, server_hostname=HOST)
+
+        slow = connect()
+        slow.sendall(b"POST /mutate-v1-pod HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n")  # half a header
+        started = time.monotonic()
+        assert slow.recv(1) == b""  # closed by the server ...
+        assert time.monotonic() - started < 4  # ... after its read timeout
+        body_slow = connect()
+        body_slow.sendall(b"POST /mutate-v1-pod HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")  # half a body
+        assert body_slow.recv(1) == b""
+        held = [connect() for _ in range(3)]
+        for sock in held:
+            sock.sendall(b"POST /mutate-v1-pod HTTP/1.1\r\nHost: x\r\n")
+        extra = connect()
+        extra.sendall(b"GET /mutate-v1-pod HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert extra.recv(100).startswith(b"HTTP/1.1 503")
+        for sock in (slow, body_slow, extra, *held):
+            sock.close()
+    finally:
+        proc.stop()
+        kube.stop()

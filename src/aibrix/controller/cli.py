@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aibrix import __version__
+from aibrix.asgi import MAX_CONNECTIONS, READ_TIMEOUT
 
 if TYPE_CHECKING:
     from aibrix.controller.manager import Controller, ControllerConfig
@@ -81,6 +82,10 @@ def parser() -> argparse.ArgumentParser:
                    help="serve the sidecar injection webhook over HTTPS here, e.g. :9443 (default: off)")  # fmt: skip
     p.add_argument("--webhook-cert-dir", type=Path, default=Path("/tmp/k8s-webhook-server/serving-certs"),
                    help="folder with the webhook's tls.crt and tls.key, re-read when they change")  # fmt: skip
+    p.add_argument("--webhook-read-timeout", type=_positive, default=READ_TIMEOUT,
+                   help="seconds an API server has to send a whole review once it starts one")  # fmt: skip
+    p.add_argument("--webhook-max-connections", type=int, default=MAX_CONNECTIONS,
+                   help="connections the webhook serves at once (503 beyond)")  # fmt: skip
     p.add_argument("--sidecar-runtime-image", default=f"aibrix/runtime:{__version__}",
                    help="the injected aibrix-runtime image when a pod does not name one")  # fmt: skip
     p.add_argument("--max-retries", type=int, default=5, help="load attempts per pod before failing over")
@@ -118,8 +123,8 @@ class JSONFormatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    if args.max_retries < 1 or args.workers < 1:
-        parser().error("--max-retries and --workers must be at least 1")
+    if args.max_retries < 1 or args.workers < 1 or args.webhook_max_connections < 1:
+        parser().error("--max-retries, --workers and --webhook-max-connections must be at least 1")
     handler = logging.StreamHandler()
     handler.setFormatter(
         JSONFormatter()
@@ -163,7 +168,7 @@ async def run(args: argparse.Namespace) -> None:
         from aibrix.controller.webhook import serve_webhook
 
         servers.append(serve_webhook(args.webhook_bind_address, args.webhook_cert_dir, args.sidecar_runtime_image,
-                                     metrics))  # fmt: skip
+                                     metrics, args.webhook_read_timeout, args.webhook_max_connections))  # fmt: skip
     log.info("aibrix controller %s starting (runtime sidecar %s, leader election %s)", config.identity,
              "on" if config.options.use_runtime else "off", "on" if config.leader_elect else "off")  # fmt: skip
     try:
