@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,55 @@ def test_a_condition_message_built_from_engine_errors_is_capped() -> None:
     set_condition(conditions, "Bound", "False", "x", "y", 1)
     set_condition(conditions, "Ready", "False", "LoadFailed", "pod-b: " + "e" * 40_000, 2)
     assert all(len(c["message"]) <= MAX_ERROR_TEXT + 40 for c in conditions)
+
+
+def test_a_runtime_key_goes_only_to_the_pod_that_declares_it_and_is_read_where_it_says() -> None:
+    """No cluster-wide key: each pod's runtime gets the key its own spec names (literal or Secret), or none."""
+    from aibrix.controller.loader import Loader, LoadError
+    from aibrix.controller.pods import pod_from_object
+    from aibrix.controller.runtime_keys import RuntimeKeys
+    from payload_server import PayloadServer
+
+    secrets = {("team-a", "aibrix-runtime-key"): {"api-key": "key-a"}}
+    reads: list[tuple[str, str]] = []
+
+    class Missing(Exception):
+        status = type("S", (), {"code": 404})()
+
+    async def read_secret(namespace: str, name: str) -> dict[str, str]:
+        reads.append((namespace, name))
+        if (namespace, name) not in secrets:
+            raise Missing()
+        return secrets[(namespace, name)]
+
+    def pod(namespace: str, port: int, env: list | None) -> object:
+        runtime = {"name": "aibrix-runtime", "ports": [{"containerPort": port}], **({"env": env} if env else {})}
+        return pod_from_object({"metadata": {"name": f"p-{namespace}", "namespace": namespace},
+                                "spec": {"containers": [{"name": "vllm"}, runtime]},
+                                "status": {"podIP": "127.0.0.1"}})  # fmt: skip
+
+    def ref(optional: bool) -> list:
+        key = {"name": "aibrix-runtime-key", "key": "api-key", "optional": optional}
+        return [{"name": "AIBRIX_RUNTIME_API_KEY", "valueFrom": {"secretKeyRef": key}}]
+
+    with PayloadServer({"/v1/models": b'{"data": []}'}) as runtime:
+        port = int(runtime.url.rsplit(":", 1)[1])
+        loader = Loader(runtime_keys=RuntimeKeys(read_secret))
+
+        async def seen(target: object, engine_key: str | None = None) -> str | None:
+            await loader.loaded(target, engine_key)  # type: ignore[arg-type]
+            return runtime.authorizations[-1]
+
+        async def go() -> None:
+            assert await seen(pod("team-a", port, ref(True))) == "Bearer key-a"
+            assert await seen(pod("team-b", port, ref(True)), "engine-key") == "Bearer engine-key"  # optional, absent
+            assert await seen(pod("team-c", port, None)) is None  # declares nothing: gets nothing
+            literal = [{"name": "AIBRIX_RUNTIME_API_KEY", "value": "literal-key"}]
+            assert await seen(pod("team-c", port, literal)) == "Bearer literal-key"
+            with pytest.raises(LoadError, match="does not exist"):
+                await loader.loaded(pod("team-d", port, ref(False)), None)  # type: ignore[arg-type]
+            assert reads.count(("team-a", "aibrix-runtime-key")) == 1  # cached
+            await loader.aclose()
+
+        asyncio.run(go())
+    assert "key-a" not in [a for a in runtime.authorizations[1:] if a]

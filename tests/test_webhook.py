@@ -109,7 +109,7 @@ def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def env(c: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in c.get("env", [])}
+    return {e["name"]: e.get("value") for e in c.get("env", [])}
 
 
 def test_an_annotated_pod_gets_the_runtime_and_the_shared_adapter_volume(webhook) -> None:
@@ -121,7 +121,10 @@ def test_an_annotated_pod_gets_the_runtime_and_the_shared_adapter_volume(webhook
     runtime = container(pod, "aibrix-runtime")
     assert runtime["image"] == DEFAULT_IMAGE
     assert runtime["command"] == ["aibrix_runtime", "--port", "8080"]
-    assert env(runtime) == {"INFERENCE_ENGINE": "sglang", "INFERENCE_ENGINE_ENDPOINT": "http://localhost:30000"}
+    assert env(runtime) == {"INFERENCE_ENGINE": "sglang", "INFERENCE_ENGINE_ENDPOINT": "http://localhost:30000",
+                            "AIBRIX_RUNTIME_API_KEY": None}  # fmt: skip
+    key = {"secretKeyRef": {"name": "aibrix-runtime-key", "key": "api-key", "optional": True}}
+    assert next(e for e in runtime["env"] if e["name"] == "AIBRIX_RUNTIME_API_KEY")["valueFrom"] == key
     assert runtime["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
     assert runtime["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8080}
     assert runtime["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
@@ -137,7 +140,8 @@ def test_the_image_annotation_wins_and_the_engine_defaults_as_the_controller_rea
                                         volumes=[{"name": "models", "emptyDir": {}}]))  # fmt: skip
     runtime = container(pod, "aibrix-runtime")
     assert runtime["image"] == "mirror/runtime:1"
-    assert env(runtime) == {"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": "http://localhost:8000"}
+    assert env(runtime) == {"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": "http://localhost:8000",
+                            "AIBRIX_RUNTIME_API_KEY": None}  # fmt: skip
     assert [v["name"] for v in pod["spec"]["volumes"]] == ["models", "adapter-storage"]
     sglang = [{"name": "server", "image": "lmsysorg/sglang:v0.5", "ports": [{"containerPort": 30000}]}]
     pod, _ = mutate(webhook, engine_pod(containers=sglang))

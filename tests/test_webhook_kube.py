@@ -4,6 +4,7 @@ simulator plus the runtime with the injected command and environment) and given 
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def test_a_pod_created_through_the_api_server_is_injected_and_then_loads_an_adap
                             "annotations": {"model.aibrix.ai/sidecar-injection": "true"}},
                "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:latest",
                                         "ports": [{"containerPort": engine_port}]}]}}  # fmt: skip
+        # the namespace's runtime key: the injected sidecar takes it, and the controller sends it to this pod only
+        plane.kubectl("create", "secret", "generic", "aibrix-runtime-key", "-n", "default",
+                      "--from-literal=api-key=ns-key-5150")  # fmt: skip
         created = plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
         assert "Warning" not in created.stderr, created.stderr
         stored = plane.http.get("/api/v1/namespaces/default/pods/vllm-llama3").json()
@@ -65,7 +69,8 @@ def test_a_pod_created_through_the_api_server_is_injected_and_then_loads_an_adap
         # localhost (a pod's containers share it); the adapter-storage volume is a folder.
         sim = start_sim("vllm", port=engine_port, host=pod_ip())
         started.append(sim)
-        env = {e["name"]: e["value"].replace("localhost", pod_ip()) for e in runtime["env"]}
+        env = {e["name"]: kubelet_value(plane, e).replace("localhost", pod_ip()) for e in runtime["env"]}
+        assert env["AIBRIX_RUNTIME_API_KEY"] == "ns-key-5150"
         env["AIBRIX_ADAPTER_DIR"] = str(tmp_path / "adapter-storage")
         command = [str(Path(sys.executable).parent / runtime["command"][0]), *runtime["command"][1:]]
         listen = runtime["ports"][0]["containerPort"]
@@ -81,12 +86,23 @@ def test_a_pod_created_through_the_api_server_is_injected_and_then_loads_an_adap
         assert "sql-lora" in {card["id"] for card in cards}
         metrics = httpx.get(proc.url + "/metrics", timeout=5).text  # loaded through the injected runtime
         assert 'aibrix:runtime_adapter_operations_total{operation="load",outcome="ok"} 1' in metrics
+        assert httpx.get(proc.url + "/v1/lora_adapter", timeout=5).status_code == 401  # the key is required
     finally:
         for proc in reversed(started):
             proc.stop()
         plane.kubectl("delete", "mutatingwebhookconfiguration", WEBHOOK, "--ignore-not-found", check=False)
+        plane.kubectl("delete", "-n", "default", "secret", "aibrix-runtime-key", "--ignore-not-found", check=False)
         plane.kubectl("delete", "-n", "aibrix-system", "endpointslice", "aibrix-webhook-test", "secret",
                       "aibrix-webhook-cert", "--ignore-not-found", check=False)  # fmt: skip
         plane.kubectl("delete", "-f", str(ROOT / "deploy" / "controller.yaml"), "--ignore-not-found", "--wait=false",
                       check=False)  # fmt: skip
         kube.stop()
+
+
+def kubelet_value(plane: ControlPlane, entry: dict) -> str:
+    """An env entry's value as the kubelet gives it: literal, or read from the Secret it references."""
+    if "value" in entry:
+        return str(entry["value"])
+    ref = entry["valueFrom"]["secretKeyRef"]
+    secret = plane.http.get(f"/api/v1/namespaces/default/secrets/{ref['name']}").json()
+    return base64.b64decode(secret["data"][ref["key"]]).decode()

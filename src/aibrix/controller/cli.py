@@ -200,7 +200,6 @@ def controller_config(args: argparse.Namespace) -> ControllerConfig:
         namespace=args.namespace,
         options=options,
         workers=args.workers,
-        runtime_key=os.environ.get("AIBRIX_RUNTIME_API_KEY") or None,
         leader_elect=args.leader_elect,
         lease_name=args.leader_election_id,
         lease_namespace=args.leader_election_namespace,

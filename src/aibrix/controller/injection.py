@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from aibrix.controller.pods import DEFAULT_RUNTIME_PORT, engine_port
+from aibrix.controller.pods import DEFAULT_RUNTIME_PORT, RUNTIME_KEY_ENV, engine_port
+from aibrix.controller.runtime_keys import KEY_FIELD, KEY_SECRET
 from aibrix.controller.spec import ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
 from aibrix.engines import ENGINES
 
@@ -76,6 +77,12 @@ def runtime_container(image: str, engine: str, port: int, listen: int, volume: s
         "env": [
             {"name": "INFERENCE_ENGINE", "value": engine},
             {"name": "INFERENCE_ENGINE_ENDPOINT", "value": f"http://localhost:{port}"},
+            # the runtime's own key, per namespace, when that namespace has the Secret (the controller reads it
+            # from the same place, for this pod only)
+            {
+                "name": RUNTIME_KEY_ENV,
+                "valueFrom": {"secretKeyRef": {"name": KEY_SECRET, "key": KEY_FIELD, "optional": True}},
+            },
         ],
         "ports": [{"name": "aibrix-runtime", "containerPort": listen, "protocol": "TCP"}],
         "volumeMounts": [{"name": volume, "mountPath": MOUNT_PATH}],

@@ -16,6 +16,7 @@ from typing import Any
 
 from aibrix.auth import bearer
 from aibrix.controller.pods import Pod
+from aibrix.controller.runtime_keys import KeyUnavailable, RuntimeKeys
 from aibrix.controller.spec import AdapterSpec
 from aibrix.engines import Engine, EngineClient, create_engine
 from aibrix.engines.base import error_message, same_path
@@ -74,7 +75,7 @@ class Loader:
     """Talks to pods; one pooled HTTP client per endpoint."""
 
     use_runtime: bool = True
-    runtime_key: str | None = None
+    runtime_keys: RuntimeKeys | None = None  # None: no runtime is sent a key of its own
     timeout: float = 300.0  # a load includes the artifact download
 
     def __post_init__(self) -> None:
@@ -104,9 +105,23 @@ class Loader:
     def via_runtime(self, pod: Pod) -> bool:
         return self.use_runtime and pod.runtime_url is not None
 
-    def _runtime_auth(self, api_key: str | None) -> str | None:
-        """The runtime's own key when it has one, else the engine key for the runtime to pass on."""
-        return _bearer(self.runtime_key or api_key)
+    async def _runtime_auth(self, pod: Pod, api_key: str | None) -> str | None:
+        """The key this pod's runtime declares when it has one, else the engine key for the runtime to pass on."""
+        if self.runtime_keys is None or pod.runtime_key is None:
+            return _bearer(api_key)
+        try:
+            return _bearer(await self.runtime_keys.key_for(pod.namespace, pod.runtime_key) or api_key)
+        except KeyUnavailable as exc:
+            raise LoadError(f"pod {pod.name}: {exc}", Outcome.RETRY) from None
+
+    def _refused(self, pod: Pod, response: Response) -> LoadError:
+        """The LoadError for a runtime's refusal; after a 401 its key is read again next time (rotated)."""
+        if response.status_code == 401 and self.runtime_keys is not None:
+            self.runtime_keys.forget(pod.namespace, pod.runtime_key)
+        return LoadError(
+            f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
+            classify(response.status_code),
+        )
 
     async def load(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> float:
         """Load the adapter on ``pod``; return the seconds it took. Raises LoadError.
@@ -135,16 +150,12 @@ class Loader:
             body["credentials"] = credentials
         if spec.api_key:
             body["additional_config"] = {"api-key": spec.api_key}
-        response = await self._call(
-            pod.runtime_url or "", "/v1/lora_adapter/load", body, self._runtime_auth(spec.api_key)
-        )
+        auth = await self._runtime_auth(pod, spec.api_key)
+        response = await self._call(pod.runtime_url or "", "/v1/lora_adapter/load", body, auth)
         if response.status_code == 409:
             return False
         if not response.is_success:
-            raise LoadError(
-                f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
-                classify(response.status_code),
-            )
+            raise self._refused(pod, response)
         return True
 
     async def _load_direct(self, pod: Pod, spec: AdapterSpec, path: str) -> bool:
@@ -165,18 +176,11 @@ class Loader:
     async def unload(self, pod: Pod, spec: AdapterSpec, *, timeout: float) -> None:
         """Unload; an adapter the pod no longer holds is already unloaded. Raises LoadError."""
         if self.via_runtime(pod):
-            response = await self._call(
-                pod.runtime_url or "",
-                "/v1/lora_adapter/unload",
-                {"lora_name": spec.name},
-                self._runtime_auth(spec.api_key),
-                timeout=timeout,
-            )
+            auth = await self._runtime_auth(pod, spec.api_key)
+            body = {"lora_name": spec.name}
+            response = await self._call(pod.runtime_url or "", "/v1/lora_adapter/unload", body, auth, timeout=timeout)
             if not response.is_success and response.status_code != 404:
-                raise LoadError(
-                    f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
-                    classify(response.status_code),
-                )
+                raise self._refused(pod, response)
             return
         engine = self._engine(pod)
         try:
@@ -194,7 +198,7 @@ class Loader:
     async def loaded(self, pod: Pod, api_key: str | None, *, timeout: float = 2.0) -> set[str]:
         """Names of the models and adapters the pod serves now. Raises LoadError when it cannot tell."""
         if self.via_runtime(pod):
-            url, auth = pod.runtime_url or "", self._runtime_auth(api_key)
+            url, auth = pod.runtime_url or "", await self._runtime_auth(pod, api_key)
         else:
             url, auth = pod.engine_url, _bearer(api_key)
         try:

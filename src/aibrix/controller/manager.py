@@ -18,6 +18,7 @@ from aibrix.controller.metrics import ControllerMetrics
 from aibrix.controller.options import Options
 from aibrix.controller.reconciler import Reconciler
 from aibrix.controller.resources import EndpointSlice, Key, ModelAdapter, Obj, Pod, Service
+from aibrix.controller.runtime_keys import RuntimeKeys
 from aibrix.controller.spec import ADAPTER_LABEL, Selector, SpecError, parse_selector
 from aibrix.controller.writes import Kube
 
@@ -98,7 +99,6 @@ class ControllerConfig:
     namespace: str | None = None
     options: Options = field(default_factory=Options)
     workers: int = 32
-    runtime_key: str | None = None
     leader_elect: bool = True
     lease_name: str = "aibrix-controller-manager"
     lease_namespace: str = "aibrix-system"
@@ -114,7 +114,7 @@ class Controller:
         self.queue = WorkQueue()
         self.backoff = Backoff()
         self.kube = Kube(client)
-        self.loader = Loader(use_runtime=config.options.use_runtime, runtime_key=config.runtime_key)
+        self.loader = Loader(use_runtime=config.options.use_runtime, runtime_keys=RuntimeKeys(self.kube.secret_data))
         self.adapters = Informer(client, ModelAdapter, config.namespace, self._on_adapter)
         self.pods = Informer(client, Pod, config.namespace, self._on_pod)
         # The Services and EndpointSlices the controller owns: one deleted by hand is written again at once.

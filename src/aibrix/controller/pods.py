@@ -10,6 +10,7 @@ from aibrix.controller.spec import ENABLED_LABEL, ENGINE_LABEL, PORT_LABEL, RUNT
 
 DEFAULT_ENGINE_PORT = 8000
 DEFAULT_RUNTIME_PORT = 8080
+RUNTIME_KEY_ENV = "AIBRIX_RUNTIME_API_KEY"
 
 
 def parse_time(value: str | None) -> float | None:
@@ -19,6 +20,16 @@ def parse_time(value: str | None) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where a pod's runtime sidecar reads AIBRIX_RUNTIME_API_KEY: a literal, or a key of a Secret."""
+
+    value: str | None = None
+    secret: str | None = None
+    key: str | None = None
+    optional: bool = False  # a missing Secret or key then means no key, as the kubelet reads it
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class Pod:
     engine_port: int
     runtime_port: int | None  # None: no runtime sidecar in the pod
     engine: str
+    runtime_key: KeySource | None = None  # None: the runtime takes no key
 
     @property
     def host(self) -> str:
@@ -102,4 +114,17 @@ def pod_from_object(obj: dict[str, Any]) -> Pod:
         engine_port=engine_port(labels, containers),
         runtime_port=runtime_port,
         engine=labels.get(ENGINE_LABEL, "vllm"),
+        runtime_key=_key_source(runtime),
     )
+
+
+def _key_source(runtime: dict[str, Any] | None) -> KeySource | None:
+    """Where the runtime container takes its API key from, as its env declares it."""
+    for entry in (runtime or {}).get("env") or []:
+        if not isinstance(entry, dict) or entry.get("name") != RUNTIME_KEY_ENV:
+            continue
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef") or {}
+        if ref.get("name") and ref.get("key"):
+            return KeySource(secret=str(ref["name"]), key=str(ref["key"]), optional=ref.get("optional") is True)
+        return KeySource(value=str(entry.get("value") or "")) if entry.get("value") else None
+    return None
