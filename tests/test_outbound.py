@@ -373,6 +373,10 @@ def test_a_refused_or_failed_answer_is_never_echoed(tmp_path: Path) -> None:
     secret = b"internal-secret-4f1c"
 
     def script(n: int, handler: BaseHTTPRequestHandler) -> None:
+        if handler.path.startswith("/garbage"):  # not HTTP at all: http.client would quote the line it read
+            handler.wfile.write(secret + b" 200 OK\r\n\r\n")
+            handler.close_connection = True
+            return
         status = {"denied": 403, "broken": 500, "teapot": 418}.get(handler.path.split("/")[1], 200)
         handler.send_response(status)
         handler.send_header("Content-Length", str(len(secret)))
@@ -381,7 +385,7 @@ def test_a_refused_or_failed_answer_is_never_echoed(tmp_path: Path) -> None:
 
     with Scripted(script) as server:
         errors = []
-        for path in ("/denied", "/broken", "/teapot"):
+        for path in ("/denied", "/broken", "/teapot", "/garbage"):
             with pytest.raises(StorageError) as raised:
                 request(server.url + path, retries=QUICK)
             errors.append(raised.value.message)

@@ -76,6 +76,9 @@ def transport_error(exc: BaseException, what: str) -> StorageError:
         return StorageError(f"{what}: TLS certificate verification failed ({reason})")
     if isinstance(exc, TimeoutError | socket.timeout):
         return TransientError(f"{what}: timed out")
+    if isinstance(exc, http.client.HTTPException) and not isinstance(exc, http.client.RemoteDisconnected):
+        # its text is the server's own bytes (a bad status line, a header too long): never echoed
+        return TransientError(f"{what}: the answer is not HTTP that can be read ({type(exc).__name__})")
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return TransientError(f"{what}: {type(exc).__name__}: {reason}")
 
