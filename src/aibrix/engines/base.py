@@ -22,22 +22,36 @@ class Engine:
     name: ClassVar[str]
     metrics_path: ClassVar[str] = "/metrics"
     health_path: ClassVar[str] = "/health"
+    # A cheap readiness route, asked first where the engine has one (a 404 falls back to ``health_path`` for good),
+    # and the seconds a readiness probe is given unless RUNTIME_READY_TIMEOUT says otherwise.
+    ready_path: ClassVar[str | None] = None
+    ready_timeout: ClassVar[float] = 1.0
     models_path: ClassVar[str] = "/v1/models"
     lists_adapters: ClassVar[bool] = False  # /v1/models names loaded adapters (with ``parent``)
+    # The engine evicts adapters on its own and loads them back on their next request (SGLang): one missing from
+    # its list is not lost, and loading it again would only evict another.
+    restores_evicted: ClassVar[bool] = False
     lora_hint: ClassVar[str] = "this engine has no API to load LoRA adapters at run time"
 
     def __init__(self, client: EngineClient) -> None:
         self.client = client
+        self._ready_route = self.ready_path
 
-    async def health(self, *, timeout: float) -> None:
-        """Return when the engine answers its health check with 2xx; raise EngineError otherwise."""
-        response = await self.client.request("GET", self.health_path, timeout=timeout)
+    async def ready(self, *, timeout: float) -> None:
+        """Return when the engine says it is ready (its readiness route, else its health check) with 2xx; raise
+        EngineError otherwise."""
+        path = self._ready_route or self.health_path
+        response = await self.client.request("GET", path, timeout=timeout)
+        if response.status_code == 404 and self._ready_route is not None:
+            self._ready_route = None  # an older release without the route: its health check from now on
+            return await self.ready(timeout=timeout)
         if not response.is_success:
             raise EngineError(
-                f"engine health check {self.health_path} answered {response.status_code}: {error_message(response)}",
+                f"engine readiness check {path} answered {response.status_code}: {error_message(response)}",
                 status=503,
                 type="EngineNotReady",
             )
+        return None
 
     async def list_models(self, *, auth: str | None = None) -> list[ModelCard]:
         """The engine's OpenAI model cards, as the engine reports them."""

@@ -15,6 +15,16 @@ from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, NotSupp
 
 class SGLangEngine(Engine):
     name = "sglang"
+    # /health runs a one-token generation and polls for it once a second (entrypoints/http_server.py,
+    # health_generate; SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION defaults on in environ.py): at least a second, up to
+    # SGLANG_HEALTH_CHECK_TIMEOUT (20 s). /ready answers at once from TokenizerManager.is_ready() (not paused and
+    # healthy). Releases without /ready fall back to /health, given 3 s.
+    ready_path = "/ready"
+    ready_timeout = 3.0
+    # --max-loaded-loras evicts the least recently used adapter on a load (tokenizer_control_mixin.py,
+    # load_lora_adapter), and a request naming an evicted or unloaded adapter loads it back from lora_ref_cache
+    # (tokenizer_manager.py, _resolve_lora_path): SGLang keeps every adapter it ever loaded until it restarts.
+    restores_evicted = True
 
     async def load_adapter(self, lora_name: str, lora_path: str, *, auth: str | None = None) -> str:
         response = await self.client.request(

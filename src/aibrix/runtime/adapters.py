@@ -214,7 +214,8 @@ class AdapterService:
         """The engine's model cards, plus cards for adapters this runtime loaded that the engine does not list."""
         cards = [{"object": "model", "parent": None, **card} for card in await self.engine.list_models(auth=auth)]
         listed = {card["id"] for card in cards}
-        if self.engine.lists_adapters or self._engine_lists_adapters or any(c.get("parent") for c in cards):
+        complete = self.engine.lists_adapters or self._engine_lists_adapters or any(c.get("parent") for c in cards)
+        if complete and not self.engine.restores_evicted:
             return cards  # the engine's list is complete; never show adapters it does not have
         base = next((card for card in cards if not card.get("parent")), None)
         for name, path in self.loaded.items():
@@ -234,14 +235,18 @@ class AdapterService:
     async def reconcile(self, *, engine_came_back: bool = False) -> int:
         """Load again the adapters this runtime manages that the engine no longer has (it restarted).
 
-        Engines that list adapters in /v1/models are compared every time; for one that does not (SGLang before
-        #12229) the runtime re-loads only when the engine came back from being unreachable, relying on loads being
-        idempotent. Each re-load carries the Authorization its adapter was loaded with."""
+        Engines that list adapters in /v1/models are compared every time. For one that does not (SGLang before
+        #12229), or one that evicts adapters and loads them back on their next request (SGLang with
+        --max-loaded-loras), an absence proves nothing: the runtime re-loads only when the engine came back from
+        being unreachable (a restart forgets every adapter), relying on loads being idempotent. Re-loading an
+        evicted adapter would evict another, and the next pass that one: churn. Each re-load carries the
+        Authorization its adapter was loaded with."""
         if not self.wanted:
             return 0
         listed = {card["id"] for card in await self._list_for_reconcile() if card.get("parent")}
         self._engine_lists_adapters = self._engine_lists_adapters or bool(listed) or self.engine.lists_adapters
-        if not self._engine_lists_adapters and not engine_came_back:
+        compare = self._engine_lists_adapters and not self.engine.restores_evicted  # else an absence may be an eviction
+        if not compare and not engine_came_back:
             return 0
         missing = [name for name in self.wanted if name not in listed]
         reloaded = sum(await asyncio.gather(*(self._reload(name) for name in missing)))

@@ -155,7 +155,9 @@ async def _keep_adapters_loaded(app: Starlette) -> None:
     """Self-healing: when the engine comes back (or the runtime starts), load again what it has lost."""
     settings: Settings = app.state.settings
     service: AdapterService = app.state.adapters
-    was_ready = False
+    # The first pass restores what the record lists (the runtime restarted, maybe the engine too); with nothing to
+    # restore at start, the first pass is no comeback (an adapter evicted meanwhile must not count as lost).
+    was_ready = not service.wanted
     last_problem = ""
     while True:
         watching = not was_ready and bool(service.wanted)
@@ -221,6 +223,6 @@ def build_app(settings: Settings) -> Starlette:
         rate_window=settings.metrics_rate_window,
     )
     app.state.readiness = ReadinessProbe(
-        engine, timeout=settings.ready_timeout, cache_seconds=settings.ready_cache_seconds
+        engine, timeout=settings.ready_timeout or engine.ready_timeout, cache_seconds=settings.ready_cache_seconds
     )
     return app

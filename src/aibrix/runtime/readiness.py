@@ -24,7 +24,7 @@ class ReadinessProbe:
         async with self._lock:
             if fresh or time.monotonic() - self._checked_at >= self.cache_seconds:
                 try:
-                    await self.engine.health(timeout=self.timeout)
+                    await self.engine.ready(timeout=self.timeout)
                     self._reason = None
                 except EngineError as exc:
                     self._reason = exc.message

@@ -52,7 +52,7 @@ class Settings(BaseModel):
     engine_api_key: SecretStr | None = None
     engine_version: str | None = None
     engine_timeout: float = Field(60.0, gt=0, le=3600)
-    ready_timeout: float = Field(1.0, gt=0, le=60)
+    ready_timeout: float | None = Field(None, gt=0, le=60)  # None: the engine's own (engines/base.py)
     ready_cache_seconds: float = Field(1.0, ge=0, le=60)
     metric_scrape_path: str | None = None
     metrics_enable_transformation: bool = True
