@@ -85,14 +85,20 @@ def start_sim(
             "1",
             "--itl-ms",
             "1",
+            *(SGLANG_SERVING if engine == "sglang" and "--max-lora-rank" not in args else ()),
             *args,
         ],
         port,
         env,
         host,
     )
-    proc.wait_http("/health")
+    proc.wait_http("/v1/models" if engine == "sglang" else "/health")  # SGLang's /health takes a second
     return proc
+
+
+# How the suite starts SGLang (unless a test gives its own serving flags, --max-lora-rank among them): as a
+# deployment that serves adapters and metrics must be started.
+SGLANG_SERVING = ("--enable-lora", "--max-lora-rank", "64", "--lora-target-modules", "all", "--enable-metrics")
 
 
 def start_runtime(

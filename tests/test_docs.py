@@ -73,3 +73,10 @@ def test_every_test_the_threat_model_cites_exists():
     missing = [f"{file}::{name}" for file, name in sorted(cited)
                if not re.search(rf"^(async )?def {name}\(", (ROOT / "tests" / file).read_text(), re.M)]  # fmt: skip
     assert not missing, f"docs/security.md cites tests that do not exist: {missing}"
+
+
+def test_the_sglang_conformance_table_in_the_docs_is_current():
+    generated = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sglang_table.py")], capture_output=True, text=True, check=True
+    ).stdout
+    assert generated in (ROOT / "docs" / "simulator.md").read_text(), "paste scripts/sglang_table.py into simulator.md"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from prometheus_client import disable_created_metrics
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -15,7 +16,8 @@ from aibrix.auth import bearer
 from aibrix.sim import SIM_ENGINES
 from aibrix.sim.engine import SimEngine, Timing
 from aibrix.sim.metrics import SGLangMetrics
-from aibrix.sim.sglang import sglang_auth_exempt, sglang_routes
+from aibrix.sim.sglang import SGLangServing, sglang_auth_exempt, sglang_routes
+from aibrix.sim.sglang_lora import SGLangLoRA, SGLangLoRAFlags
 from aibrix.sim.vllm import VLLMLimits, vllm_auth_exempt, vllm_routes
 from aibrix.sim.vllm_metrics import VLLMMetrics
 
@@ -63,9 +65,10 @@ def build_sim_app(
     error_style: str = "nested",
     timing: Timing | None = None,
     max_running: int = 64,
-    sglang_lists_adapters: bool = True,
     metrics_payload: bytes | None = None,
     vllm_limits: VLLMLimits | None = None,
+    sglang_flags: SGLangLoRAFlags | None = None,
+    sglang_serving: SGLangServing | None = None,
 ) -> Starlette:
     if engine == "vllm":
         limits = vllm_limits or VLLMLimits()
@@ -74,9 +77,14 @@ def build_sim_app(
         routes = vllm_routes(state, error_style=error_style, allow_lora=allow_lora, limits=limits)
         exempt = vllm_auth_exempt
     elif engine == "sglang":
-        metrics = SGLangMetrics(model, max_total_tokens=65536)
+        flags = sglang_flags or SGLangLoRAFlags(enable_lora=True, max_lora_rank=64, target_modules=frozenset({"all"}))
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # SGLang has no *_created series; one engine a process
+        lora_slots = flags.max_loras_per_batch if flags.enable_lora else None
+        metrics = SGLangMetrics(model, max_total_tokens=65536, lora_slots=lora_slots)
         state = SimEngine(model, metrics, timing or Timing(), max_running=max_running, kv_capacity_tokens=65536)
-        routes, exempt = sglang_routes(state, list_adapters=sglang_lists_adapters), sglang_auth_exempt
+        lora = SGLangLoRA(flags, state.adapters)
+        lora.preload()
+        routes, exempt = sglang_routes(state, lora, sglang_serving or SGLangServing()), sglang_auth_exempt
     else:
         raise ValueError(f"the simulator knows {', '.join(SIM_ENGINES)}, not {engine!r}")
     state.metrics_payload = metrics_payload

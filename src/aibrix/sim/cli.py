@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from aibrix.sim import SIM_ENGINES
+from aibrix.sim.sglang_lora import SGLangLoRAFlags
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -40,9 +41,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     vllm = parser.add_argument_group("vLLM serving flags (same meaning as vLLM's)")
     vllm.add_argument("--model-path", help="the model's folder: root of the base model card (default: --model)")
     vllm.add_argument("--max-model-len", type=int, default=32768)
-    vllm.add_argument("--max-lora-rank", type=int, default=16, help="adapters of a higher rank are refused (500)")
+    vllm.add_argument("--max-lora-rank", type=int, default=None,
+                      help="adapters of a higher rank are refused (vLLM: 500, default 16; SGLang: 400, default "
+                           "inferred from --lora-paths)")  # fmt: skip
     vllm.add_argument("--max-loras", type=int, default=1)
+    _sglang_flags(parser)
     args = parser.parse_args(argv)
+    flags = SGLangLoRAFlags(
+        enable_lora=args.enable_lora or bool(args.lora_paths),  # --lora-paths turns LoRA on, as in SGLang
+        max_lora_rank=args.max_lora_rank,
+        target_modules=frozenset(args.lora_target_modules) if args.lora_target_modules else None,
+        max_loras_per_batch=args.max_loras_per_batch,
+        max_loaded_loras=args.max_loaded_loras,
+        eviction_policy=args.lora_eviction_policy,
+        lora_paths=dict(_lora_path(item) for item in args.lora_paths or []),
+    )
+    if args.engine == "sglang" and flags.problem():
+        parser.error(str(flags.problem()))
     try:
         import prometheus_client  # noqa: F401 - the simulator's engine metrics are prometheus_client families
     except ImportError:
@@ -52,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from aibrix.sim.app import build_sim_app
     from aibrix.sim.engine import Timing
+    from aibrix.sim.sglang import SGLangServing
     from aibrix.sim.vllm import VLLMLimits, runtime_lora_allowed
 
     app = build_sim_app(
@@ -62,11 +78,39 @@ def main(argv: Sequence[str] | None = None) -> None:
         error_style=args.error_style,
         timing=Timing(ttft=args.ttft_ms / 1000, itl=args.itl_ms / 1000, lora_load=args.lora_load_ms / 1000),
         max_running=args.max_running,
-        sglang_lists_adapters=not args.sglang_legacy_models,
         metrics_payload=args.metrics_payload.read() if args.metrics_payload else None,
-        vllm_limits=VLLMLimits(args.max_model_len, args.max_lora_rank, args.max_loras, args.model_path),
+        vllm_limits=VLLMLimits(args.max_model_len, args.max_lora_rank or 16, args.max_loras, args.model_path),
+        sglang_flags=flags,
+        sglang_serving=SGLangServing(
+            list_adapters=not args.sglang_legacy_models,
+            enable_metrics=args.enable_metrics,
+            health_seconds=args.sglang_health_ms / 1000,
+            ready_route=not args.sglang_no_ready,
+        ),
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def _sglang_flags(parser: argparse.ArgumentParser) -> None:
+    """SGLang's serving flags with its defaults (arg_groups/fields/lora.py, observability), and the simulator's
+    pacing of SGLang's health check."""
+    group = parser.add_argument_group("SGLang serving flags (same meaning as SGLang's)")
+    group.add_argument("--enable-lora", action="store_true")
+    group.add_argument("--lora-target-modules", nargs="*", help="module names, or all")
+    group.add_argument("--lora-paths", nargs="*", help="NAME=PATH or PATH, loaded at start")
+    group.add_argument("--max-loras-per-batch", type=int, default=8)
+    group.add_argument("--max-loaded-loras", type=int, default=None)
+    group.add_argument("--lora-eviction-policy", choices=("lru", "fifo"), default="lru")
+    group.add_argument("--enable-metrics", action="store_true", help="serve /metrics (SGLang serves none without)")
+    group.add_argument("--sglang-health-ms", type=float, default=1000.0,
+                       help="how long /health takes (SGLang: a one-token generation polled once a second)")  # fmt: skip
+    group.add_argument("--sglang-no-ready", action="store_true", help="a release without the /ready route")
+
+
+def _lora_path(item: str) -> tuple[str, str]:
+    """SGLang's ``--lora-paths`` item: NAME=PATH, or PATH named after its last component."""
+    name, sep, path = item.partition("=")
+    return (name, path) if sep else (os.path.basename(item.rstrip("/")), item)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from aibrix.sim.engine import SimEngine, count_tokens
+
+if TYPE_CHECKING:
+    from aibrix.sim.sglang import SGLangRequests
 
 ErrorFn = Callable[..., Response]  # (status, message, type[, param])
 
@@ -51,16 +55,23 @@ def _vllm_checks(body: dict[str, Any], chat: bool, max_model_len: int) -> tuple[
     return None
 
 
-def completion_handler(chat: bool, error: ErrorFn, vllm_max_model_len: int | None = None) -> Callable[[Request], Any]:
+def completion_handler(
+    chat: bool, error: ErrorFn, vllm_max_model_len: int | None = None, sglang: SGLangRequests | None = None
+) -> Callable[[Request], Any]:
     """A route for completions (``chat`` False) or chat completions, reporting errors through ``error``.
-    With ``vllm_max_model_len`` the checks and bodies are vLLM's."""
+    With ``vllm_max_model_len`` the checks and bodies are vLLM's; with ``sglang`` the checks and the choice of
+    adapter are SGLang's."""
     vllm = vllm_max_model_len is not None
 
     async def handle(request: Request) -> Response:
         engine: SimEngine = request.app.state.engine
         try:
             body = json.loads(await request.body())
-            problem = _vllm_checks(body, chat, vllm_max_model_len) if vllm_max_model_len is not None else None
+            problem: tuple[Any, ...] | None = None
+            if vllm_max_model_len is not None:
+                problem = _vllm_checks(body, chat, vllm_max_model_len)
+            elif sglang is not None:
+                problem = sglang.checks(body, chat)
             if problem is not None:
                 return error(*problem)
             prompt = _prompt_text(body, chat)
@@ -70,34 +81,59 @@ def completion_handler(chat: bool, error: ErrorFn, vllm_max_model_len: int | Non
         except (ValueError, TypeError, AttributeError) as exc:
             return error(400, str(exc), "BadRequestError")
         model = body.get("model") or engine.model
+        if sglang is not None:  # SGLang never refuses a model name; an adapter is named as it parses them
+            try:
+                adapter = await sglang.acquire(body)
+            except ValueError as exc:
+                return error(400, str(exc), "BadRequest")
+            release = partial(sglang.release, adapter) if adapter is not None else None
+            return await _answer(engine, body, chat, model, prompt, max_tokens, adapter, vllm, release)
         if not engine.serves(model):
             if vllm:
                 message = f"The model `{model}` does not exist. Valid aliases: {engine.model}."
                 return error(404, message, "NotFoundError", "model")
             return error(404, f"The model `{model}` does not exist.", "NotFoundError")
         adapter = model if model != engine.model else None
-        prompt_tokens = count_tokens(prompt)
-        request_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        created = int(time.time())
-        kind = "chat.completion" if chat else "text_completion"
+        return await _answer(engine, body, chat, model, prompt, max_tokens, adapter, vllm)
 
-        def choice(text: str, finish: str | None, stream: bool) -> dict[str, Any]:
-            if not chat:
-                extra = {**VLLM_CHOICE, "prompt_logprobs": None, "prompt_token_ids": None} if vllm else {}
-                return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish, **extra}
-            key = "delta" if stream else "message"
-            message = {"role": "assistant", "content": text, **(VLLM_MESSAGE if vllm and not stream else {})}
-            return {
-                "index": 0,
-                key: message,
-                "logprobs": None,
-                "finish_reason": finish,
-                **(VLLM_CHOICE if vllm else {}),
-            }
+    return handle
 
-        if body.get("stream"):
 
-            async def events() -> AsyncIterator[bytes]:
+async def _answer(
+    engine: SimEngine,
+    body: dict[str, Any],
+    chat: bool,
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    adapter: str | None,
+    vllm: bool,
+    done: Callable[[], Awaitable[None]] | None = None,
+) -> Response:
+    """The completion, streamed or whole, in the engine's body shapes; ``done`` once the last token is out."""
+    prompt_tokens = count_tokens(prompt)
+    request_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    created = int(time.time())
+    kind = "chat.completion" if chat else "text_completion"
+
+    def choice(text: str, finish: str | None, stream: bool) -> dict[str, Any]:
+        if not chat:
+            extra = {**VLLM_CHOICE, "prompt_logprobs": None, "prompt_token_ids": None} if vllm else {}
+            return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish, **extra}
+        key = "delta" if stream else "message"
+        message = {"role": "assistant", "content": text, **(VLLM_MESSAGE if vllm and not stream else {})}
+        return {
+            "index": 0,
+            key: message,
+            "logprobs": None,
+            "finish_reason": finish,
+            **(VLLM_CHOICE if vllm else {}),
+        }
+
+    if body.get("stream"):
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
                 async for token in engine.generate(prompt_tokens, max_tokens, adapter):
                     chunk = {
                         "id": request_id,
@@ -107,30 +143,35 @@ def completion_handler(chat: bool, error: ErrorFn, vllm_max_model_len: int | Non
                         "choices": [choice(token, None, True)],
                     }
                     yield f"data: {json.dumps(chunk)}\n\n".encode()
-                last = {
-                    "id": request_id,
-                    "object": kind + (".chunk" if chat else ""),
-                    "created": created,
-                    "model": model,
-                    "choices": [choice("", "length", True)],
-                }
-                yield f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode()
+            finally:
+                if done is not None:
+                    await done()
+            last = {
+                "id": request_id,
+                "object": kind + (".chunk" if chat else ""),
+                "created": created,
+                "model": model,
+                "choices": [choice("", "length", True)],
+            }
+            yield f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode()
 
-            return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(events(), media_type="text/event-stream")
 
+    try:
         text = "".join([token async for token in engine.generate(prompt_tokens, max_tokens, adapter)])
-        usage: dict[str, Any] = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": max_tokens,
-            "total_tokens": prompt_tokens + max_tokens,
-        }
-        reply = {"id": request_id, "object": kind, "created": created, "model": model,
-                 "choices": [choice(text, "length", False)], "usage": usage}  # fmt: skip
-        if vllm:
-            usage.update(VLLM_USAGE)
-            reply.update(VLLM_BODY)
-            if chat:
-                reply.update({"prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None})
-        return JSONResponse(reply)
-
-    return handle
+    finally:
+        if done is not None:
+            await done()
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": max_tokens,
+        "total_tokens": prompt_tokens + max_tokens,
+    }
+    reply = {"id": request_id, "object": kind, "created": created, "model": model,
+             "choices": [choice(text, "length", False)], "usage": usage}  # fmt: skip
+    if vllm:
+        usage.update(VLLM_USAGE)
+        reply.update(VLLM_BODY)
+        if chat:
+            reply.update({"prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None})
+    return JSONResponse(reply)

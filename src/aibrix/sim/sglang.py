@@ -9,13 +9,18 @@ managers/io_struct.py (LoRAUpdateOutput ``{success, error_message, loaded_adapte
 ``http_worker_ipc``, all serialized by utils/msgspec_utils.py ``msgspec_to_builtins``); lora/lora_manager.py and
 lora/lora_registry.py (messages). Since sgl-project/sglang PR #12229 (Oct 2025) /v1/models also lists loaded
 adapters (``id`` the lora_name, ``root`` its path, ``parent`` the base model); ``list_adapters=False`` reproduces
-older releases.
+older releases. /health runs a one-token generation and polls for it once a second, so it takes about a second;
+/ready answers at once (the health handlers in http_server.py). /metrics exists only with ``--enable-metrics``.
+Adapters are named in requests as ``base:adapter`` or by ``lora_path``; a bare adapter name runs the base model
+(entrypoints/openai/serving_base.py ``_parse_model_parameter``, ``_resolve_lora_path``); an empty prompt is 400
+"Prompt cannot be empty" (serving_completions.py ``_validate_request``). LoRA bookkeeping: sglang_lora.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,7 +28,50 @@ from starlette.routing import Route
 
 from aibrix.sim.engine import SimEngine
 from aibrix.sim.http import metrics_handler, read_json
+from aibrix.sim.metrics import SGLangMetrics
 from aibrix.sim.openai import completion_handler
+from aibrix.sim.sglang_lora import SGLangLoRA, parse_model
+
+
+@dataclass(frozen=True)
+class SGLangServing:
+    """How the simulated server was started: what SGLang's flags (and the simulator's pacing) decide."""
+
+    list_adapters: bool = True
+    enable_metrics: bool = True
+    health_seconds: float = 1.0  # /health's generation and its one-second poll
+    ready_route: bool = True  # False: a release before /ready
+
+
+class SGLangRequests:
+    """Which adapter a completion runs on, as SGLang picks it, and SGLang's own 400s for the request."""
+
+    def __init__(self, engine: SimEngine, lora: SGLangLoRA) -> None:
+        self.engine, self.lora = engine, lora
+
+    def checks(self, body: dict[str, Any], chat: bool) -> tuple[int, str, str] | None:
+        prompt = body.get("prompt")
+        if not chat and (not prompt or (isinstance(prompt, list) and all(not p for p in prompt))):
+            return 400, "Prompt cannot be empty", "BadRequestError"
+        return None
+
+    async def acquire(self, body: dict[str, Any]) -> str | None:
+        _, adapter = parse_model(str(body.get("model") or self.engine.model), self.engine.model)
+        path = body.get("lora_path")
+        adapter = adapter or (path if isinstance(path, str) and path else None)
+        if adapter is not None:
+            await self.lora.acquire(adapter)
+            self._publish()
+        return adapter
+
+    async def release(self, adapter: str) -> None:
+        await self.lora.release(adapter)
+        self._publish()
+
+    def _publish(self) -> None:
+        metrics = self.engine.metrics
+        if isinstance(metrics, SGLangMetrics):
+            metrics.set_lora_pool(self.lora.pool()[0])
 
 
 def sglang_error(code: int, message: str, type: str) -> Response:
@@ -33,7 +81,7 @@ def sglang_error(code: int, message: str, type: str) -> Response:
     )
 
 
-def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Route]:
+def sglang_routes(engine: SimEngine, lora: SGLangLoRA, serving: SGLangServing) -> list[Route]:
     def update_result(success: bool, error_message: str = "", with_adapters: bool = True) -> Response:
         body = {
             "rid": None,
@@ -45,6 +93,10 @@ def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Rout
         return JSONResponse(body, status_code=200 if success else 400)
 
     async def health(request: Request) -> Response:
+        await asyncio.sleep(serving.health_seconds)
+        return Response(status_code=200)
+
+    async def ready(request: Request) -> Response:
         return Response(status_code=200)
 
     async def models(request: Request) -> Response:
@@ -59,7 +111,7 @@ def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Rout
                 "max_model_len": 32768,
             }
         ]
-        if list_adapters:
+        if serving.list_adapters:
             cards += [
                 {
                     "id": name,
@@ -79,35 +131,31 @@ def sglang_routes(engine: SimEngine, *, list_adapters: bool = True) -> list[Rout
         name, path = body.get("lora_name"), body.get("lora_path")
         if not name or not path:
             return sglang_error(400, "1 validation error: lora_name and lora_path are required", "Bad Request")
-        if name in engine.adapters:
-            return update_result(False, f"Failed to load LoRA adapter {name} because it is already loaded")
         await asyncio.sleep(engine.timing.lora_load)
-        if path.startswith("/") and not os.path.isdir(path):
-            return update_result(False, f"Can't find 'adapter_config.json' at '{path}'")
-        engine.adapters[name] = path
-        return update_result(True)
+        ok, message, _ = await lora.load(str(name), str(path), body.get("pinned") is True)
+        # refusals raised before the backend answers (ValueError in load_lora_adapter) carry no loaded_adapters
+        return update_result(ok, message, with_adapters=not message.startswith(("LoRA is not", "Didn't find")))
 
     async def unload(request: Request) -> Response:
         body = await read_json(request)
-        name = body.get("lora_name")
-        if name not in engine.adapters:
-            loaded = ", ".join(repr(n) for n in engine.adapters)
-            return update_result(
-                False, f"LoRA with name {name} does not exist. Loaded LoRAs: dict_keys([{loaded}])", with_adapters=False
-            )
-        del engine.adapters[name]
-        return update_result(True)
+        message = await lora.unload(str(body.get("lora_name")))
+        return update_result(not message, message, with_adapters=not message.startswith(("LoRA with name", "LoRA is")))
 
-    return [
+    requests = SGLangRequests(engine, lora)
+    routes = [
         Route("/health", health, methods=["GET"]),
         Route("/health_generate", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/completions", completion_handler(False, sglang_error), methods=["POST"]),
-        Route("/v1/chat/completions", completion_handler(True, sglang_error), methods=["POST"]),
+        Route("/v1/completions", completion_handler(False, sglang_error, sglang=requests), methods=["POST"]),
+        Route("/v1/chat/completions", completion_handler(True, sglang_error, sglang=requests), methods=["POST"]),
         Route("/load_lora_adapter", load, methods=["POST"]),
         Route("/unload_lora_adapter", unload, methods=["POST"]),
-        Route("/metrics", metrics_handler(engine), methods=["GET"]),
     ]
+    if serving.ready_route:
+        routes.append(Route("/ready", ready, methods=["GET"]))
+    if serving.enable_metrics:
+        routes.append(Route("/metrics", metrics_handler(engine), methods=["GET"]))
+    return routes
 
 
 def sglang_auth_exempt(path: str) -> bool:
