@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from lightkube import ApiError
 
 from aibrix.controller import exposure, schedulers
+from aibrix.controller.exposure import sglang_naming
 from aibrix.controller.loader import LoadError, Outcome
 from aibrix.controller.pods import Pod, parse_time
 from aibrix.controller.resources import EndpointSlice, Obj, Service, key_of, timestamp
@@ -215,6 +216,9 @@ class AdapterPass:
         if loaded:
             where = f"pod {loaded[0]}" if len(loaded) == 1 else f"{len(loaded)} pods: [{', '.join(loaded)}]"
             self.ctl.event(self.obj, "Normal", "Loaded", f"Successfully loaded adapter on {where}")
+            sglang = [pod for pod in due if pod.name in loaded and pod.engine == "sglang"]
+            if sglang:
+                self.ctl.event(self.obj, "Warning", "AddressAsBaseColonAdapter", sglang_naming(spec.name))
         return fatal
 
     def loaded(self, spec: AdapterSpec, pod: Pod, seconds: float) -> None:

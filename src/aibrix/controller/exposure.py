@@ -49,3 +49,13 @@ def endpoint_slice(spec: AdapterSpec, owners: list[Obj], instances: list[Pod], p
     if instances:  # addressType cannot change; an emptied slice keeps the one it has
         slice_["addressType"] = "IPv6" if ":" in (instances[0].ip or "") else "IPv4"
     return slice_
+
+
+def sglang_naming(adapter: str) -> str:
+    """What clients of an SGLang pod must send: SGLang picks an adapter from ``"model": "<base>:<adapter>"`` or the
+    ``lora_path`` field, and runs the base model for a bare adapter name (entrypoints/openai/serving_base.py,
+    ``_parse_model_parameter``), without an error."""
+    return (
+        f'SGLang pods serve {adapter} only to requests naming it "model": "<base model>:{adapter}" or '
+        f'"lora_path": "{adapter}"; "model": "{adapter}" alone runs the base model on SGLang, without an error'
+    )
