@@ -101,3 +101,15 @@ def test_an_unload_waits_for_the_requests_running_on_the_adapter(procs, tmp_path
     answered = time.monotonic()
     worker.join(10)
     assert unloaded.status_code == 200 and finished and answered >= finished[0] - 0.05
+
+
+def test_the_families_our_rules_map_from_sglang_now_arrive_through_the_runtime(procs) -> None:
+    """sglang:utilization and sglang:queue_time_seconds were mapped but never emitted by the simulator."""
+    sim = procs.sim("sglang")
+    runtime = procs.runtime("sglang", sim.url)
+    for _ in range(3):
+        httpx.post(sim.url + "/v1/completions", json={"model": BASE, "prompt": "hi", "max_tokens": 2}, timeout=10)
+    text = httpx.get(runtime.url + "/metrics", timeout=10).text
+    assert "aibrix:engine_utilization{" in text
+    assert "aibrix:request_queue_time_seconds_bucket{" in text and 'le="3000.0"' in text
+    assert "_created" not in text
