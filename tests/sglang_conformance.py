@@ -80,7 +80,9 @@ ROWS = [
         complete(f"{BASE}:b"), 200, ('"text_completion"',), RESOLVE, listed=("a", "b", "p")),
     Row("metrics: no *_created series, the LoRA pool, e2e buckets to 2400 s, SGLang's labels", "GET", "/metrics",
         None, 200, ("sglang:lora_pool_slots_total", "sglang:lora_pool_utilization", "sglang:utilization",
-                    "sglang:queue_time_seconds", 'le="2400.0"', 'engine_type="unified"', 'tp_rank="0"'),
+                    "sglang:queue_time_seconds", 'le="2400.0"', 'engine_type="unified"', 'tp_rank="0"',
+                    'sglang:gen_throughput{engine_type="unified",model_name="base-model",moe_ep_rank="0",'
+                    'pp_rank="0",tp_rank="0"} 0.0'),
         "observability/metrics_collector.py (multiprocess collector: no _created)", lacks=("_created",)),
 ]
 # The same engine started without --enable-lora and --enable-metrics.

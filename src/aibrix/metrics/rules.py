@@ -8,7 +8,7 @@ present in a scrape wins, so an engine that exposes both an old and a new name i
 Sources:
 - vLLM V1: vllm/v1/metrics/loggers.py; V0: vllm/engine/metrics.py (gpu_cache_usage_perc, num_requests_swapped,
   cpu_cache_usage_perc, time_per_output_token_seconds, avg_*_throughput_toks_per_s).
-- SGLang: python/sglang/srt/metrics/collector.py.
+- SGLang: python/sglang/srt/observability/metrics_collector.py (0.5.23; srt/metrics/collector.py before).
 - xLLM: xllm/core/common/metrics.h (DECLARE_GAUGE / DECLARE_COUNTER), served by brpc at /brpc_metrics.
 - TensorRT-LLM: tensorrt_llm/metrics/collector.py (``trtllm_`` prefix; older releases had none).
 - TGI: docs/source/reference/metrics.md (router metrics; counters have no ``_total``).

@@ -91,6 +91,7 @@ class SGLangMetrics(EngineMetrics):
         tokenizer = {"model_name": model, "engine_type": "unified"}
         super().__init__({**tokenizer, "tp_rank": "0", "pp_rank": "0", "moe_ep_rank": "0"})
         self.max_total_tokens = max_total_tokens
+        self.busy = False
         self.running = self.gauge("sglang:num_running_reqs", "The number of running requests.")
         self.queue_reqs = self.gauge("sglang:num_queue_reqs", "The number of requests in the waiting queue.")
         self.used_tokens = self.gauge("sglang:num_used_tokens", "The number of used tokens.")
@@ -133,7 +134,8 @@ class SGLangMetrics(EngineMetrics):
         self.token_usage.set(kv_usage)
         self.utilization.set(kv_usage)
         self.used_tokens.set(int(kv_usage * self.max_total_tokens))
-        if running == 0:
+        self.busy = running > 0
+        if not self.busy:
             self.gen_throughput.set(0)
 
     def set_lora_pool(self, used: int) -> None:
@@ -147,5 +149,5 @@ class SGLangMetrics(EngineMetrics):
         self.requests.inc()
         self.queue_time.observe(r.queued)
         self.cache_hit_rate.set(0.5)
-        if r.itls:
+        if r.itls and self.busy:  # a decode batch still runs: its rate; idle, SGLang logs none and reads 0
             self.gen_throughput.set(len(r.itls) / max(sum(r.itls), 1e-9))
