@@ -11,8 +11,8 @@ from typing import Any
 
 BASE = "base-model"
 # How the table's server is started: a deployment with LoRA and metrics on, a small pool to evict from.
-FLAGS = ("--enable-lora", "--max-lora-rank", "16", "--lora-target-modules", "all", "--max-loras-per-batch", "2",
-         "--max-loaded-loras", "3", "--enable-metrics")  # fmt: skip
+FLAGS = ("--enable-lora", "--max-lora-rank", "16", "--lora-target-modules", "q_proj", "v_proj",
+         "--max-loras-per-batch", "2", "--max-loaded-loras", "3", "--enable-metrics")  # fmt: skip
 PLAIN_FLAGS = ("--max-lora-rank", "16", "--lora-target-modules", "all")  # LoRA and metrics left off, as by default
 
 
@@ -53,6 +53,9 @@ ROWS = [
         ("Failed to load LoRA adapter a because it is already loaded",), VALIDATE),
     Row("rank above --max-lora-rank", "POST", "/load_lora_adapter", load("big", "r64"), 400,
         ("LoRA adapter big with rank 64 is incompatible with the current LoRA memory pool configuration",),
+        f"{VALIDATE}; lora/mem_pool.py can_support"),
+    Row("a target module outside --lora-target-modules", "POST", "/load_lora_adapter", load("mlp", "r8-mlp"), 400,
+        ("LoRA adapter mlp with rank 8 is incompatible with the current LoRA memory pool configuration",),
         f"{VALIDATE}; lora/mem_pool.py can_support"),
     Row("pin one adapter (max_loras_per_batch - 1 = 1 allowed)", "POST", "/load_lora_adapter",
         load("p", "r8", pinned=True), 200, ('"success":true',), VALIDATE),

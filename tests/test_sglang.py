@@ -15,9 +15,10 @@ from sglang_conformance import BASE, FLAGS, PLAIN_FLAGS, PLAIN_ROWS, ROWS, Row
 
 
 def make_adapters(root: Path) -> Path:
-    for name, rank in (("r8", 8), ("r64", 64)):
+    for name, rank, modules in (("r8", 8, ["q_proj", "v_proj"]), ("r64", 64, ["q_proj", "v_proj"]),
+                                ("r8-mlp", 8, ["gate_proj"])):  # fmt: skip
         (root / name).mkdir(parents=True)
-        config = {"peft_type": "LORA", "r": rank, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+        config = {"peft_type": "LORA", "r": rank, "lora_alpha": 16, "target_modules": modules}
         (root / name / "adapter_config.json").write_text(json.dumps(config))
     return root
 
