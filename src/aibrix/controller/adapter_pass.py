@@ -21,7 +21,15 @@ from aibrix.controller.loader import LoadError, Outcome
 from aibrix.controller.pods import Pod, parse_time
 from aibrix.controller.resources import EndpointSlice, Obj, Service, key_of, timestamp
 from aibrix.controller.spec import ENABLED_LABEL, AdapterSpec, SpecError, parse_spec
-from aibrix.controller.status import Condition, Retry, condition, set_condition
+from aibrix.controller.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    Retry,
+    condition,
+    set_condition,
+)
 from aibrix.controller.transitions import Verdict, after_failure, settle
 from aibrix.storage.uri import redact
 
@@ -56,20 +64,22 @@ class AdapterPass:
         self.pending: list[Pod] = []  # pods chosen or being retried
         self.desired = 0
 
-    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+    def condition(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str) -> None:
         set_condition(self.conditions, type_, status, reason, message, self.generation)
 
     async def run(self) -> float | None:
         """Act, then say how soon to run again (a retry falling due, a pod becoming stable), or None."""
-        if condition(self.conditions, "Initialized") is None:
-            self.condition("Initialized", "Unknown", "ModelAdapterPending", "Starting reconciliation")
-            self.status["phase"] = "Pending"
+        if condition(self.conditions, ConditionType.INITIALIZED) is None:
+            self.condition(
+                ConditionType.INITIALIZED, ConditionStatus.UNKNOWN, "ModelAdapterPending", "Starting reconciliation"
+            )
+            self.status["phase"] = Phase.PENDING
             await self.write()
         try:
             spec = self.spec = parse_spec(self.obj)
         except SpecError as exc:
-            self.condition("Initialized", "False", "InvalidSpec", str(exc))
-            self.status.update(phase="Failed", instances=[], readyReplicas=0)
+            self.condition(ConditionType.INITIALIZED, ConditionStatus.FALSE, "InvalidSpec", str(exc))
+            self.status.update(phase=Phase.FAILED, instances=[], readyReplicas=0)
             self.ctl.event(self.obj, "Warning", "InvalidSpec", str(exc))
             await self.write()
             return None
@@ -83,12 +93,12 @@ class AdapterPass:
         fatal = None
         if due:
             if not self.instances:
-                await self.write_phase("Loading")
+                await self.write_phase(Phase.LOADING)
             fatal = await self.load(spec, due)
         self.ctl.placements.assign(self.key, {p.name for p in self.instances} | {n for n in self.retries
                                                                                  if n in self.by_name})  # fmt: skip
-        bound = condition(self.conditions, "Bound")
-        if self.instances or (bound is not None and bound["status"] == "True"):
+        bound = condition(self.conditions, ConditionType.BOUND)
+        if self.instances or (bound is not None and bound["status"] == ConditionStatus.TRUE):
             await self.expose(spec)  # with no instances left, the slice is emptied: no traffic to pods without it
         self.apply(settle(self.name, len(self.instances), self.desired, self.retries, self.candidates, fatal,
                           self.now, self.options), spec)  # fmt: skip
@@ -176,12 +186,12 @@ class AdapterPass:
         if chosen:
             listed = ", ".join(p.name for p in chosen)
             message = f"ModelAdapter {self.name} has selected {len(chosen)} pods for scheduling: [{listed}]"
-            self.condition("Scheduled", "True", "Scheduled", message)
+            self.condition(ConditionType.SCHEDULED, ConditionStatus.TRUE, "Scheduled", message)
             self.ctl.event(self.obj, "Normal", "Scheduled", message)
             log.info(
                 "selected pods for adapter %s: %s", self.name, listed, extra={"adapter": self.name, "pods": listed}
             )
-            await self.write_phase("Scheduled")
+            await self.write_phase(Phase.SCHEDULED)
 
     async def schedule(self, spec: AdapterSpec, pool: list[Pod], count: int) -> list[Pod]:
         if count <= 0 or not pool:
@@ -269,30 +279,35 @@ class AdapterPass:
         """The Service and EndpointSlice that route the adapter's name to the pods holding it."""
         owners = exposure.owner_references(self.obj)
         port = exposure.engine_port(self.instances, self.candidates)
-        bound = condition(self.conditions, "Bound")
-        if self.instances and (bound is None or bound["status"] != "True"):
+        bound = condition(self.conditions, ConditionType.BOUND)
+        if self.instances and (bound is None or bound["status"] != ConditionStatus.TRUE):
             held = ", ".join(sorted(p.name for p in self.instances))
-            self.condition("Bound", "True", "Bound", f"Loaded on [{held}]; creating Service and EndpointSlice")
-            await self.write_phase("Bound")
+            self.condition(
+                ConditionType.BOUND,
+                ConditionStatus.TRUE,
+                "Bound",
+                f"Loaded on [{held}]; creating Service and EndpointSlice",
+            )
+            await self.write_phase(Phase.BOUND)
         await self.ctl.kube.apply_once(Service, exposure.service(spec, owners, port))
         await self.ctl.kube.apply_once(EndpointSlice, exposure.endpoint_slice(spec, owners, self.instances, port))
 
     def apply(self, verdict: Verdict, spec: AdapterSpec) -> None:
         """The phase and conditions the pass settles in."""
-        self.condition("Initialized", "True", "Initialized", "Configuration is valid")
+        self.condition(ConditionType.INITIALIZED, ConditionStatus.TRUE, "Initialized", "Configuration is valid")
         self.status["phase"] = verdict.phase
         self.status["nextAttemptTime"] = None if verdict.hold_until is None else timestamp(verdict.hold_until)
         if self.instances:
             self.status["artifactURL"] = redact(spec.artifact_url)
-        if verdict.unbound and condition(self.conditions, "Bound") is not None:
-            self.condition("Bound", "False", "NoInstances", "No pod holds the adapter")
-        self.condition("Ready", *verdict.ready)
+        if verdict.unbound and condition(self.conditions, ConditionType.BOUND) is not None:
+            self.condition(ConditionType.BOUND, ConditionStatus.FALSE, "NoInstances", "No pod holds the adapter")
+        self.condition(ConditionType.READY, *verdict.ready)
         if verdict.event is not None:
             self.ctl.event(self.obj, "Warning", verdict.event, verdict.ready[2])
 
-    async def write_phase(self, phase: str) -> None:
+    async def write_phase(self, phase: Phase) -> None:
         """Write the status with ``phase`` (while no pod serves the adapter; afterwards it stays Running)."""
-        self.status["phase"] = "Running" if self.instances and phase in ("Scheduled", "Loading") else phase
+        self.status["phase"] = Phase.RUNNING if self.instances and phase in (Phase.SCHEDULED, Phase.LOADING) else phase
         self.status["instances"] = sorted(p.name for p in self.instances)
         self.status["readyReplicas"] = len(self.instances)
         self.status["retries"] = [self.retries[n].to_status() for n in sorted(self.retries)]

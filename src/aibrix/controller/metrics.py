@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from aibrix.controller.status import Phase
 from aibrix.metrics.registry import Counter, Gauge, Histogram, Registry
 
-PHASES = ("Pending", "Scheduled", "Loading", "Bound", "Running", "Failed")
+PHASES = tuple(Phase)
 
 
 class ControllerMetrics:

@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TypedDict
 
 from aibrix.controller.pods import parse_time
 from aibrix.controller.resources import timestamp
 from aibrix.errors import capped
+
+
+class Phase(StrEnum):
+    """ModelAdapter ``status.phase`` (the seed's lifecycle)."""
+
+    PENDING = "Pending"
+    SCHEDULED = "Scheduled"
+    LOADING = "Loading"
+    BOUND = "Bound"
+    RUNNING = "Running"
+    FAILED = "Failed"
+
+
+class ConditionType(StrEnum):
+    INITIALIZED = "Initialized"
+    SCHEDULED = "Scheduled"
+    BOUND = "Bound"
+    READY = "Ready"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
 
 Obj = dict[str, Any]
 
@@ -35,7 +61,12 @@ class RetryEntry(TypedDict):
 
 
 def set_condition(
-    conditions: list[Condition], type_: str, status: str, reason: str, message: str, generation: int
+    conditions: list[Condition],
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int,
 ) -> None:
     """Add or update a condition; its transition time moves only when its status or reason does."""
     for condition in conditions:
@@ -49,7 +80,7 @@ def set_condition(
                                 lastTransitionTime=timestamp(), observedGeneration=generation))  # fmt: skip
 
 
-def condition(conditions: list[Condition], type_: str) -> Condition | None:
+def condition(conditions: list[Condition], type_: ConditionType) -> Condition | None:
     return next((c for c in conditions if c.get("type") == type_), None)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aibrix.controller.loader import LoadError, Outcome
 from aibrix.controller.options import Options
 from aibrix.controller.pods import Pod
-from aibrix.controller.status import Retry
+from aibrix.controller.status import ConditionStatus, Phase, Retry
 
 
 def after_failure(previous: Retry | None, pod: Pod, error: LoadError, now: float, options: Options) -> Retry:
@@ -22,8 +22,8 @@ def after_failure(previous: Retry | None, pod: Pod, error: LoadError, now: float
 
 @dataclass(frozen=True)
 class Verdict:
-    phase: str
-    ready: tuple[str, str, str]  # the Ready condition: status, reason, message
+    phase: Phase
+    ready: tuple[ConditionStatus, str, str]  # the Ready condition: status, reason, message
     event: str | None = None  # a Warning event's reason (its message is the condition's); None for no event
     hold_until: int | None = None  # nextAttemptTime, whole seconds
     unbound: bool = False  # no pod holds the adapter any more: Bound turns False
@@ -41,17 +41,21 @@ def settle(
 ) -> Verdict:
     if instances:
         ready = f"ModelAdapter {name} is ready" + (f" on {instances} of {desired} pods" if instances < desired else "")
-        return Verdict("Running", ("True", "ModelAdapterAvailable", ready))
+        return Verdict(Phase.RUNNING, (ConditionStatus.TRUE, "ModelAdapterAvailable", ready))
     if fatal:
         # rounded up so the hold is never cut short
         hold = math.ceil(now + options.cooldown)
-        return Verdict("Failed", ("False", "LoadFailed", fatal), "LoadFailed", hold, unbound=True)
+        return Verdict(Phase.FAILED, (ConditionStatus.FALSE, "LoadFailed", fatal), "LoadFailed", hold, unbound=True)
     exhausted = {n for n, e in retries.items() if e.attempts >= options.max_retries}
     if any(n not in exhausted for n in retries):
-        return Verdict("Loading", ("False", "Loading", "Loading the adapter; retrying after errors"), unbound=True)
+        return Verdict(
+            Phase.LOADING,
+            (ConditionStatus.FALSE, "Loading", "Loading the adapter; retrying after errors"),
+            unbound=True,
+        )
     if exhausted and not any(p.name not in exhausted for p in candidates):
         reasons = "; ".join(f"{n}: {retries[n].last_error}" for n in sorted(exhausted))
         message = f"no pod could load the adapter after retries ({reasons}); waiting for new pods"
-        return Verdict("Failed", ("False", "NoPodAvailable", message), "Failed", unbound=True)
+        return Verdict(Phase.FAILED, (ConditionStatus.FALSE, "NoPodAvailable", message), "Failed", unbound=True)
     message = "no Ready pod matches spec.podSelector with label adapter.model.aibrix.ai/enabled=true"
-    return Verdict("Pending", ("False", "NoCandidatePods", message), "NoCandidatePods", unbound=True)
+    return Verdict(Phase.PENDING, (ConditionStatus.FALSE, "NoCandidatePods", message), "NoCandidatePods", unbound=True)

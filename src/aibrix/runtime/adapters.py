@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,19 @@ from aibrix.runtime.errors import APIError
 from aibrix.runtime.record import AdapterRecord
 
 log = logging.getLogger("aibrix.runtime")
-WANTED = ("loaded", "reloading")  # states of adapters the runtime keeps in the engine (and on disk)
+
+
+class AdapterState(StrEnum):
+    """Where an adapter the runtime manages stands (``state`` in /v1/lora_adapter and the record)."""
+
+    DOWNLOADING = "downloading"
+    LOADING = "loading"
+    LOADED = "loaded"
+    RELOADING = "reloading"  # the engine lost it; being loaded again
+    FAILED = "failed"
+
+
+WANTED = (AdapterState.LOADED, AdapterState.RELOADING)  # kept in the engine (and on disk)
 MAX_DOWNLOADS = 4  # artifact downloads at once; further loads wait for a thread
 
 
@@ -68,7 +82,7 @@ class ManagedAdapter:
     lora_path: str
     source: str  # redacted artifact URL, or the path the engine was given
     delegated: bool  # files downloaded by the runtime into the adapter directory
-    state: str = "loaded"  # downloading | loading | loaded | reloading | failed
+    state: AdapterState = AdapterState.LOADED
     reason: str = ""
     size_bytes: int = 0
     updated: float = field(default_factory=time.time)
@@ -104,7 +118,7 @@ class AdapterService:
 
     @property
     def loaded(self) -> dict[str, str]:
-        return {a.name: a.lora_path for a in self.managed.values() if a.state == "loaded"}
+        return {a.name: a.lora_path for a in self.managed.values() if a.state == AdapterState.LOADED}
 
     @property
     def wanted(self) -> dict[str, str]:
@@ -134,20 +148,24 @@ class AdapterService:
             folder = self.adapter_dir / name
             await self._refuse_other_path(name, str(folder), auth)
             previous = self.managed.get(name)
-            in_use = previous is not None and previous.state == "loaded" and previous.lora_path == str(folder)
-            self._set(ManagedAdapter(name, str(folder), source, True, state="downloading"))
+            in_use = (
+                previous is not None and previous.state == AdapterState.LOADED and previous.lora_path == str(folder)
+            )
+            self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.DOWNLOADING))
             started = time.monotonic()
             try:
                 await _download(fetch, self._downloads)
                 downloaded = time.monotonic() - started
-                self._set(ManagedAdapter(name, str(folder), source, True, state="loading"))
+                self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.LOADING))
                 result = await self._load_locked(name, str(folder), auth=auth, source=source, delegated=True)
             except BaseException as exc:
                 if in_use and previous is not None:
                     self._set(previous)  # the engine still serves it from these files: keep both
                 else:
                     shutil.rmtree(folder, ignore_errors=True)
-                    self._set(ManagedAdapter(name, str(folder), source, True, state="failed", reason=_reason(exc)))
+                    self._set(
+                        ManagedAdapter(name, str(folder), source, True, state=AdapterState.FAILED, reason=_reason(exc))
+                    )
                 raise
             return LoadResult(result.message, result.already_loaded, str(folder), downloaded, result.load_seconds)
 
@@ -272,9 +290,9 @@ class AdapterService:
             if managed is None or managed.state not in WANTED:
                 return False  # unloaded (or failed) while this pass was on its way
             if managed.delegated and not Path(managed.lora_path).exists():
-                self._mark(managed, "failed", "the engine lost it and its files are gone")
+                self._mark(managed, AdapterState.FAILED, "the engine lost it and its files are gone")
                 return False
-            self._mark(managed, "reloading", "the engine lost it; loading it again")
+            self._mark(managed, AdapterState.RELOADING, "the engine lost it; loading it again")
             auth = self._auth.get(name)
             try:
                 result = await self._load_locked(
@@ -283,15 +301,16 @@ class AdapterService:
             except EngineError as exc:
                 log.warning("re-loading adapter %s failed (%d): %s", name, exc.status, exc.message)
                 if exc.status < 500:  # the engine refuses it (path gone, key wrong, ...): stop retrying, say why
-                    self._mark(managed, "failed", f"re-load refused by the engine ({exc.status}): {exc.message}")
+                    self._mark(
+                        managed, AdapterState.FAILED, f"re-load refused by the engine ({exc.status}): {exc.message}"
+                    )
                 else:  # may pass: try again next round, and meanwhile never claim it is loaded
-                    self._mark(managed, "reloading", f"the engine lost it; re-load failed: {exc.message}")
+                    self._mark(managed, AdapterState.RELOADING, f"the engine lost it; re-load failed: {exc.message}")
                 return False
             return not result.already_loaded
 
-    def _mark(self, managed: ManagedAdapter, state: str, reason: str) -> None:
-        self._set(ManagedAdapter(managed.name, managed.lora_path, managed.source, managed.delegated,
-                                 state=state, reason=reason, size_bytes=managed.size_bytes))  # fmt: skip
+    def _mark(self, managed: ManagedAdapter, state: AdapterState, reason: str) -> None:
+        self._set(dataclasses.replace(managed, state=state, reason=reason, updated=time.time()))
 
     def listing(self) -> list[dict[str, Any]]:
         return [asdict(adapter) for adapter in sorted(self.managed.values(), key=lambda a: a.name)]
@@ -300,7 +319,7 @@ class AdapterService:
         """Remember ``adapter``; the record changes when it is wanted in the engine or has failed (a download in
         progress leaves the record as it was, so files the engine still serves stay recorded)."""
         self.managed[adapter.name] = adapter
-        if adapter.state in (*WANTED, "failed"):
+        if adapter.state in (*WANTED, AdapterState.FAILED):
             self.record.save(self._entries())
 
     def _entries(self, pending: ManagedAdapter | None = None) -> list[dict[str, Any]]:
@@ -329,6 +348,8 @@ class AdapterService:
     def _record_problem(self, adapter: ManagedAdapter) -> str | None:
         if not isinstance(adapter.name, str) or not is_adapter_name(adapter.name):
             return "not an adapter name"
+        if adapter.state not in set(AdapterState):
+            return f"unknown state {capped(str(adapter.state), 40)!r}"
         if not isinstance(adapter.lora_path, str) or not os.path.isabs(adapter.lora_path):
             return "lora_path is not an absolute path"
         if any(ord(ch) < 32 for ch in adapter.lora_path):
