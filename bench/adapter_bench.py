@@ -4,7 +4,7 @@
 
 Runtime: POST /v1/lora_adapter/load with artifact_url + credentials, timed from request to reply (download into the
 adapter directory, then the engine simulator's load), then unload (which removes the files). Downloader alone: the
-same artifact with aibrix.downloader.api.download_model in this process (no interpreter start-up), and the CLI as a
+same artifact with aibrix.downloader.api.fetch_model in this process (no interpreter start-up), and the CLI as a
 user runs it. Each round writes into fresh directories after `sync`. Prints Markdown.
 """
 
@@ -24,7 +24,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from aibrix.downloader.api import download_model  # noqa: E402
+from aibrix.downloader.api import fetch_model  # noqa: E402
 from procs import start_runtime, start_sim  # noqa: E402
 from services import RadosGateway  # noqa: E402
 
@@ -77,7 +77,7 @@ def main() -> None:
         for r in range(args.rounds):
             os.sync()
             began = time.perf_counter()
-            result = download_model(uri, work / f"alone-{r}", "big-lora", env=env)
+            result = fetch_model(uri, work / f"alone-{r}", "big-lora", env=env)
             alone.append(time.perf_counter() - began)
             assert result.downloaded_bytes >= args.mb << 20
             os.sync()

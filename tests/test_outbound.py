@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from aibrix.downloader.api import download_model
+from aibrix.downloader.api import fetch_model
 from aibrix.downloader.transfer import Downloader
 from aibrix.storage.base import AccessDenied, RemoteFile, StorageError, TransientError, renewable
 from aibrix.storage.http import transport_error
@@ -135,7 +135,7 @@ def test_the_address_checked_is_the_address_dialled_so_dns_rebinding_finds_no_wi
         # The first look-up of each connection is harmless, any second one names the metadata service.
         lookups = resolver(monkeypatch, "rebind.test", lambda n: "127.0.0.1" if n % 2 else "169.254.169.254")
         with pytest.raises(AccessDenied, match="link-local or cloud metadata address"):
-            download_model(f"http://rebind.test:{port}/w.bin", tmp_path, "m", env={})
+            fetch_model(f"http://rebind.test:{port}/w.bin", tmp_path, "m", env={})
     assert "169.254.169.254" not in dialled, "a socket dialled an address the policy had refused"
     assert lookups == [1, 2], "each connection resolves its name exactly once"
     assert server.requests == 1  # the HEAD on the harmless answer; the GET's answer was refused before dialling
@@ -148,7 +148,7 @@ def test_a_name_resolved_once_is_used_for_the_whole_download(
     with Scripted(lambda n, h: server.send_range(h), body) as server:
         port = server.url.rsplit(":", 1)[1]
         resolver(monkeypatch, "models.test", lambda n: "127.0.0.1")
-        result = download_model(f"http://models.test:{port}/w.bin", tmp_path, "m", env={})
+        result = fetch_model(f"http://models.test:{port}/w.bin", tmp_path, "m", env={})
     assert (result.path / "w.bin").read_bytes() == body
     assert set(dialled) == {"127.0.0.1"}
 
@@ -181,7 +181,7 @@ def test_an_s3_endpoint_override_is_judged_before_botocore_dials_it(dialled: Dia
 @pytest.mark.parametrize("uri", ["file:///etc/passwd", "/etc/passwd", "./weights", "~/model"])
 def test_a_policy_without_local_files_refuses_every_form_of_local_path(uri: str, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="local paths and file:// URIs are not accepted"):
-        download_model(uri, tmp_path, "m", env={}, policy=OutboundPolicy(allow_local_files=False))
+        fetch_model(uri, tmp_path, "m", env={}, policy=OutboundPolicy(allow_local_files=False))
 
 
 def test_a_redirect_to_a_local_file_is_refused(dialled: Dialled, tmp_path: Path) -> None:
@@ -190,13 +190,13 @@ def test_a_redirect_to_a_local_file_is_refused(dialled: Dialled, tmp_path: Path)
 
     with Scripted(script) as server:
         with pytest.raises(StorageError, match="refusing a redirect to a file URL"):
-            download_model(f"{server.url}/w.bin", tmp_path, "m", env={})
+            fetch_model(f"{server.url}/w.bin", tmp_path, "m", env={})
 
 
 def test_the_size_cap_is_checked_before_the_first_byte(tmp_path: Path) -> None:
     with Scripted(lambda n, h: server.send_range(h), os.urandom(2000)) as server:
         with pytest.raises(StorageError, match="over the limit of 1000"):
-            download_model(f"{server.url}/w.bin", tmp_path, "m", env={}, policy=OutboundPolicy(max_bytes=1000))
+            fetch_model(f"{server.url}/w.bin", tmp_path, "m", env={}, policy=OutboundPolicy(max_bytes=1000))
         assert server.requests == 1  # the HEAD only
 
 
@@ -285,7 +285,7 @@ def test_a_certificate_that_does_not_verify_is_not_retried(tmp_path: Path) -> No
         url = "https" + server.url.removeprefix("http") + "/w.bin"
         started = time.monotonic()
         with pytest.raises(StorageError, match="TLS certificate verification failed") as caught:
-            download_model(url, tmp_path / "out", "m", env={})
+            fetch_model(url, tmp_path / "out", "m", env={})
         assert not caught.value.transient
         assert time.monotonic() - started < 2
     assert not transport_error(ssl.SSLCertVerificationError(1, "self-signed"), "x").transient
@@ -390,7 +390,7 @@ def test_a_refused_or_failed_answer_is_never_echoed(tmp_path: Path) -> None:
                 request(server.url + path, retries=QUICK)
             errors.append(raised.value.message)
             with pytest.raises(StorageError) as raised:
-                download_model(server.url + path + "/w.bin", tmp_path, "m", env={}, threads=1)
+                fetch_model(server.url + path + "/w.bin", tmp_path, "m", env={}, threads=1)
             errors.append(raised.value.message)
         with pytest.raises(StorageError) as raised:
             request_json(server.url + "/ok")
@@ -405,7 +405,7 @@ def test_user_info_in_hf_endpoint_never_reaches_an_error(tmp_path: Path) -> None
     endpoint = "http://mirror-user:mirror-pass@127.0.0.1:9"
     assert "mirror-pass" not in HuggingFaceSource("org/m", revision=None, endpoint=endpoint, token=None).describe()
     with pytest.raises(StorageError) as raised:
-        download_model("hf://org/m", tmp_path, env={"HF_ENDPOINT": endpoint}, threads=1)
+        fetch_model("hf://org/m", tmp_path, env={"HF_ENDPOINT": endpoint}, threads=1)
     assert "mirror-pass" not in raised.value.message and "127.0.0.1:9" in raised.value.message
 
 
@@ -445,7 +445,7 @@ def test_the_size_cap_holds_for_files_whose_size_is_not_declared(tmp_path: Path)
 
     with Scripted(script) as server:
         with pytest.raises(StorageError, match="passed the limit of 1048576"):
-            download_model(f"{server.url}/w.bin", tmp_path, "m", env={}, policy=OutboundPolicy(max_bytes=1 << 20))
+            fetch_model(f"{server.url}/w.bin", tmp_path, "m", env={}, policy=OutboundPolicy(max_bytes=1 << 20))
     written = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
     assert written < 6 << 20, written
 
@@ -464,7 +464,7 @@ def test_a_declared_size_alone_claims_no_disk(tmp_path: Path) -> None:
 
     with Scripted(script) as server:
         with pytest.raises(AccessDenied):
-            download_model(f"{server.url}/w.bin", tmp_path, "m", env={}, threads=1)
+            fetch_model(f"{server.url}/w.bin", tmp_path, "m", env={}, threads=1)
     allocated = sum(p.stat().st_blocks * 512 for p in tmp_path.rglob("*") if p.is_file())
     assert allocated < 1 << 20, allocated
 
@@ -473,7 +473,7 @@ def test_a_callers_thread_count_is_bounded(tmp_path: Path) -> None:
     from aibrix.downloader.api import MAX_THREADS
 
     with pytest.raises(StorageError, match=f"at most {MAX_THREADS}"):
-        download_model("http://127.0.0.1:9/w.bin", tmp_path, env={"DOWNLOADER_NUM_THREADS": "100000"})
+        fetch_model("http://127.0.0.1:9/w.bin", tmp_path, env={"DOWNLOADER_NUM_THREADS": "100000"})
 
 
 @pytest.fixture(scope="module")

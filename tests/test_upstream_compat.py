@@ -83,7 +83,7 @@ def test_a_bare_bucket_is_refused_as_upstream_does(tmp_path: Path) -> None:
 
 def test_a_tree_upstream_finished_is_recognised_not_fetched_again(hub, tmp_path: Path) -> None:
     """Upstream (huggingface_hub underneath) leaves <model>/.cache/huggingface/download/<file>.metadata."""
-    from aibrix.downloader.api import download_model
+    from aibrix.downloader.api import fetch_model
     from aibrix.storage.uri import open_source
 
     model = tmp_path / "org" / "sql-lora"
@@ -94,7 +94,7 @@ def test_a_tree_upstream_finished_is_recognised_not_fetched_again(hub, tmp_path:
         meta.parent.mkdir(parents=True, exist_ok=True)
         meta.write_text(f"0123abcd\n{remote.version}\n1730000000.0\n")  # commit, etag, timestamp
     served = hub.bytes_served
-    result = download_model("org/sql-lora", tmp_path, env={"HF_ENDPOINT": hub.url})
+    result = fetch_model("org/sql-lora", tmp_path, env={"HF_ENDPOINT": hub.url})
     assert (result.downloaded_files, result.skipped_files) == (0, len(ADAPTER))
     assert hub.bytes_served == served
 

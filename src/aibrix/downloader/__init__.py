@@ -1,5 +1,5 @@
 """The model downloader. ``download_model`` here has upstream aibrix's signature and return value; the richer API
-(environment, policy, progress callbacks, a result with counts) is ``aibrix.downloader.api.download_model``."""
+(environment, policy, progress callbacks, a result with counts) is ``aibrix.downloader.api.fetch_model``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def download_model(
     from aibrix.downloader import api
     from aibrix.downloader.cli import progress_bar
 
-    result = api.download_model(model_uri, local_path, model_name, extra_config=download_extra_config,
+    result = api.fetch_model(model_uri, local_path, model_name, extra_config=download_extra_config,
                                 on_progress=progress_bar if enable_progress_bar else None)  # fmt: skip
     return result.path
 

@@ -20,7 +20,7 @@ DEFAULT_THREADS = 16  # upstream's 32 buys nothing on 2-8 cores (docs/benchmarks
 MAX_THREADS = 64  # one thread and connection per part: a caller's num_threads must not become thousands
 
 
-def download_model(
+def fetch_model(
     model_uri: str,
     local_dir: str | os.PathLike[str] | None = None,
     model_name: str | None = None,

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from aibrix.downloader.api import download_model
+from aibrix.downloader.api import fetch_model
 from aibrix.downloader.config import ignored_settings, parse_extra_config, settings_env
 from aibrix.downloader.progress import Progress
 from aibrix.errors import AibrixError
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         env = settings_env(os.environ, extra, scheme=scheme_of(args.model_uri))  # what the download will read
         for line in [] if quiet_warnings else ignored_settings(env):
             print(f"aibrix_download: {line}", file=sys.stderr)
-        result = download_model(args.model_uri, args.local_dir, args.model_name, env=env, threads=args.threads,
+        result = fetch_model(args.model_uri, args.local_dir, args.model_name, env=env, threads=args.threads,
                                 on_progress=progress_bar if show else None)  # fmt: skip
     except AibrixError as exc:
         _end_bar(show)

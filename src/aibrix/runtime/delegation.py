@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from aibrix.downloader.api import download_model
+from aibrix.downloader.api import fetch_model
 from aibrix.downloader.archives import is_archive, unpack
 from aibrix.downloader.config import resolved_env
 from aibrix.runtime.artifacts import IGNORED_KEYS, KNOWN_KEYS, adapter_folder, credential_env, read_secret
@@ -58,7 +58,7 @@ def artifact_fetcher(
         stop_when_asked(None)  # a load cancelled while it waited for a download thread
         started = time.monotonic()
         try:
-            result = download_model(uri, root, body.lora_name, env=env, policy=policy, on_progress=stop_when_asked)
+            result = fetch_model(uri, root, body.lora_name, env=env, policy=policy, on_progress=stop_when_asked)
         except OSError as exc:  # local I/O trouble (name too long, permissions): a clear error, not a 500
             raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
         telemetry.download_bytes.inc(result.downloaded_bytes)

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aibrix.downloader.api import download_model, thread_count
+from aibrix.downloader.api import fetch_model, thread_count
 from aibrix.downloader.config import extra_config_env, resolved_env
 from aibrix.downloader.progress import Progress
 from aibrix.downloader.records import is_download, is_unfinished
@@ -88,7 +88,7 @@ class ModelDownloads:
         try:
             scheme = scheme_of(model_uri)
             env = confine(resolved_env(self.env, scheme), extra_config_env(extra or {}, scheme), model_uri)
-            fetch = partial(download_model, model_uri, base, name, env=env, on_progress=progress, policy=self.policy)
+            fetch = partial(fetch_model, model_uri, base, name, env=env, on_progress=progress, policy=self.policy)
             await asyncio.get_running_loop().run_in_executor(self._executor, fetch)
             status.model_status = "downloaded"
         except Exception as exc:  # reported in the listing; the runtime keeps serving
