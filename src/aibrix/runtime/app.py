@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aibrix import __version__
 from aibrix.auth import bearer
 from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
@@ -35,6 +34,7 @@ from aibrix.runtime.models import (
 from aibrix.runtime.readiness import ReadinessProbe
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
+from aibrix.runtime.state import RuntimeState, runtime_of
 from aibrix.runtime.telemetry import RequestMetricsMiddleware, Telemetry, track_adapter_operation
 from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.uri import redact
@@ -44,14 +44,13 @@ log = logging.getLogger("aibrix.runtime")
 
 def _auth(request: Request) -> str | None:
     """The caller's Authorization header goes on to the engine, unless it is the runtime's own key."""
-    if request.app.state.settings.runtime_api_key is not None:
+    if runtime_of(request).settings.runtime_api_key is not None:
         return None
     return request.headers.get("authorization")
 
 
 def _service(request: Request) -> AdapterService:
-    service: AdapterService = request.app.state.adapters
-    return service
+    return runtime_of(request).adapters
 
 
 async def healthz(request: Request) -> Response:
@@ -59,9 +58,9 @@ async def healthz(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    reason = await request.app.state.readiness.reason_not_ready()
+    reason = await runtime_of(request).readiness.reason_not_ready()
     if reason is None:
-        return JSONResponse({"status": "ready", "engine": request.app.state.settings.engine})
+        return JSONResponse({"status": "ready", "engine": runtime_of(request).settings.engine})
     return error_response(503, f"engine not ready: {reason}", "EngineNotReady")
 
 
@@ -78,7 +77,8 @@ async def load_adapter(request: Request) -> Response:
     else:
         auth = _auth(request)
     service = _service(request)
-    async with track_adapter_operation(request.app.state.telemetry, "load"):
+    runtime = runtime_of(request)
+    async with track_adapter_operation(runtime.telemetry, "load"):
         if body.artifact_url is None or is_local_path(body.artifact_url):
             path = body.lora_path or local_path_of(body.artifact_url or "")
             result = await service.load(body.lora_name, path, auth=auth)
@@ -86,9 +86,7 @@ async def load_adapter(request: Request) -> Response:
         else:
             source = redact(body.artifact_url)
             # reads the mounted secret: off the event loop
-            fetch = await asyncio.to_thread(
-                artifact_fetcher, request.app.state.settings, request.app.state.telemetry, body
-            )
+            fetch = await asyncio.to_thread(artifact_fetcher, runtime.settings, runtime.telemetry, body)
             result = await service.load_artifact(body.lora_name, source, fetch, auth=auth)
     reply = {
         "status": "loaded",
@@ -105,14 +103,14 @@ async def load_adapter(request: Request) -> Response:
 
 async def unload_adapter(request: Request) -> Response:
     body = parse_body(await read_body(request), UnloadAdapterRequest)
-    async with track_adapter_operation(request.app.state.telemetry, "unload"):
+    async with track_adapter_operation(runtime_of(request).telemetry, "unload"):
         message = await _service(request).unload(body.lora_name, auth=_auth(request), cleanup_local=body.cleanup_local)
     return JSONResponse({"status": "unloaded", "lora_name": body.lora_name, "message": message})
 
 
 async def download_model_route(request: Request) -> Response:
     body = parse_body(await read_body(request), DownloadModelRequest)
-    downloads = request.app.state.downloads
+    downloads = runtime_of(request).downloads
     status = downloads.start(body.model_uri, body.local_dir, body.model_name, body.download_extra_config)
     return JSONResponse(asdict(status))
 
@@ -122,7 +120,7 @@ async def list_models_on_disk(request: Request) -> Response:
     local_dir = request.query_params.get("local_dir")
     if raw.strip():  # upstream sends {"local_dir": ...} in a GET body
         local_dir = parse_body(raw, ListModelsRequest).local_dir or local_dir
-    data = await asyncio.to_thread(request.app.state.downloads.listing, local_dir)
+    data = await asyncio.to_thread(runtime_of(request).downloads.listing, local_dir)
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -131,7 +129,7 @@ async def list_adapters(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(await request.app.state.scraper.scrape(), media_type=CONTENT_TYPE)
+    return Response(await runtime_of(request).scraper.scrape(), media_type=CONTENT_TYPE)
 
 
 ROUTES = [
@@ -151,10 +149,9 @@ ROUTES = [
 COMEBACK_POLL_SECONDS = 0.1
 
 
-async def _keep_adapters_loaded(app: Starlette) -> None:
+async def _keep_adapters_loaded(runtime: RuntimeState) -> None:
     """Self-healing: when the engine comes back (or the runtime starts), load again what it has lost."""
-    settings: Settings = app.state.settings
-    service: AdapterService = app.state.adapters
+    settings, service = runtime.settings, runtime.adapters
     # The first pass restores what the record lists (the runtime restarted, maybe the engine too); with nothing to
     # restore at start, the first pass is no comeback (an adapter evicted meanwhile must not count as lost).
     was_ready = not service.wanted
@@ -166,10 +163,10 @@ async def _keep_adapters_loaded(app: Starlette) -> None:
         )
         problem = ""
         try:
-            ready = await app.state.readiness.reason_not_ready(fresh=watching) is None
+            ready = await runtime.readiness.reason_not_ready(fresh=watching) is None
             if ready and service.wanted:
                 reloaded = await service.reconcile(engine_came_back=not was_ready)
-                app.state.telemetry.adapter_reloads.inc(reloaded)
+                runtime.telemetry.adapter_reloads.inc(reloaded)
             was_ready = ready
         except EngineError as exc:
             problem = f"{exc.message} ({exc.status})"
@@ -186,13 +183,14 @@ def build_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        keeper = asyncio.create_task(_keep_adapters_loaded(app))
+        runtime: RuntimeState = app.state.runtime
+        keeper = asyncio.create_task(_keep_adapters_loaded(runtime))
         try:
             yield
         finally:
             keeper.cancel()
-            await app.state.adapters.engine.aclose()
-            app.state.adapters.close()
+            await runtime.adapters.engine.aclose()
+            runtime.adapters.close()
 
     routes = list(ROUTES)
     if settings.enable_docs:
@@ -203,18 +201,14 @@ def build_app(settings: Settings) -> Starlette:
     api_key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
     client = EngineClient(settings.engine_endpoint, api_key=api_key, timeout=settings.engine_timeout)
     engine = create_engine(settings.engine, client)
-    app.state.settings = settings
-    app.state.version = __version__
-    app.state.adapters = AdapterService(engine, Path(settings.adapter_dir))
     model_policy = OutboundPolicy(
         settings.allow_metadata_urls, allow_local_files=False, max_bytes=settings.max_model_bytes
     )
-    app.state.downloads = ModelDownloads(Path(settings.model_dir), policy=model_policy)
-    app.state.telemetry = telemetry = Telemetry(settings.engine)
+    telemetry = Telemetry(settings.engine)
     if settings.runtime_api_key is not None:
         app.add_middleware(RuntimeKeyMiddleware, key=settings.runtime_api_key.get_secret_value())
     app.add_middleware(RequestMetricsMiddleware, telemetry=telemetry)
-    app.state.scraper = MetricsScraper(
+    scraper = MetricsScraper(
         engine,
         telemetry,
         path=settings.scrape_path,
@@ -222,7 +216,15 @@ def build_app(settings: Settings) -> Starlette:
         transform=settings.transform_metrics,
         rate_window=settings.metrics_rate_window,
     )
-    app.state.readiness = ReadinessProbe(
+    readiness = ReadinessProbe(
         engine, timeout=settings.ready_timeout or engine.ready_timeout, cache_seconds=settings.ready_cache_seconds
+    )
+    app.state.runtime = RuntimeState(
+        settings=settings,
+        adapters=AdapterService(engine, Path(settings.adapter_dir)),
+        downloads=ModelDownloads(Path(settings.model_dir), policy=model_policy),
+        telemetry=telemetry,
+        scraper=scraper,
+        readiness=readiness,
     )
     return app

@@ -9,13 +9,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aibrix.auth import bearer
 from aibrix.runtime.errors import APIError, error_response
+from aibrix.runtime.state import runtime_of
 
 OPEN_PATHS = frozenset({"/healthz", "/ready", "/metrics", "/docs", "/openapi.json"})
 
 
 async def read_body(request: Request) -> bytes:
     """The request body, refused with 413 past AIBRIX_MAX_BODY_BYTES (checked while reading, not trusted)."""
-    limit = request.app.state.settings.max_body_bytes
+    limit = runtime_of(request).settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"request body of {declared} bytes is over the limit of {limit}", "PayloadTooLarge")
