@@ -67,9 +67,17 @@ def serve_in_background(
     process."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", access_log=False,
-                            lifespan="off", timeout_keep_alive=keep_alive, http=_read_bounded(read_timeout),
-                            limit_concurrency=max_connections)  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        host=address[0],
+        port=address[1],
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=keep_alive,
+        http=_read_bounded(read_timeout),
+        limit_concurrency=max_connections,
+    )
     config.load()
     config.ssl = context
     server = uvicorn.Server(config)

@@ -95,13 +95,25 @@ class AdapterPass:
             if not self.instances:
                 await self.write_phase(Phase.LOADING)
             fatal = await self.load(spec, due)
-        self.ctl.placements.assign(self.key, {p.name for p in self.instances} | {n for n in self.retries
-                                                                                 if n in self.by_name})  # fmt: skip
+        self.ctl.placements.assign(
+            self.key, {p.name for p in self.instances} | {n for n in self.retries if n in self.by_name}
+        )
         bound = condition(self.conditions, ConditionType.BOUND)
         if self.instances or (bound is not None and bound["status"] == ConditionStatus.TRUE):
             await self.expose(spec)  # with no instances left, the slice is emptied: no traffic to pods without it
-        self.apply(settle(self.name, len(self.instances), self.desired, self.retries, self.candidates, fatal,
-                          self.now, self.options), spec)  # fmt: skip
+        self.apply(
+            settle(
+                self.name,
+                len(self.instances),
+                self.desired,
+                self.retries,
+                self.candidates,
+                fatal,
+                self.now,
+                self.options,
+            ),
+            spec,
+        )
         await self.write_phase(self.status["phase"])
         if fatal:
             return self.options.cooldown
@@ -117,8 +129,11 @@ class AdapterPass:
         self.by_name = {p.name: p for p in self.matching}
         self.candidates = [p for p in self.matching if p.eligible(self.now, options.stability)]
         names = {p.name for p in self.candidates}
-        self.stabilizing = [options.stability - (self.now - (p.ready_since or 0)) for p in self.matching
-                            if p.alive() and p.name not in names and p.labels.get(ENABLED_LABEL) == "true"]  # fmt: skip
+        self.stabilizing = [
+            options.stability - (self.now - (p.ready_since or 0))
+            for p in self.matching
+            if p.alive() and p.name not in names and p.labels.get(ENABLED_LABEL) == "true"
+        ]
         for raw in self.status.get("retries") or []:
             entry = Retry.from_status(raw)
             pod = self.by_name.get(entry.pod)
@@ -167,8 +182,9 @@ class AdapterPass:
         """Choose pods for missing replicas, or unload from replicas beyond the desired count."""
         names = {p.name for p in self.instances}
         candidate_names = {p.name for p in self.candidates}
-        self.pending = [self.by_name[n] for n in self.retries
-                        if n not in self.exhausted and n in candidate_names and n not in names]  # fmt: skip
+        self.pending = [
+            self.by_name[n] for n in self.retries if n not in self.exhausted and n in candidate_names and n not in names
+        ]
         need = self.desired - len(self.instances) - len(self.pending)
         if need < 0 and spec.replicas is not None and len(self.instances) > spec.replicas:
             extra = self.instances[spec.replicas :]
@@ -212,8 +228,9 @@ class AdapterPass:
             credentials = await self.credentials(spec)
         except LoadError as exc:
             return exc.message
-        results = await asyncio.gather(*(self.ctl.loader.load(pod, spec, credentials) for pod in due),
-                                       return_exceptions=True)  # fmt: skip
+        results = await asyncio.gather(
+            *(self.ctl.loader.load(pod, spec, credentials) for pod in due), return_exceptions=True
+        )
         fatal, loaded = None, []
         for pod, result in zip(due, results, strict=True):
             if isinstance(result, float):
@@ -237,8 +254,13 @@ class AdapterPass:
         self.ctl.index.add(pod, spec.name)
         self.ctl.metrics.loads.labels("ok").inc()
         self.ctl.metrics.load_seconds.observe(seconds)
-        log.info("loaded adapter %s on pod %s in %.3fs", self.name, pod.name, seconds,
-                 extra={"adapter": self.name, "pod": pod.name})  # fmt: skip
+        log.info(
+            "loaded adapter %s on pod %s in %.3fs",
+            self.name,
+            pod.name,
+            seconds,
+            extra={"adapter": self.name, "pod": pod.name},
+        )
 
     def failed(self, pod: Pod, error: LoadError) -> str | None:
         """Record a failed load on ``pod``; returns the reason when no pod can load the adapter."""
@@ -257,11 +279,18 @@ class AdapterPass:
             log.warning("giving up on pod %s for adapter %s: %s", pod.name, self.name, error.message, extra=extra)
         else:
             delay = retry.next_attempt - self.now
-            message = (f"Retriable error loading adapter on pod {pod.name} (attempt {retry.attempts}): "
-                       f"{error.message}; retrying in {delay:g}s")  # fmt: skip
+            message = (
+                f"Retriable error loading adapter on pod {pod.name} (attempt {retry.attempts}): "
+                f"{error.message}; retrying in {delay:g}s"
+            )
             self.ctl.event(self.obj, "Warning", "RetryScheduled", message)
-            log.info("retriable error loading adapter %s on pod %s: %s", self.name, pod.name, error.message,
-                     extra={**extra, "attempt": retry.attempts})  # fmt: skip
+            log.info(
+                "retriable error loading adapter %s on pod %s: %s",
+                self.name,
+                pod.name,
+                error.message,
+                extra={**extra, "attempt": retry.attempts},
+            )
         return None
 
     async def credentials(self, spec: AdapterSpec) -> dict[str, str] | None:
@@ -324,8 +353,9 @@ class AdapterPass:
             return
         old_phase, phase = self.old_status.get("phase"), self.status.get("phase")
         if phase != old_phase:
-            log.info("adapter %s phase %s -> %s", self.name, old_phase, phase,
-                     extra={"adapter": self.name, "phase": phase})  # fmt: skip
+            log.info(
+                "adapter %s phase %s -> %s", self.name, old_phase, phase, extra={"adapter": self.name, "phase": phase}
+            )
         full = {k: self.status.get(k) for k in set(self.status) | set(self.old_status)}
         try:
             stored = await self.ctl.kube.patch_status(self.key[0], self.key[1], full)

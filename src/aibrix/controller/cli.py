@@ -78,16 +78,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-period", type=_positive, default=2.0)
     p.add_argument("--health-probe-bind-address", type=_address, default=_address(":8081"))
     p.add_argument("--metrics-bind-address", type=_address, default=_address(":8082"))
-    p.add_argument("--webhook-bind-address", type=_address, default=None,
-                   help="serve the sidecar injection webhook over HTTPS here, e.g. :9443 (default: off)")  # fmt: skip
-    p.add_argument("--webhook-cert-dir", type=Path, default=Path("/tmp/k8s-webhook-server/serving-certs"),
-                   help="folder with the webhook's tls.crt and tls.key, re-read when they change")  # fmt: skip
-    p.add_argument("--webhook-read-timeout", type=_positive, default=READ_TIMEOUT,
-                   help="seconds an API server has to send a whole review once it starts one")  # fmt: skip
-    p.add_argument("--webhook-max-connections", type=int, default=MAX_CONNECTIONS,
-                   help="connections the webhook serves at once (503 beyond)")  # fmt: skip
-    p.add_argument("--sidecar-runtime-image", default=f"aibrix/runtime:{__version__}",
-                   help="the injected aibrix-runtime image when a pod does not name one")  # fmt: skip
+    p.add_argument(
+        "--webhook-bind-address",
+        type=_address,
+        default=None,
+        help="serve the sidecar injection webhook over HTTPS here, e.g. :9443 (default: off)",
+    )
+    p.add_argument(
+        "--webhook-cert-dir",
+        type=Path,
+        default=Path("/tmp/k8s-webhook-server/serving-certs"),
+        help="folder with the webhook's tls.crt and tls.key, re-read when they change",
+    )
+    p.add_argument(
+        "--webhook-read-timeout",
+        type=_positive,
+        default=READ_TIMEOUT,
+        help="seconds an API server has to send a whole review once it starts one",
+    )
+    p.add_argument(
+        "--webhook-max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help="connections the webhook serves at once (503 beyond)",
+    )
+    p.add_argument(
+        "--sidecar-runtime-image",
+        default=f"aibrix/runtime:{__version__}",
+        help="the injected aibrix-runtime image when a pod does not name one",
+    )
     p.add_argument("--max-retries", type=int, default=5, help="load attempts per pod before failing over")
     p.add_argument("--retry-base-seconds", type=_positive, default=5.0, help="first backoff, doubled per retry")
     p.add_argument("--stability-seconds", type=float, default=5.0, help="how long a pod must be Ready first")
@@ -167,10 +186,22 @@ async def run(args: argparse.Namespace) -> None:
     if args.webhook_bind_address:
         from aibrix.controller.webhook import serve_webhook
 
-        servers.append(serve_webhook(args.webhook_bind_address, args.webhook_cert_dir, args.sidecar_runtime_image,
-                                     metrics, args.webhook_read_timeout, args.webhook_max_connections))  # fmt: skip
-    log.info("aibrix controller %s starting (runtime sidecar %s, leader election %s)", config.identity,
-             "on" if config.options.use_runtime else "off", "on" if config.leader_elect else "off")  # fmt: skip
+        servers.append(
+            serve_webhook(
+                args.webhook_bind_address,
+                args.webhook_cert_dir,
+                args.sidecar_runtime_image,
+                metrics,
+                args.webhook_read_timeout,
+                args.webhook_max_connections,
+            )
+        )
+    log.info(
+        "aibrix controller %s starting (runtime sidecar %s, leader election %s)",
+        config.identity,
+        "on" if config.options.use_runtime else "off",
+        "on" if config.leader_elect else "off",
+    )
     try:
         await controller.run(stop)
     finally:
@@ -220,8 +251,10 @@ def serve_probes(
     app = probe_app(
         metrics, healthy=lambda: True, ready=lambda: not controller.leading or controller.adapters.synced.is_set()
     )
-    return [serve_in_background(app, address)
-            for address in {args.health_probe_bind_address, args.metrics_bind_address} - {None}]  # fmt: skip
+    return [
+        serve_in_background(app, address)
+        for address in {args.health_probe_bind_address, args.metrics_bind_address} - {None}
+    ]
 
 
 if __name__ == "__main__":

@@ -61,8 +61,13 @@ def plan_injection(
     volume, ops = _shared_volume(spec, prefix)
     for index, container in enumerate(containers):
         if not any(m.get("mountPath") == MOUNT_PATH for m in container.get("volumeMounts") or []):
-            ops.append(_append(f"{prefix}/containers/{index}/volumeMounts", container.get("volumeMounts"),
-                               {"name": volume, "mountPath": MOUNT_PATH}))  # fmt: skip
+            ops.append(
+                _append(
+                    f"{prefix}/containers/{index}/volumeMounts",
+                    container.get("volumeMounts"),
+                    {"name": volume, "mountPath": MOUNT_PATH},
+                )
+            )
     sidecar = runtime_container(image, engine, port, _free_port(containers, port), volume, _guaranteed(containers))
     ops.append({"op": "add", "path": f"{prefix}/containers/-", "value": sidecar})
     return Plan(patch=ops)

@@ -119,8 +119,10 @@ class Controller:
         self.pods = Informer(client, Pod, config.namespace, self._on_pod)
         # The Services and EndpointSlices the controller owns: one deleted by hand is written again at once.
         owned = {ADAPTER_LABEL: operators.exists()}
-        self.owned = [Informer(client, kind, config.namespace, self._on_owned(kind), labels=owned)
-                      for kind in (Service, EndpointSlice)]  # fmt: skip
+        self.owned = [
+            Informer(client, kind, config.namespace, self._on_owned(kind), labels=owned)
+            for kind in (Service, EndpointSlice)
+        ]
         self.reconciler = Reconciler(self.kube, self.adapters, self.pods, self.loader, config.options, metrics)
         self.leading = False
         self._selectors: dict[tuple[str, str, int], Selector | None] = {}
@@ -246,8 +248,9 @@ class Controller:
                 self.metrics.reconciles.labels("error").inc()
                 self.metrics.errors.labels("conflict" if code in (409, 422) else "api").inc()
                 delay = self.backoff.failed(key, 0.05 if code == 409 else 0.5)
-                log.info("reconcile of %s/%s: API answered %s (%s); retrying in %.2gs", *key, code,
-                         exc.status.message, delay)  # fmt: skip
+                log.info(
+                    "reconcile of %s/%s: API answered %s (%s); retrying in %.2gs", *key, code, exc.status.message, delay
+                )
                 self.queue.add_after(key, delay)
             except Exception:
                 self.metrics.reconciles.labels("error").inc()

@@ -96,8 +96,12 @@ class Reconciler:
             if failed and waited < self.options.deletion_timeout:
                 return min(1.0, self.options.deletion_timeout - waited)  # keep the finalizer; try those again
             if failed:
-                log.warning("could not unload %s/%s from %s within %ss; deleting anyway", *key, ", ".join(failed),
-                            self.options.deletion_timeout)  # fmt: skip
+                log.warning(
+                    "could not unload %s/%s from %s within %ss; deleting anyway",
+                    *key,
+                    ", ".join(failed),
+                    self.options.deletion_timeout,
+                )
             rest = [f for f in finalizers if f != FINALIZER]
             try:
                 self.adapters.store(await self.kube.set_finalizers(obj, rest))

@@ -76,8 +76,16 @@ def set_condition(
             condition["status"], condition["reason"], condition["message"] = status, reason, capped(message)
             condition["observedGeneration"] = generation
             return
-    conditions.append(Condition(type=type_, status=status, reason=reason, message=capped(message),
-                                lastTransitionTime=timestamp(), observedGeneration=generation))  # fmt: skip
+    conditions.append(
+        Condition(
+            type=type_,
+            status=status,
+            reason=reason,
+            message=capped(message),
+            lastTransitionTime=timestamp(),
+            observedGeneration=generation,
+        )
+    )
 
 
 def condition(conditions: list[Condition], type_: ConditionType) -> Condition | None:
@@ -113,6 +121,11 @@ class Retry:
         )
 
     def to_status(self) -> RetryEntry:
-        return RetryEntry(pod=self.pod, podUID=self.pod_uid, attempts=self.attempts, lastError=self.last_error[:512],
-                          lastAttemptTime=timestamp(self.last_attempt, micro=True),
-                          nextAttemptTime=timestamp(self.next_attempt, micro=True))  # fmt: skip
+        return RetryEntry(
+            pod=self.pod,
+            podUID=self.pod_uid,
+            attempts=self.attempts,
+            lastError=self.last_error[:512],
+            lastAttemptTime=timestamp(self.last_attempt, micro=True),
+            nextAttemptTime=timestamp(self.next_attempt, micro=True),
+        )

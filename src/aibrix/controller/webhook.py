@@ -49,5 +49,11 @@ def serve_webhook(
     if certificate.refresh() is None:
         log.warning("webhook: no certificate in %s yet; handshakes fail until tls.crt and tls.key load", cert_dir)
     # the API server keeps its connections to webhooks: a longer keep-alive spares it a TLS handshake per pod
-    return serve_in_background(webhook_app(default_image, metrics), address, certificate.context(), keep_alive=30,
-                               read_timeout=read_timeout, max_connections=max_connections)  # fmt: skip
+    return serve_in_background(
+        webhook_app(default_image, metrics),
+        address,
+        certificate.context(),
+        keep_alive=30,
+        read_timeout=read_timeout,
+        max_connections=max_connections,
+    )

@@ -18,8 +18,13 @@ def download_model(
     from aibrix.downloader import api
     from aibrix.downloader.cli import progress_bar
 
-    result = api.fetch_model(model_uri, local_path, model_name, extra_config=download_extra_config,
-                                on_progress=progress_bar if enable_progress_bar else None)  # fmt: skip
+    result = api.fetch_model(
+        model_uri,
+        local_path,
+        model_name,
+        extra_config=download_extra_config,
+        on_progress=progress_bar if enable_progress_bar else None,
+    )
     return result.path
 
 

@@ -43,8 +43,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         env = settings_env(os.environ, extra, scheme=scheme_of(args.model_uri))  # what the download will read
         for line in [] if quiet_warnings else ignored_settings(env):
             print(f"aibrix_download: {line}", file=sys.stderr)
-        result = fetch_model(args.model_uri, args.local_dir, args.model_name, env=env, threads=args.threads,
-                                on_progress=progress_bar if show else None)  # fmt: skip
+        result = fetch_model(
+            args.model_uri,
+            args.local_dir,
+            args.model_name,
+            env=env,
+            threads=args.threads,
+            on_progress=progress_bar if show else None,
+        )
     except AibrixError as exc:
         _end_bar(show)
         print(f"aibrix_download: error: {exc}", file=sys.stderr)

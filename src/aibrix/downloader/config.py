@@ -108,8 +108,10 @@ def ignored_settings(env: Mapping[str, str]) -> list[str]:
     """One line per variable that is set but not acted on, saying why."""
     lines = [f"{name} is ignored: {why}" for name, why in IGNORED.items() if env.get(name)]
     if (env.get("DOWNLOADER_TOS_VERSION") or "v2").lower() == "v1":
-        lines.append("DOWNLOADER_TOS_VERSION=v1 is ignored: TOS is spoken through its S3-compatible API "
-                     "(tos-s3-<region>.volces.com), which serves the same buckets")  # fmt: skip
+        lines.append(
+            "DOWNLOADER_TOS_VERSION=v1 is ignored: TOS is spoken through its S3-compatible API "
+            "(tos-s3-<region>.volces.com), which serves the same buckets"
+        )
     return lines
 
 

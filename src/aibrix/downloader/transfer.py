@@ -110,8 +110,10 @@ class _Run:
             for job in jobs:
                 for part in job.plan():
                     work.put(part)
-            workers = [threading.Thread(target=self._worker, args=(work,), daemon=True)
-                       for _ in range(min(self.threads, max(1, work.qsize())))]  # fmt: skip
+            workers = [
+                threading.Thread(target=self._worker, args=(work,), daemon=True)
+                for _ in range(min(self.threads, max(1, work.qsize())))
+            ]
             for _ in workers:
                 work.put(None)
             for worker in workers:

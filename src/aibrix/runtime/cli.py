@@ -25,8 +25,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("aibrix.runtime")
-    log.info("aibrix runtime for %s at %s listening on %s:%d", settings.engine, redact(settings.engine_endpoint),
-             settings.host, settings.port)  # fmt: skip
+    log.info(
+        "aibrix runtime for %s at %s listening on %s:%d",
+        settings.engine,
+        redact(settings.engine_endpoint),
+        settings.host,
+        settings.port,
+    )
     for line in ignored_settings(os.environ):  # model downloads read the downloader's variables
         log.warning("%s", line)
     uvicorn.run(

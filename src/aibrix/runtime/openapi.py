@@ -78,7 +78,7 @@ def openapi_schema() -> dict[str, Any]:
                     "download status",
                     {"400": "bad request", "422": "invalid field"},
                     DownloadModelRequest,
-                )  # fmt: skip
+                )
             },
             "/v1/model/list": {
                 "get": _op("Model downloads and models on disk", "model list", {"400": "bad local_dir"})

@@ -41,9 +41,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     vllm = parser.add_argument_group("vLLM serving flags (same meaning as vLLM's)")
     vllm.add_argument("--model-path", help="the model's folder: root of the base model card (default: --model)")
     vllm.add_argument("--max-model-len", type=int, default=32768)
-    vllm.add_argument("--max-lora-rank", type=int, default=None,
-                      help="adapters of a higher rank are refused (vLLM: 500, default 16; SGLang: 400, default "
-                           "inferred from --lora-paths)")  # fmt: skip
+    vllm.add_argument(
+        "--max-lora-rank",
+        type=int,
+        default=None,
+        help="adapters of a higher rank are refused (vLLM: 500, default 16; SGLang: 400, default "
+        "inferred from --lora-paths)",
+    )
     vllm.add_argument("--max-loras", type=int, default=1)
     _sglang_flags(parser)
     args = parser.parse_args(argv)
@@ -102,8 +106,12 @@ def _sglang_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-loaded-loras", type=int, default=None)
     group.add_argument("--lora-eviction-policy", choices=("lru", "fifo"), default="lru")
     group.add_argument("--enable-metrics", action="store_true", help="serve /metrics (SGLang serves none without)")
-    group.add_argument("--sglang-health-ms", type=float, default=1000.0,
-                       help="how long /health takes (SGLang: a one-token generation polled once a second)")  # fmt: skip
+    group.add_argument(
+        "--sglang-health-ms",
+        type=float,
+        default=1000.0,
+        help="how long /health takes (SGLang: a one-token generation polled once a second)",
+    )
     group.add_argument("--sglang-no-ready", action="store_true", help="a release without the /ready route")
 
 

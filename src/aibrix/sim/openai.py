@@ -49,8 +49,10 @@ def _vllm_checks(body: dict[str, Any], chat: bool, max_model_len: int) -> tuple[
         return 400, message, "BadRequestError", "prompt"
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
     if isinstance(max_tokens, int) and max_tokens > max_model_len:
-        message = (f"max_tokens={max_tokens} cannot be greater than max_model_len={max_model_len}. "
-                   f"Please request fewer output tokens. (parameter=max_tokens, value={max_tokens})")  # fmt: skip
+        message = (
+            f"max_tokens={max_tokens} cannot be greater than max_model_len={max_model_len}. "
+            f"Please request fewer output tokens. (parameter=max_tokens, value={max_tokens})"
+        )
         return 400, message, "BadRequestError", "max_tokens"
     return None
 
@@ -167,8 +169,14 @@ async def _answer(
         "completion_tokens": max_tokens,
         "total_tokens": prompt_tokens + max_tokens,
     }
-    reply = {"id": request_id, "object": kind, "created": created, "model": model,
-             "choices": [choice(text, "length", False)], "usage": usage}  # fmt: skip
+    reply = {
+        "id": request_id,
+        "object": kind,
+        "created": created,
+        "model": model,
+        "choices": [choice(text, "length", False)],
+        "usage": usage,
+    }
     if vllm:
         usage.update(VLLM_USAGE)
         reply.update(VLLM_BODY)

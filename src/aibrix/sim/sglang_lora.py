@@ -48,13 +48,17 @@ class SGLangLoRAFlags:
         if self.max_loras_per_batch < 1:
             return "max_loras_per_batch must be positive"
         if self.enable_lora and not self.lora_paths and not (self.max_lora_rank and self.target_modules):
-            return ("When no initial --lora-paths is provided, you need to specify both --max-lora-rank and "
-                    "--lora-target-modules for LoRA initialization.")  # fmt: skip
+            return (
+                "When no initial --lora-paths is provided, you need to specify both --max-lora-rank and "
+                "--lora-target-modules for LoRA initialization."
+            )
         if self.max_loaded_loras is not None and not (
             self.max_loras_per_batch <= self.max_loaded_loras <= 2 * self.max_loras_per_batch
         ):
-            return (f"--max-loaded-loras must be between --max-loras-per-batch ({self.max_loras_per_batch}) and "
-                    f"double it ({2 * self.max_loras_per_batch})")  # fmt: skip
+            return (
+                f"--max-loaded-loras must be between --max-loras-per-batch ({self.max_loras_per_batch}) and "
+                f"double it ({2 * self.max_loras_per_batch})"
+            )
         return None
 
 
@@ -135,8 +139,14 @@ class SGLangLoRA:
         while limit is not None and len(self.registered) > limit:
             victim = next((n for n, a in self.registered.items() if not a.pinned), None)
             if victim is None:
-                return False, ("Didn't find any LoRA adapters when trying to evict LRU LoRA adapter. "
-                               f"LoRA registry is: {dict(self.registered)}"), evicted  # fmt: skip
+                return (
+                    False,
+                    (
+                        "Didn't find any LoRA adapters when trying to evict LRU LoRA adapter. "
+                        f"LoRA registry is: {dict(self.registered)}"
+                    ),
+                    evicted,
+                )
             self._forget(victim)
             evicted.append(victim)
         return True, "", evicted
@@ -161,15 +171,18 @@ class SGLangLoRA:
     async def acquire(self, name: str) -> None:
         """A request runs on ``name``: loaded again when it was unloaded or evicted; ValueError as SGLang refuses."""
         if not self.flags.enable_lora:
-            raise ValueError(f"LoRA adapter '{name}' was requested, but LoRA is not enabled. Please launch the server "
-                             "with --enable-lora flag and preload adapters using --lora-paths or /load_lora_adapter "
-                             "endpoint.")  # fmt: skip
+            raise ValueError(
+                f"LoRA adapter '{name}' was requested, but LoRA is not enabled. Please launch the server "
+                "with --enable-lora flag and preload adapters using --lora-paths or /load_lora_adapter "
+                "endpoint."
+            )
         if name not in self.registered:
             known = self.ever_loaded.get(name)
             if known is None:
                 loaded = ", ".join(repr(n) for n in self.ever_loaded)
-                raise ValueError(f"Got LoRA adapter that has never been loaded: {name}\n"
-                                 f"All loaded adapters: dict_keys([{loaded}]).")  # fmt: skip
+                raise ValueError(
+                    f"Got LoRA adapter that has never been loaded: {name}\nAll loaded adapters: dict_keys([{loaded}])."
+                )
             async with self.lock:
                 if name not in self.registered:
                     ok, message, _ = self._load_locked(name, known.path, known.pinned)

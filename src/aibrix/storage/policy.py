@@ -74,8 +74,12 @@ def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
 
 def is_blocked(address: IPAddress) -> bool:
     """Link-local and cloud metadata addresses, however they are spelled."""
-    return any(candidate in network for candidate in (address, *embedded_ipv4(address)) for network in _BLOCKED_NETWORKS
-               if candidate.version == network.version)  # fmt: skip
+    return any(
+        candidate in network
+        for candidate in (address, *embedded_ipv4(address))
+        for network in _BLOCKED_NETWORKS
+        if candidate.version == network.version
+    )
 
 
 def is_local_uri(uri: str) -> bool:
@@ -118,8 +122,9 @@ class OutboundPolicy:
             for info in infos:
                 address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
                 if is_blocked(address):
-                    raise AccessDenied(f"refusing to fetch from {host} ({address}): link-local or cloud metadata "
-                                       "address")  # fmt: skip
+                    raise AccessDenied(
+                        f"refusing to fetch from {host} ({address}): link-local or cloud metadata address"
+                    )
         return [(info[0], info[4]) for info in infos]
 
     def connect(

@@ -46,8 +46,13 @@ def open_source(uri: str, env: Mapping[str, str] | None = None, *, policy: Outbo
         from aibrix.storage.huggingface import HuggingFaceSource
 
         token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
-        return HuggingFaceSource(rest.strip("/"), revision=env.get("HF_REVISION") or None,
-                                 endpoint=env.get("HF_ENDPOINT") or None, token=token, policy=policy)  # fmt: skip
+        return HuggingFaceSource(
+            rest.strip("/"),
+            revision=env.get("HF_REVISION") or None,
+            endpoint=env.get("HF_ENDPOINT") or None,
+            token=token,
+            policy=policy,
+        )
     from aibrix.storage.local import LocalSource  # file:// or a path
 
     return LocalSource(os.path.expanduser(rest))
