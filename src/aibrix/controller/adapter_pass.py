@@ -216,11 +216,8 @@ class AdapterPass:
         def adapters_on(pod: str) -> int:
             return self.ctl.placements.adapters_on(self.key[0], pod)
 
-        if spec.scheduler == "least-adapters":
-            return schedulers.by_fewest_adapters(spec.name, pool, count, adapters_on)
-        if spec.scheduler == "least-load":
-            return await schedulers.by_least_load(spec.name, pool, count, self.ctl.pod_metrics, adapters_on)
-        return schedulers.by_hash(spec.name, pool, count)
+        asked = schedulers.Placement(spec.name, pool, count, adapters_on, self.ctl.pod_metrics)
+        return await schedulers.POLICIES[spec.scheduler](asked)
 
     async def load(self, spec: AdapterSpec, due: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""

@@ -23,9 +23,9 @@ from aibrix.engines.base import error_message, same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, NotSupported
 from aibrix.engines.transport import HTTPClient, Response, TransportError
 from aibrix.errors import AibrixError
-from aibrix.storage.uri import redact
+from aibrix.storage.uri import SchemeKind, redact, schemes_of
 
-DELEGATED_SCHEMES = ("s3://", "gs://", "gcs://", "tos://")
+DELEGATED_SCHEMES = schemes_of(SchemeKind.OBJECT_STORE)  # an engine cannot fetch these: the sidecar does
 
 
 class Outcome(enum.Enum):
@@ -53,7 +53,7 @@ def classify(status: int) -> Outcome:
 
 def engine_path(url: str) -> str:
     """The path an engine is given without a runtime: Hub repo ids and local paths it can read itself."""
-    for scheme in ("huggingface://", "hf://"):
+    for scheme in schemes_of(SchemeKind.HUB):
         if url.startswith(scheme):
             return url[len(scheme) :].strip("/")
     if url.startswith(DELEGATED_SCHEMES):

@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aibrix.controller.pods import Pod
 from aibrix.metrics import read_standard
 
-MetricsFetcher = Callable[[Pod], Awaitable[str | None]]
+if TYPE_CHECKING:
+    from aibrix.controller.pods import Pod
+
+MetricsFetcher = Callable[["Pod"], Awaitable[str | None]]
 UNKNOWN_LOAD = (float("inf"), float("inf"))
 
 
@@ -57,3 +61,35 @@ async def by_least_load(
     payloads = await asyncio.gather(*(fetch(pod) for pod in pods))
     loads = {pod.name: load_of(pod.engine, payload) for pod, payload in zip(pods, payloads, strict=True)}
     return sorted(pods, key=lambda pod: (loads[pod.name], adapters_on(pod.name), _rendezvous(adapter, pod)))[:count]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a policy is asked: ``count`` pods out of ``pods`` for ``adapter``."""
+
+    adapter: str
+    pods: Sequence[Pod]
+    count: int
+    adapters_on: Callable[[str], int]  # adapters held or being loaded on a pod, by name
+    fetch: MetricsFetcher  # a pod's metrics page
+
+
+async def _default(p: Placement) -> list[Pod]:
+    return by_hash(p.adapter, p.pods, p.count)
+
+
+async def _least_adapters(p: Placement) -> list[Pod]:
+    return by_fewest_adapters(p.adapter, p.pods, p.count, p.adapters_on)
+
+
+async def _least_load(p: Placement) -> list[Pod]:
+    return await by_least_load(p.adapter, p.pods, p.count, p.fetch, p.adapters_on)
+
+
+# The one table of placement policies: spec.schedulerName names one (the CRD's enum lists the same names;
+# tests/test_registries.py checks).
+POLICIES: dict[str, Callable[[Placement], Awaitable[list[Pod]]]] = {
+    "default": _default,
+    "least-adapters": _least_adapters,
+    "least-load": _least_load,
+}

@@ -6,6 +6,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from aibrix.controller.schedulers import POLICIES
+from aibrix.storage.uri import SCHEMES as STORAGE_SCHEMES
+
 GROUP, VERSION, KIND, PLURAL = "model.aibrix.ai", "v1alpha1", "ModelAdapter", "modeladapters"
 FINALIZER = "adapter.model.aibrix.ai/finalizer"
 ENABLED_LABEL = "adapter.model.aibrix.ai/enabled"
@@ -15,8 +18,8 @@ BASE_MODEL_ANNOTATION = "model.aibrix.ai/base-model"  # on the adapter's Service
 PORT_LABEL = "model.aibrix.ai/port"
 ENGINE_LABEL = "model.aibrix.ai/engine"
 RUNTIME_CONTAINER = "aibrix-runtime"
-SCHEDULERS = ("default", "least-adapters", "least-load")
-SCHEMES = ("huggingface", "hf", "s3", "gs", "gcs", "tos", "http", "https")
+SCHEDULERS = tuple(POLICIES)
+SCHEMES = tuple(STORAGE_SCHEMES)
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # what a Service name must be

@@ -8,6 +8,7 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -17,8 +18,32 @@ from aibrix.storage.base import redact as redact  # re-exported: callers import 
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 
 HF_REPO = re.compile(r"[\w.-]+/[\w.-]+")
-# Schemes open_source knows besides local paths and bare HuggingFace repository ids.
-REMOTE_SCHEMES = ("s3://", "tos://", "gs://", "gcs://", "huggingface://", "hf://", "http://", "https://")
+
+
+class SchemeKind(StrEnum):
+    OBJECT_STORE = "object-store"  # needs credentials and a listing: only the runtime (or the downloader) fetches it
+    HUB = "hub"  # a HuggingFace repository: an engine can resolve the id itself
+    WEB = "web"  # one file at a URL
+
+
+# The one table of URI schemes, besides local paths and bare HuggingFace repository ids: open_source opens them, the
+# runtime and the controller accept them (tests/test_registries.py checks every other list against this one).
+SCHEMES: dict[str, SchemeKind] = {
+    "s3": SchemeKind.OBJECT_STORE,
+    "tos": SchemeKind.OBJECT_STORE,
+    "gs": SchemeKind.OBJECT_STORE,
+    "gcs": SchemeKind.OBJECT_STORE,
+    "huggingface": SchemeKind.HUB,
+    "hf": SchemeKind.HUB,
+    "http": SchemeKind.WEB,
+    "https": SchemeKind.WEB,
+}
+REMOTE_SCHEMES = tuple(f"{scheme}://" for scheme in SCHEMES)
+
+
+def schemes_of(kind: SchemeKind) -> tuple[str, ...]:
+    """The ``scheme://`` prefixes of one kind."""
+    return tuple(f"{scheme}://" for scheme, of in SCHEMES.items() if of is kind)
 
 
 class Source(Protocol):
