@@ -18,9 +18,9 @@ from aibrix.storage.uri import SCHEMES, SchemeKind, check_uri
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_engine_has_metric_rules_a_readme_row_and_is_what_the_webhook_may_name() -> None:
+def test_every_engine_has_metric_rules_a_documented_row_and_is_what_the_webhook_may_name() -> None:
     assert set(RULES) == set(ENGINES)
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "runtime.md").read_text()
     rows = dict(re.findall(r"^\| `([a-z]+)` \| [^|]+ \| `(/[^`]*)` \|", readme, re.M))  # engine -> metrics path
     assert rows == {name: engine.metrics_path for name, engine in ENGINES.items()}, rows
     assert {engine for _, engine in injection._IMAGE_HINTS} <= set(ENGINES)
