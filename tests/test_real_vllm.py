@@ -1,4 +1,4 @@
-"""The runtime in front of real vLLM (CPU build, tiny model): the API of docs/runtime.md, S3 delegation, and /metrics."""
+"""The runtime in front of real vLLM (CPU build, tiny model): the API docs/runtime.md lists, S3 delegation, /metrics."""
 
 from __future__ import annotations
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from aibrix.storage.uri import scheme_of, tos_s3_endpoint
-
-ANONYMOUS = "AIBRIX_STORAGE_ANONYMOUS"  # "1": no credentials from the environment or the SDK's chain
+from aibrix.storage.uri import ANONYMOUS, scheme_of, tos_s3_endpoint
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ SCHEMES: dict[str, SchemeKind] = {
     "https": SchemeKind.WEB,
 }
 REMOTE_SCHEMES = tuple(f"{scheme}://" for scheme in SCHEMES)
+ANONYMOUS = "AIBRIX_STORAGE_ANONYMOUS"  # "1": S3 requests unsigned, botocore's credential chain not asked
 
 
 def schemes_of(kind: SchemeKind) -> tuple[str, ...]:
@@ -163,7 +164,7 @@ def _s3(bucket: str, key: str, env: Mapping[str, str], policy: OutboundPolicy) -
         addressing_style=env.get("DOWNLOADER_S3_ADDRESSING_STYLE") or ("path" if endpoint else None),
         page_size=_page_size(env),
         policy=policy,
-        credential_chain=env.get("AIBRIX_STORAGE_ANONYMOUS") != "1",
+        credential_chain=env.get(ANONYMOUS) != "1",
     )
 
 
