@@ -256,21 +256,6 @@ def test_renewed_credentials_that_are_refused_too_end_the_download(tmp_path: Pat
         assert (server.requests, len(renewals)) == (2, 1)
 
 
-def test_an_expired_presigned_s3_url_is_signed_again(rgw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import aibrix.storage.s3 as s3
-    from aibrix.storage.uri import open_source
-
-    client = rgw.client()
-    client.create_bucket(Bucket="expiring")
-    body = os.urandom(1 << 20)
-    client.put_object(Bucket="expiring", Key="adapter/weights.bin", Body=body)
-    monkeypatch.setattr(s3, "URL_LIFETIME", 1)
-    files = open_source("s3://expiring/adapter/", rgw.env()).list_files()
-    time.sleep(2.5)  # every presigned URL has expired: Ceph answers 403 "Request has expired"
-    Downloader(threads=1, retries=QUICK).download(files, tmp_path)
-    assert (tmp_path / "weights.bin").read_bytes() == body
-
-
 # --- one retry policy ----------------------------------------------------------------------------------------------
 
 

@@ -98,34 +98,6 @@ def test_concurrent_duplicate_loads_download_once(hub_stack, hub):
     assert hub.bytes_served < 2 * sum(len(d) for d in ADAPTER.values())
 
 
-def test_s3_artifact_with_credentials_and_secret(procs, tmp_path, rgw, adapter_repo):
-    client = rgw.client()
-    client.create_bucket(Bucket="loras")
-    for name, data in ADAPTER.items():
-        client.put_object(Bucket="loras", Key=f"adapters/qwen-sql/{name}", Body=data)
-    secrets = tmp_path / "secrets"
-    (secrets / "s3-creds").mkdir(parents=True)
-    (secrets / "s3-creds" / "aws_access_key_id").write_text(rgw.ACCESS_KEY)
-    (secrets / "s3-creds" / "aws_secret_access_key").write_text(rgw.SECRET_KEY + "\n")
-    sim = procs.sim("vllm")
-    adapters = tmp_path / "adapters"
-    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "AIBRIX_CREDENTIALS_ROOT":
-                                                  str(secrets), "AWS_ENDPOINT_URL": rgw.url, "AWS_REGION": "us-east-1",
-                                                  "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})  # fmt: skip
-    body = {"lora_name": "qwen-sql", "artifact_url": "s3://loras/adapters/qwen-sql/", "credentials": {
-        "aws_access_key_id": rgw.ACCESS_KEY, "aws_secret_access_key": rgw.SECRET_KEY}}  # fmt: skip
-    assert load(runtime, body).status_code == 200
-    assert (adapters / "qwen-sql" / "adapter_model.safetensors").read_bytes() == ADAPTER["adapter_model.safetensors"]
-    wrong = {**body, "lora_name": "wrong-keys", "credentials": {**body["credentials"],
-                                                                "aws_secret_access_key": "nope"}}  # fmt: skip
-    assert_error(load(runtime, wrong), 403, "access denied")
-    assert not (adapters / "wrong-keys").exists()
-    from_secret = {"lora_name": "from-secret", "artifact_url": "s3://loras/adapters/qwen-sql/",
-                   "credentials_secret": "s3-creds"}  # fmt: skip
-    assert load(runtime, from_secret).status_code == 200
-    assert_error(load(runtime, {**from_secret, "lora_name": "bad-secret", "credentials_secret": "../etc"}), 400)
-
-
 def reload_count(runtime) -> float:
     for line in httpx.get(f"{runtime.url}/metrics").text.splitlines():
         if line.startswith("aibrix:runtime_adapter_reloads_total "):
@@ -286,42 +258,6 @@ def test_symlink_planted_in_the_adapter_directory_is_refused(hub_stack, tmp_path
     response = load(runtime, {"lora_name": "planted", "artifact_url": "huggingface://org/sql-lora"})
     assert_error(response, 400, "outside")
     assert not any(outside.iterdir())
-
-
-@pytest.mark.parametrize("scheme", ["gs", "tos"])
-def test_gcs_and_tos_artifacts_through_the_runtime(tmp_path, rgw, scheme):
-    from services import GCSEmulator
-
-    sim = start_sim("vllm")
-    adapters = tmp_path / "adapters"
-    env = {"AIBRIX_ADAPTER_DIR": str(adapters)}
-    emulator = None
-    if scheme == "gs":
-        emulator = GCSEmulator()
-        emulator.bucket("gcs-loras")
-        for name, data in ADAPTER.items():
-            emulator.upload("gcs-loras", f"adapters/lora-x/{name}", data)
-        env["STORAGE_EMULATOR_HOST"] = emulator.url
-        body = {"lora_name": "lora-x", "artifact_url": "gs://gcs-loras/adapters/lora-x/"}
-    else:
-        client = rgw.client()
-        client.create_bucket(Bucket="tos-loras")
-        for name, data in ADAPTER.items():
-            client.put_object(Bucket="tos-loras", Key=f"adapters/lora-x/{name}", Body=data)
-        body = {"lora_name": "lora-x", "artifact_url": "tos://tos-loras/adapters/lora-x/", "credentials": {
-            "tos_access_key": rgw.ACCESS_KEY, "tos_secret_key": rgw.SECRET_KEY, "tos_endpoint": rgw.url,
-            "tos_region": "cn-beijing"}}  # fmt: skip
-    runtime = start_runtime("vllm", sim.url, env=env)
-    try:
-        response = load(runtime, body)
-        assert response.status_code == 200, response.text
-        for name, data in ADAPTER.items():
-            assert (adapters / "lora-x" / name).read_bytes() == data
-    finally:
-        runtime.stop()
-        sim.stop()
-        if emulator is not None:
-            emulator.stop()
 
 
 def test_adapter_whose_files_vanished_is_reported_failed_not_listed(procs, tmp_path, adapter_repo):

@@ -123,27 +123,6 @@ def test_model_download_route_takes_upstreams_body_and_list_takes_a_json_body(pr
         assert response.status_code == 400 and fragment in response.json()["error"]["message"], response.text
 
 
-def test_delegated_tos_credentials_in_upstreams_form(procs, rgw, tmp_path: Path) -> None:
-    """Upstream reads TOS_ACCESS_KEY / TOS_SECRET_KEY / endpoint from credentials, merged with additional_config."""
-    client = rgw.client()
-    client.create_bucket(Bucket="tos-adapters")
-    for name, data in ADAPTER.items():
-        client.put_object(Bucket="tos-adapters", Key=f"sql/{name}", Body=data)
-    sim = procs.sim("vllm")
-    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
-    keys = {"TOS_ACCESS_KEY": rgw.ACCESS_KEY, "TOS_SECRET_KEY": rgw.SECRET_KEY}
-    bodies = [
-        {"lora_name": "tos_a", "artifact_url": "tos://tos-adapters/sql/", "credentials": {**keys, "endpoint": rgw.url}},
-        {"lora_name": "tos_b", "artifact_url": "tos://tos-adapters/sql/", "credentials": keys,
-         "additional_config": {"endpoint": rgw.url, "enable_crc": "true"}},
-    ]  # fmt: skip
-    for body in bodies:
-        response = httpx.post(runtime.url + "/v1/lora_adapter/load", json=body, timeout=60)
-        assert response.status_code == 200, response.text
-        assert tree(tmp_path / "adapters" / body["lora_name"]) == ADAPTER
-    assert "credential key enable_crc is ignored" in runtime.output(limit=100_000)
-
-
 def test_hf_scheme_works_wherever_a_uri_is_accepted(procs, hub, tmp_path: Path) -> None:
     from aibrix.controller.loader import engine_path
     from aibrix.controller.spec import parse_spec

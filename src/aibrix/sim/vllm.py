@@ -3,7 +3,7 @@
 Sources (vllm-project/vllm v0.32.0): entrypoints/openai/api_server.py (routes, the VLLM_ALLOW_RUNTIME_LORA_UPDATING
 gate), serve/middleware/authenticate.py (401 {"error": "Unauthorized"}), serve/lora/api_router.py (the /v1 routes and
 the SageMaker-style /adapters routes), openai/models/serving.py (messages, status codes, model cards);
-engine/protocol.py (flat and nested ErrorResponse). tests/test_vllm_conformance.py holds this module to a real vLLM.
+engine/protocol.py (flat and nested ErrorResponse). tests/e2e/test_vllm_conformance.py holds this module to a real vLLM.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Taken from a capture of real vLLM 0.32.0 (CPU build) and its source: v1/metrics/
 labels ``model_name`` and ``engine``, counters declared without ``_total``; token histograms bucketed 1-2-5 up to
 ``--max-model-len``; every ``finished_reason`` series exists at 0 from the start; ``lora_requests_info`` carries
 ``max_lora`` from ``--max-loras`` and the running adapters), and the API server's prometheus-fastapi-instrumentator
-(``http_*``). tests/test_vllm_conformance.py compares the families, types, labels and buckets with a live vLLM.
+(``http_*``). tests/e2e/test_vllm_conformance.py compares the families, types, labels and buckets with a live vLLM.
 """
 
 from __future__ import annotations

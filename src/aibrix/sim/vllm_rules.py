@@ -6,7 +6,7 @@ become ``<path>``), handlers/validation.py (FastAPI validation errors as ``N val
 application/json), serve/lora/protocol.py (the request fields), lora/peft_helper.py (``validate_legal``: rank above
 ``--max-lora-rank``), lora/worker_manager.py (FileNotFoundError becomes 404 "No adapter found"; any other
 exception a 500 wrapped by the engine core as "Call to add_lora method failed: Worker failed with error ...").
-Every status and message here is checked against a real vLLM by tests/test_vllm_conformance.py.
+Every status and message here is checked against a real vLLM by tests/e2e/test_vllm_conformance.py.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import yaml
 
 from real_kube import ControlPlane, kube_bin
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUBERNETES = "1.36.0"  # the minor version scripts/build_kube.sh builds (v1.36.3)
 

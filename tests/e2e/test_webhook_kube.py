@@ -16,7 +16,7 @@ from procs import Proc, free_port, start_sim
 from real_kube import ControlPlane, RealKube, pod_ip
 from webhooks import install_certificate, route_service
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1")
 WEBHOOK = "aibrix-sidecar-injection"
 

@@ -17,7 +17,7 @@ from real_kube import CONTROLLER_USER, ControlPlane, RealKube, pod_ip
 
 FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1",
         "--unload-timeout", "1", "--deletion-timeout", "3")  # fmt: skip
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import yaml
 from kube import FakeKube, phase
 from procs import Proc, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
 RULES = ROOT / "deploy" / "monitoring" / "aibrix-rules.yaml"
 DASHBOARD = ROOT / "deploy" / "monitoring" / "aibrix-dashboard.json"

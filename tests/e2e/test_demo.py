@@ -15,7 +15,7 @@ import pytest
 
 from procs import free_port
 
-DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
+DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
 
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
