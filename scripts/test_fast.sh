@@ -7,4 +7,5 @@ scripts/install.sh test
 .venv/bin/ruff check src tests scripts bench
 .venv/bin/ruff format --check --quiet src tests scripts bench
 .venv/bin/mypy
-exec scripts/in_netns.sh .venv/bin/python -m pytest -q --ignore=tests/e2e "$@"
+# Six workers on two cores: most of these tests wait on the processes they start.
+exec scripts/in_netns.sh .venv/bin/python -m pytest -q --ignore=tests/e2e -n 6 "$@"
