@@ -176,20 +176,19 @@ class SGLangLoRA:
                 "with --enable-lora flag and preload adapters using --lora-paths or /load_lora_adapter "
                 "endpoint."
             )
-        if name not in self.registered:
-            known = self.ever_loaded.get(name)
-            if known is None:
-                loaded = ", ".join(repr(n) for n in self.ever_loaded)
-                raise ValueError(
-                    f"Got LoRA adapter that has never been loaded: {name}\nAll loaded adapters: dict_keys([{loaded}])."
-                )
-            async with self.lock:
-                if name not in self.registered:
-                    ok, message, _ = self._load_locked(name, known.path, known.pinned)
-                    if not ok:
-                        raise ValueError(message)
-        self.registered.move_to_end(name)
-        self.in_flight[name] += 1
+        known = self.ever_loaded.get(name)
+        if known is None:
+            loaded = ", ".join(repr(n) for n in self.ever_loaded)
+            raise ValueError(
+                f"Got LoRA adapter that has never been loaded: {name}\nAll loaded adapters: dict_keys([{loaded}])."
+            )
+        async with self.lock:  # as SGLang's lora_update_lock: a reload waits for loads and unloads under way
+            if name not in self.registered:
+                ok, message, _ = self._load_locked(name, known.path, known.pinned)
+                if not ok:
+                    raise ValueError(message)
+            self.registered.move_to_end(name)
+            self.in_flight[name] += 1
 
     async def release(self, name: str) -> None:
         self.in_flight[name] -= 1
