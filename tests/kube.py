@@ -163,6 +163,16 @@ class FakeKube:
             time.sleep(0.05)
         raise AssertionError(f"adapter {name} did not reach the expected state in {timeout}s: {obj}")
 
+    def wait_event(self, adapter: str, reason: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The first Event with ``reason`` about the ModelAdapter ``adapter`` (default namespace)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.items("/api/v1/namespaces/default/events"):
+                if (event["involvedObject"]["name"], event["reason"]) == (adapter, reason):
+                    return event
+            time.sleep(0.1)
+        raise AssertionError(f"no {reason} event about {adapter} within {timeout}s")
+
     def wait_gone(self, path: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

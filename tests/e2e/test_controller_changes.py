@@ -123,15 +123,8 @@ def test_direct_loading_into_sglang(
     kube.wait_adapter("sg-lora", running)
     assert "sg-lora" in httpx.get(sim.url + "/v1/models", timeout=5).text
     # SGLang runs the base model for a bare adapter name: the user is told how to address it
-    warned: list[dict] = []
-    deadline = time.monotonic() + 10
-    while not warned and time.monotonic() < deadline:
-        events = kube.items("/api/v1/namespaces/default/events")
-        warned = [
-            e for e in events if (e["involvedObject"]["name"], e["reason"]) == ("sg-lora", "AddressAsBaseColonAdapter")
-        ]
-        time.sleep(0.1)
-    assert warned and '"model": "<base model>:sg-lora"' in warned[0]["message"]
+    warned = kube.wait_event("sg-lora", "AddressAsBaseColonAdapter")
+    assert '"model": "<base model>:sg-lora"' in warned["message"]
     kube.delete(ADAPTERS.format(ns="default") + "/sg-lora")
     kube.wait_gone(ADAPTERS.format(ns="default") + "/sg-lora")
     assert "sg-lora" not in httpx.get(sim.url + "/v1/models", timeout=5).text

@@ -99,13 +99,7 @@ def test_an_adapter_no_pod_matches_says_so_in_an_event(kube: FakeKube, adapter_d
     try:
         kube.add_adapter("lonely", artifactURL=str(adapter_dir), replicas=1)
         kube.wait_adapter("lonely", lambda o: phase(o) == "Pending", timeout=15)
-        found: list[dict] = []
-        deadline = time.monotonic() + 10
-        while not found and time.monotonic() < deadline:
-            events = kube.items("/api/v1/namespaces/default/events")
-            found = [e for e in events if (e["involvedObject"]["name"], e["reason"]) == ("lonely", "NoCandidatePods")]
-            time.sleep(0.1)
-        assert found and "spec.podSelector" in found[0]["message"]
+        assert "spec.podSelector" in kube.wait_event("lonely", "NoCandidatePods")["message"]
     finally:
         controller.stop()
 

@@ -24,8 +24,10 @@ from aibrix.engines.base import same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
 from aibrix.errors import capped
 from aibrix.names import is_adapter_name
+from aibrix.runtime.artifacts import adapter_folder
 from aibrix.runtime.errors import APIError
 from aibrix.runtime.record import AdapterRecord
+from aibrix.storage.base import BadURI
 
 log = logging.getLogger("aibrix.runtime")
 
@@ -363,10 +365,11 @@ class AdapterService:
         else (a parent, a sibling, a symlink planted there): only that folder is ever deleted."""
         if self.adapter_dir is None or not adapter.delegated:
             return None
-        folder = self.adapter_dir / adapter.name
-        if adapter.lora_path != str(folder) or folder.is_symlink():
+        try:
+            folder = adapter_folder(self.adapter_dir, adapter.name)  # the one rule for a download's folder
+        except BadURI:
             return None
-        return folder
+        return folder if adapter.lora_path == str(folder) else None
 
     def close(self) -> None:
         self.record.close()
