@@ -80,3 +80,29 @@ def test_the_sglang_conformance_table_in_the_docs_is_current():
         [sys.executable, str(ROOT / "scripts" / "sglang_table.py")], capture_output=True, text=True, check=True
     ).stdout
     assert generated in (ROOT / "docs" / "simulator.md").read_text(), "paste scripts/sglang_table.py into simulator.md"
+
+
+def test_modules_inside_a_package_import_each_other_without_a_circle():
+    """A circle (two modules needing each other, even only for types) means neither can be read alone."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "src" / "aibrix").glob("**/*.py")):
+        module = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts).removesuffix(".__init__")
+        package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+        edges = graph.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package + "."):
+                edges.add(node.module)
+    circles = []
+
+    def visit(module: str, trail: list[str]) -> None:
+        for target in sorted(graph.get(module, ())):
+            if target in trail:
+                circles.append(trail[trail.index(target) :] + [target])
+            elif len(trail) < 30:
+                visit(target, [*trail, target])
+
+    for module in sorted(graph):
+        visit(module, [module])
+    assert not circles, sorted({" -> ".join(c) for c in circles})

@@ -9,7 +9,7 @@ import logging
 from lightkube import AsyncClient
 
 from aibrix.controller.resources import Event, Obj, timestamp
-from aibrix.controller.spec import GROUP, KIND, VERSION
+from aibrix.controller.vocabulary import GROUP, KIND, VERSION
 from aibrix.errors import capped
 
 log = logging.getLogger("aibrix.controller")

@@ -3,9 +3,12 @@ it. Pure builders; the reconcile applies what they return."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aibrix.controller.pods import Pod
 from aibrix.controller.resources import Obj
-from aibrix.controller.spec import ADAPTER_LABEL, BASE_MODEL_ANNOTATION, GROUP, KIND, MODEL_LABEL, VERSION, AdapterSpec
+from aibrix.controller.spec import AdapterSpec
+from aibrix.controller.vocabulary import ADAPTER_LABEL, BASE_MODEL_ANNOTATION, GROUP, KIND, MODEL_LABEL, VERSION
 
 DEFAULT_PORT = 8000
 
@@ -16,7 +19,7 @@ def owner_references(adapter: Obj) -> list[Obj]:
              "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
 
 
-def engine_port(instances: list[Pod], candidates: list[Pod]) -> int:
+def engine_port(instances: Sequence[Pod], candidates: Sequence[Pod]) -> int:
     """Headless: clients resolve the name to pod IPs and connect to this port, so it is the engine's own port."""
     known = instances or candidates
     return known[0].engine_port if known else DEFAULT_PORT

@@ -10,7 +10,7 @@ from typing import Any
 
 from aibrix.controller.pods import DEFAULT_RUNTIME_PORT, RUNTIME_KEY_ENV, engine_port
 from aibrix.controller.runtime_keys import KEY_FIELD, KEY_SECRET
-from aibrix.controller.spec import ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
+from aibrix.controller.vocabulary import ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
 from aibrix.engines import ENGINES
 
 INJECT_ANNOTATION = "model.aibrix.ai/sidecar-injection"

@@ -11,6 +11,7 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient, operators
 
+from aibrix.controller.fleet import Fleet
 from aibrix.controller.informer import Informer
 from aibrix.controller.leader import LeaderElector
 from aibrix.controller.loader import Loader
@@ -19,7 +20,8 @@ from aibrix.controller.options import Options
 from aibrix.controller.reconciler import Reconciler
 from aibrix.controller.resources import EndpointSlice, Key, ModelAdapter, Obj, Pod, Service
 from aibrix.controller.runtime_keys import RuntimeKeys
-from aibrix.controller.spec import ADAPTER_LABEL, Selector, SpecError, parse_selector
+from aibrix.controller.spec import Selector, SpecError, parse_selector
+from aibrix.controller.vocabulary import ADAPTER_LABEL
 from aibrix.controller.writes import Kube
 
 log = logging.getLogger("aibrix.controller")
@@ -123,7 +125,7 @@ class Controller:
             Informer(client, kind, config.namespace, self._on_owned(kind), labels=owned)
             for kind in (Service, EndpointSlice)
         ]
-        self.reconciler = Reconciler(self.kube, self.adapters, self.pods, self.loader, config.options, metrics)
+        self.reconciler = Reconciler(Fleet(self.kube, self.adapters, self.pods, self.loader, config.options, metrics))
         self.leading = False
         self._selectors: dict[tuple[str, str, int], Selector | None] = {}
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aibrix.controller.spec import ENABLED_LABEL, ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
+from aibrix.controller.vocabulary import ENABLED_LABEL, ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
 
 DEFAULT_ENGINE_PORT = 8000
 DEFAULT_RUNTIME_PORT = 8080

@@ -1,8 +1,7 @@
-"""The reconcile entry point and what all adapters share: the pods' cache, what each pod serves, where adapters are
-placed, de-duplicated events, and unloading (also on deletion, behind the finalizer).
+"""The reconcile entry point: a pass for an adapter that exists, deletion behind the finalizer otherwise.
 
-A reconcile returns how soon it wants to run again, or None. One adapter's pass is ``adapter_pass.AdapterPass``;
-its decisions are pure functions in ``transitions``; the Service and EndpointSlice come from ``exposure``.
+A reconcile returns how soon it wants to run again, or None. One adapter's pass is ``adapter_pass.AdapterPass``,
+which observes (``observation``), decides (``transitions``) and acts through the ``fleet`` all adapters share.
 """
 
 from __future__ import annotations
@@ -14,17 +13,12 @@ import time
 from lightkube import ApiError
 
 from aibrix.controller.adapter_pass import AdapterPass
-from aibrix.controller.informer import Informer
-from aibrix.controller.loader import Loader, LoadError
-from aibrix.controller.metrics import ControllerMetrics
-from aibrix.controller.options import Options
-from aibrix.controller.placements import Placements
-from aibrix.controller.pods import Pod, parse_time, pod_from_object
+from aibrix.controller.fleet import Fleet
+from aibrix.controller.pods import parse_time
 from aibrix.controller.resources import Key, Obj, key_of
-from aibrix.controller.served import ServedIndex
-from aibrix.controller.spec import FINALIZER, AdapterSpec, SpecError, parse_spec
+from aibrix.controller.spec import AdapterSpec, SpecError, parse_spec
 from aibrix.controller.status import claimed_pods
-from aibrix.controller.writes import Kube
+from aibrix.controller.vocabulary import FINALIZER
 
 __all__ = ["Reconciler"]
 
@@ -32,44 +26,18 @@ log = logging.getLogger("aibrix.controller")
 
 
 class Reconciler:
-    def __init__(
-        self,
-        kube: Kube,
-        adapters: Informer,
-        pods: Informer,
-        loader: Loader,
-        options: Options,
-        metrics: ControllerMetrics,
-    ) -> None:
-        self.kube, self.adapters, self.pods, self.loader = kube, adapters, pods, loader
-        self.options, self.metrics = options, metrics
-        self.index = ServedIndex(loader, ttl=max(0.5, options.resync / 2))
-        self.placements = Placements(metrics)
-        self._events: dict[Key, tuple[str, str]] = {}
-        self._metrics: dict[str, tuple[float, str | None]] = {}
-        self._pods: dict[tuple[str, str], Pod] = {}
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet, self.kube, self.adapters, self.options = fleet, fleet.kube, fleet.adapters, fleet.options
 
     def seed(self) -> None:
         """Count placements from the cached statuses, so least-adapters is right from the first reconcile."""
-        self.placements.seed(self.adapters.objects)
+        self.fleet.placements.seed(self.adapters.objects)
 
     def forget(self, key: Key) -> None:
-        self.placements.forget(key)
-        self._events.pop(key, None)
+        self.fleet.forget(key)
 
     def forget_pod(self, obj: Obj) -> None:
-        """Drop what was known about a deleted pod, and its pooled connections."""
-        pod = pod_from_object(obj)
-        self.index.forget(pod.uid)
-        self._metrics.pop(pod.uid, None)
-        self.loader.forget(pod)
-
-    def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        key = key_of(obj)
-        if self._events.get(key) == (reason, message):
-            return  # the same news twice in a row is noise
-        self._events[key] = (reason, message)
-        self.kube.event(obj, type_, reason, message)
+        self.fleet.forget_pod(obj)
 
     async def reconcile(self, key: Key) -> float | None:
         obj = self.adapters.objects.get(key)
@@ -82,7 +50,7 @@ class Reconciler:
         if FINALIZER not in finalizers:
             obj = await self.kube.set_finalizers(obj, [*finalizers, FINALIZER])
             self.adapters.store(obj)
-        return await AdapterPass(self, obj).run()
+        return await AdapterPass(self.fleet, obj).run()
 
     async def finalize(self, obj: Obj) -> float | None:
         """Unload from every pod that may hold the adapter (ready or not: a runtime that keeps its record would
@@ -115,7 +83,7 @@ class Reconciler:
     async def _unload_everywhere(self, obj: Obj) -> list[str]:
         """Unload from the pods the status names that still exist with an address; the names that failed."""
         names = claimed_pods(obj.get("status") or {})
-        pods = [p for p in self.namespace_pods(key_of(obj)[0]) if p.name in names and p.reachable()]
+        pods = [p for p in self.fleet.namespace_pods(key_of(obj)[0]) if p.name in names and p.reachable()]
         try:
             spec: AdapterSpec | None = parse_spec(obj)
         except SpecError:
@@ -124,45 +92,7 @@ class Reconciler:
             return []
         try:
             async with asyncio.timeout(self.options.deletion_timeout):
-                done = await asyncio.gather(*(self.unload(obj, spec, pod) for pod in pods))
+                done = await asyncio.gather(*(self.fleet.unload(obj, spec, pod) for pod in pods))
         except TimeoutError:
             return [pod.name for pod in pods]
         return [pod.name for pod, ok in zip(pods, done, strict=True) if not ok]
-
-    async def unload(self, obj: Obj, spec: AdapterSpec, pod: Pod) -> bool:
-        try:
-            await self.loader.unload(pod, spec, timeout=self.options.unload_timeout)
-            self.metrics.unloads.labels("ok").inc()
-            self.index.discard(pod, spec.name)
-            return True
-        except LoadError as exc:
-            self.metrics.unloads.labels("error").inc()
-            self.event(obj, "Warning", "UnloadFailed", f"could not unload from pod {pod.name}: {exc.message}")
-            return False
-
-    def namespace_pods(self, namespace: str) -> list[Pod]:
-        return [self._pod(o) for (ns, _), o in self.pods.objects.items() if ns == namespace]
-
-    def _pod(self, obj: Obj) -> Pod:
-        """The Pod view of a cached object, parsed once per version of the object."""
-        meta = obj["metadata"]
-        version = (meta.get("uid", ""), meta.get("resourceVersion", ""))
-        pod = self._pods.get(version)
-        if pod is None:
-            if len(self._pods) > 4 * len(self.pods.objects) + 64:
-                self._pods.clear()
-            pod = self._pods[version] = pod_from_object(obj)
-        return pod
-
-    async def pod_metrics(self, pod: Pod) -> str | None:
-        """A pod's metrics page, reused for a second: a burst of adapters does not scrape every pod per adapter."""
-        cached = self._metrics.get(pod.uid)
-        if cached is not None and time.monotonic() - cached[0] < 1.0:
-            return cached[1]
-        payload = await self.loader.metrics(pod)
-        self._metrics[pod.uid] = (time.monotonic(), payload)
-        return payload
-
-    def pod(self, namespace: str, name: str) -> Pod | None:
-        obj = self.pods.objects.get((namespace, name))
-        return self._pod(obj) if obj is not None else None

@@ -9,7 +9,7 @@ from typing import Any
 
 from lightkube.generic_resource import create_namespaced_resource
 
-from aibrix.controller.spec import GROUP, KIND, PLURAL, VERSION
+from aibrix.controller.vocabulary import GROUP, KIND, PLURAL, VERSION
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)

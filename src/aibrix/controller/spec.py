@@ -1,4 +1,4 @@
-"""What a ModelAdapter asks for, read from its object, and the label vocabulary the controller shares with pods."""
+"""What a ModelAdapter asks for, read from its object."""
 
 from __future__ import annotations
 
@@ -9,15 +9,6 @@ from typing import Any
 from aibrix.controller.schedulers import POLICIES
 from aibrix.storage.uri import SCHEMES as STORAGE_SCHEMES
 
-GROUP, VERSION, KIND, PLURAL = "model.aibrix.ai", "v1alpha1", "ModelAdapter", "modeladapters"
-FINALIZER = "adapter.model.aibrix.ai/finalizer"
-ENABLED_LABEL = "adapter.model.aibrix.ai/enabled"
-MODEL_LABEL = "model.aibrix.ai/name"
-ADAPTER_LABEL = "adapter.model.aibrix.ai/name"
-BASE_MODEL_ANNOTATION = "model.aibrix.ai/base-model"  # on the adapter's Service, for gateways and people
-PORT_LABEL = "model.aibrix.ai/port"
-ENGINE_LABEL = "model.aibrix.ai/engine"
-RUNTIME_CONTAINER = "aibrix-runtime"
 SCHEDULERS = tuple(POLICIES)
 SCHEMES = tuple(STORAGE_SCHEMES)
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")

@@ -7,17 +7,24 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from aibrix.sim.engine import SimEngine, count_tokens
 
-if TYPE_CHECKING:
-    from aibrix.sim.sglang import SGLangRequests
-
 ErrorFn = Callable[..., Response]  # (status, message, type[, param])
+
+
+class AdapterGate(Protocol):
+    """An engine's rules for a request naming an adapter (SGLang's: ``sglang.SGLangRequests``)."""
+
+    def checks(self, body: dict[str, Any], chat: bool) -> tuple[int, str, str] | None: ...
+
+    async def acquire(self, body: dict[str, Any]) -> str | None: ...
+
+    async def release(self, adapter: str) -> None: ...
 
 
 def _prompt_text(body: dict[str, Any], chat: bool) -> str:
@@ -58,7 +65,7 @@ def _vllm_checks(body: dict[str, Any], chat: bool, max_model_len: int) -> tuple[
 
 
 def completion_handler(
-    chat: bool, error: ErrorFn, vllm_max_model_len: int | None = None, sglang: SGLangRequests | None = None
+    chat: bool, error: ErrorFn, vllm_max_model_len: int | None = None, sglang: AdapterGate | None = None
 ) -> Callable[[Request], Any]:
     """A route for completions (``chat`` False) or chat completions, reporting errors through ``error``.
     With ``vllm_max_model_len`` the checks and bodies are vLLM's; with ``sglang`` the checks and the choice of

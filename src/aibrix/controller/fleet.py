@@ -1,0 +1,88 @@
+"""What every adapter's pass shares: the pods' cache, what each pod serves, where adapters are placed, the API
+writes, de-duplicated Events, the pods' metric pages and unloading. A pass gets this, never the reconciler."""
+
+from __future__ import annotations
+
+import time
+
+from aibrix.controller.informer import Informer
+from aibrix.controller.loader import Loader, LoadError
+from aibrix.controller.metrics import ControllerMetrics
+from aibrix.controller.options import Options
+from aibrix.controller.placements import Placements
+from aibrix.controller.pods import Pod, pod_from_object
+from aibrix.controller.resources import Key, Obj, key_of
+from aibrix.controller.served import ServedIndex
+from aibrix.controller.spec import AdapterSpec
+from aibrix.controller.writes import Kube
+
+
+class Fleet:
+    def __init__(
+        self,
+        kube: Kube,
+        adapters: Informer,
+        pods: Informer,
+        loader: Loader,
+        options: Options,
+        metrics: ControllerMetrics,
+    ) -> None:
+        self.kube, self.adapters, self.pods, self.loader = kube, adapters, pods, loader
+        self.options, self.metrics = options, metrics
+        self.index = ServedIndex(loader, ttl=max(0.5, options.resync / 2))
+        self.placements = Placements(metrics)
+        self._events: dict[Key, tuple[str, str]] = {}
+        self._metrics: dict[str, tuple[float, str | None]] = {}
+        self._pods: dict[tuple[str, str], Pod] = {}
+
+    def forget(self, key: Key) -> None:
+        self.placements.forget(key)
+        self._events.pop(key, None)
+
+    def forget_pod(self, obj: Obj) -> None:
+        """Drop what was known about a deleted pod, and its pooled connections."""
+        pod = pod_from_object(obj)
+        self.index.forget(pod.uid)
+        self._metrics.pop(pod.uid, None)
+        self.loader.forget(pod)
+
+    def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        key = key_of(obj)
+        if self._events.get(key) == (reason, message):
+            return  # the same news twice in a row is noise
+        self._events[key] = (reason, message)
+        self.kube.event(obj, type_, reason, message)
+
+    async def unload(self, obj: Obj, spec: AdapterSpec, pod: Pod) -> bool:
+        try:
+            await self.loader.unload(pod, spec, timeout=self.options.unload_timeout)
+            self.metrics.unloads.labels("ok").inc()
+            self.index.discard(pod, spec.name)
+            return True
+        except LoadError as exc:
+            self.metrics.unloads.labels("error").inc()
+            self.event(obj, "Warning", "UnloadFailed", f"could not unload from pod {pod.name}: {exc.message}")
+            return False
+
+    def namespace_pods(self, namespace: str) -> list[Pod]:
+        return [self._pod(o) for (ns, _), o in self.pods.objects.items() if ns == namespace]
+
+    def _pod(self, obj: Obj) -> Pod:
+        """The Pod view of a cached object, parsed once per version of the object."""
+        meta = obj["metadata"]
+        version = (meta.get("uid", ""), meta.get("resourceVersion", ""))
+        pod = self._pods.get(version)
+        if pod is None:
+            if len(self._pods) > 4 * len(self.pods.objects) + 64:
+                self._pods.clear()
+            pod = self._pods[version] = pod_from_object(obj)
+        return pod
+
+    async def pod_metrics(self, pod: Pod) -> str | None:
+        """A pod's metrics page, reused for a second: a burst of adapters does not scrape every pod per adapter."""
+        cached = self._metrics.get(pod.uid)
+        if cached is not None and time.monotonic() - cached[0] < 1.0:
+            return cached[1]
+        payload = await self.loader.metrics(pod)
+        self._metrics[pod.uid] = (time.monotonic(), payload)
+        return payload

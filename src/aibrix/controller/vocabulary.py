@@ -1,0 +1,12 @@
+"""The names the controller shares with the API server, pods and people: the ModelAdapter's group and kind, its
+finalizer, and the labels and annotations it reads on pods and writes on Services."""
+
+GROUP, VERSION, KIND, PLURAL = "model.aibrix.ai", "v1alpha1", "ModelAdapter", "modeladapters"
+FINALIZER = "adapter.model.aibrix.ai/finalizer"
+ENABLED_LABEL = "adapter.model.aibrix.ai/enabled"
+MODEL_LABEL = "model.aibrix.ai/name"
+ADAPTER_LABEL = "adapter.model.aibrix.ai/name"
+BASE_MODEL_ANNOTATION = "model.aibrix.ai/base-model"  # on the adapter's Service, for gateways and people
+PORT_LABEL = "model.aibrix.ai/port"
+ENGINE_LABEL = "model.aibrix.ai/engine"
+RUNTIME_CONTAINER = "aibrix-runtime"

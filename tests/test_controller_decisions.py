@@ -1,0 +1,159 @@
+"""The controller's decisions as tables: what a pass observes, which pods keep, retry or get an adapter, what a failed
+load costs a pod, and the phase the adapter settles in. Pure functions, no API server, milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from aibrix.controller.loader import LoadError, Outcome
+from aibrix.controller.observation import observe
+from aibrix.controller.options import Options
+from aibrix.controller.pods import Pod
+from aibrix.controller.spec import AdapterSpec, parse_spec
+from aibrix.controller.status import ConditionStatus, Phase, Retry
+from aibrix.controller.transitions import after_failure, due, failure_news, plan_replicas, settle, still_serving
+
+NOW = 1_000_000.0
+OPTIONS = Options()  # 5 retries, backoff 5 s doubling, 5 s stability
+
+
+def pod(name: str, *, ready: float | None = 60, app: str = "m", enabled: bool = True, **fields: object) -> Pod:
+    """A pod Ready for ``ready`` seconds (None: not Ready) with the adapter opt-in label unless ``enabled`` is off."""
+    labels = {"app": app} | ({"adapter.model.aibrix.ai/enabled": "true"} if enabled else {})
+    since = None if ready is None else NOW - ready
+    values: dict = {"name": name, "namespace": "default", "uid": f"uid-{name}", "labels": labels, "ip": "10.0.0.1"}
+    values |= {"ready_since": since, "terminating": False, "engine_port": 8000, "runtime_port": 8080, "engine": "vllm"}
+    return Pod(**(values | fields))
+
+
+def spec(replicas: int | None = None) -> AdapterSpec:
+    body = {"baseModel": "m", "podSelector": {"matchLabels": {"app": "m"}}, "artifactURL": "s3://b/a"}
+    if replicas is not None:
+        body["replicas"] = replicas
+    return parse_spec({"metadata": {"name": "lora", "namespace": "default"}, "spec": body})
+
+
+def retry(pod_name: str, attempts: int, next_in: float = 5.0, uid: str | None = None) -> dict:
+    entry = Retry(pod_name, uid or f"uid-{pod_name}", attempts, "boom", NOW - 1, NOW + next_in)
+    return dict(entry.to_status())
+
+
+def names(pods: object) -> list[str]:
+    return [p.name for p in pods]  # type: ignore[attr-defined]
+
+
+def test_observe_sorts_pods_into_candidates_settling_and_the_rest() -> None:
+    pods = [pod("a"), pod("fresh", ready=2), pod("off", enabled=False), pod("other", app="x"), pod("down", ready=None)]
+    seen = observe(spec(), {}, pods, NOW, OPTIONS)
+    assert names(seen.matching) == ["a", "fresh", "off", "down"]
+    assert names(seen.candidates) == ["a"]
+    assert seen.stabilizing == (3.0,)  # "fresh" becomes a candidate in 3 s; "off" never will
+    assert seen.desired == 1  # replicas omitted: every candidate
+
+
+@pytest.mark.parametrize(
+    ("recorded", "kept"),
+    [
+        ([retry("a", 2)], {"a": 2}),  # still counting
+        ([retry("a", 2, uid="uid-old")], {}),  # the pod was replaced: its history does not apply
+        ([retry("gone", 2)], {}),  # the pod is gone
+        ([retry("a", 5, next_in=10)], {"a": 5}),  # spent, cooling down
+        ([retry("a", 5, next_in=-1)], {}),  # cooled down: a fresh set of retries
+    ],
+)
+def test_observe_keeps_the_retry_history_that_still_applies(recorded: list, kept: dict) -> None:
+    seen = observe(spec(), {"retries": recorded}, [pod("a")], NOW, OPTIONS)
+    assert {n: e.attempts for n, e in seen.retries.items()} == kept
+    assert seen.exhausted == {n for n, a in kept.items() if a >= 5}
+
+
+def test_observe_tells_live_instances_from_gone_ones_and_copies_left_behind() -> None:
+    pods = [pod("live"), pod("unselected", app="x"), pod("going", terminating=True), pod("down", ready=None)]
+    status = {"instances": ["live", "unselected", "going", "down", "vanished"]}
+    seen = observe(spec(), status, pods, NOW, OPTIONS)
+    assert names(seen.instances) == ["live"]
+    assert seen.gone == ("unselected", "going", "down", "vanished")
+    assert names(seen.strays) == ["unselected", "down"]  # reachable: a copy there would come back untracked
+
+
+@pytest.mark.parametrize(
+    ("held", "kept", "lost"),
+    [
+        ([{"lora"}, {"lora", "x"}], ["a", "b"], []),
+        ([{"x"}, {"lora"}], ["b"], ["a"]),  # a restarted engine lost it
+        ([None, set()], ["a"], ["b"]),  # an unreadable listing is not a lost adapter
+    ],
+)
+def test_still_serving(held: list, kept: list[str], lost: list[str]) -> None:
+    still, gone = still_serving([pod("a"), pod("b")], held, "lora")
+    assert (names(still), names(gone)) == (kept, lost)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "instances", "retries", "lost", "want"),
+    [
+        # replicas, instances, recorded retries, lost, (keep, extra, retrying, first, pool, need)
+        (None, ["a", "b", "c"], [], [], (["a", "b", "c"], [], [], [], [], 0)),
+        (None, ["a"], [], [], (["a"], [], [], [], ["b", "c"], 2)),
+        (2, ["a", "b", "c"], [], [], (["a", "b"], ["c"], [], [], [], 0)),
+        (2, [], [retry("b", 1)], [], ([], [], ["b"], [], ["a", "c"], 1)),
+        (2, [], [retry("b", 5)], [], ([], [], [], [], ["a", "c"], 2)),  # spent pods are not chosen again
+        (1, [], [], ["c"], ([], [], [], ["c"], ["a", "b"], 0)),  # an engine that lost the adapter gets it back first
+    ],
+)
+def test_plan_replicas(replicas: int | None, instances: list, retries: list, lost: list, want: tuple) -> None:
+    pods = {n: pod(n) for n in "abc"}
+    seen = observe(spec(replicas), {"retries": retries}, list(pods.values()), NOW, OPTIONS)
+    plan = plan_replicas(seen, replicas, [pods[n] for n in instances], [pods[n] for n in lost])
+    got = (names(plan.keep), names(plan.extra), names(plan.retrying), names(plan.first), names(plan.pool), plan.need)
+    assert got == want
+
+
+def test_only_pods_whose_backoff_passed_are_due() -> None:
+    waiting = Retry("b", "uid-b", 1, "boom", NOW, NOW + 5)
+    passed = Retry("c", "uid-c", 1, "boom", NOW - 10, NOW - 1)
+    assert names(due([pod("a"), pod("b"), pod("c")], {"b": waiting, "c": passed}, NOW)) == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "outcome", "after", "wait", "reason"),
+    [
+        (0, Outcome.RETRY, 1, 5.0, "RetryScheduled"),
+        (3, Outcome.RETRY, 4, 40.0, "RetryScheduled"),
+        (4, Outcome.RETRY, 5, 160.0, "MaxRetriesExceeded"),  # spent: cool down, try other pods meanwhile
+        (0, Outcome.FAILOVER, 5, 160.0, "MaxRetriesExceeded"),  # this pod cannot: go elsewhere at once
+    ],
+)
+def test_a_failed_load_costs_the_pod_attempts(
+    attempts: int, outcome: Outcome, after: int, wait: float, reason: str
+) -> None:
+    previous = Retry("a", "uid-a", attempts, "", 0, 0) if attempts else None
+    entry = after_failure(previous, pod("a"), LoadError("refused", outcome), NOW, OPTIONS)
+    assert (entry.attempts, entry.next_attempt - NOW) == (after, wait)
+    news = failure_news("a", entry, "refused", NOW, OPTIONS)
+    assert news[0] == reason and "refused" in news[1]
+
+
+@pytest.mark.parametrize(
+    ("instances", "desired", "retries", "candidates", "fatal", "phase", "reason"),
+    [
+        (2, 2, {}, ["a", "b"], None, Phase.RUNNING, "ModelAdapterAvailable"),
+        (1, 2, {"b": 1}, ["a", "b"], None, Phase.RUNNING, "ModelAdapterAvailable"),
+        (0, 1, {}, ["a"], "no such file", Phase.FAILED, "LoadFailed"),
+        (0, 1, {"a": 2}, ["a"], None, Phase.LOADING, "Loading"),
+        (0, 1, {"a": 5}, ["a"], None, Phase.FAILED, "NoPodAvailable"),
+        (0, 1, {"a": 5}, ["a", "b"], None, Phase.PENDING, "NoCandidatePods"),  # "b" is still to be tried
+        (0, 0, {}, [], None, Phase.PENDING, "NoCandidatePods"),
+    ],
+)
+def test_settle(
+    instances: int, desired: int, retries: dict, candidates: list, fatal: str | None, phase: Phase, reason: str
+) -> None:
+    entries = {n: Retry(n, f"uid-{n}", a, "boom", NOW, NOW + 160) for n, a in retries.items()}
+    verdict = settle("default/lora", instances, desired, entries, [pod(n) for n in candidates], fatal, NOW, OPTIONS)
+    assert (verdict.phase, verdict.ready[1]) == (phase, reason)
+    assert (verdict.ready[0] is ConditionStatus.TRUE) == (phase is Phase.RUNNING)
+    assert verdict.unbound == (instances == 0)
+    assert (verdict.hold_until is not None) == (fatal is not None)
+    if instances and instances < desired:
+        assert f"on {instances} of {desired} pods" in verdict.ready[2]
