@@ -23,10 +23,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+from tests.helpers.procs import start_runtime, start_sim  # noqa: E402
+from tests.helpers.services import RadosGateway  # noqa: E402
+
 from aibrix.downloader.api import fetch_model  # noqa: E402
-from procs import start_runtime, start_sim  # noqa: E402
-from services import RadosGateway  # noqa: E402
 
 
 def restart_recovery(sim, runtime, work: Path) -> float:

@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from kube import ADAPTERS, FakeKube  # noqa: E402
-from procs import HOST, Proc, start_runtime, start_sim  # noqa: E402
-from real_kube import ControlPlane, RealKube, pod_ip  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.helpers.kube import ADAPTERS, FakeKube  # noqa: E402
+from tests.helpers.procs import HOST, Proc, start_runtime, start_sim  # noqa: E402
+from tests.helpers.real_kube import ControlPlane, RealKube, pod_ip  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -16,11 +16,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from download_bench import make_model, multipart_upload, timed  # noqa: E402
-
-from services import RadosGateway  # noqa: E402
+from tests.helpers.services import RadosGateway  # noqa: E402
 
 
 def main() -> None:

@@ -27,9 +27,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from hf_server import HubServer, Repo  # noqa: E402
-from services import RadosGateway  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.helpers.hf_server import HubServer, Repo  # noqa: E402
+from tests.helpers.services import RadosGateway  # noqa: E402
 
 JSON_FILES = {"config.json": 2_000, "tokenizer.json": 7_000_000, "generation_config.json": 200,
               "model.safetensors.index.json": 30_000}  # fmt: skip

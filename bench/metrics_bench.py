@@ -22,11 +22,11 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runtime_bench import OURS, start, stop  # noqa: E402
+from tests.helpers.procs import start_sim  # noqa: E402
 
 from aibrix.metrics import Standardizer  # noqa: E402
-from procs import start_sim  # noqa: E402
 
 
 def capture_payload() -> str:

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runtime_bench import start, stop  # noqa: E402
-
-from real_vllm import RealVLLM, tiny_models  # noqa: E402
+from tests.helpers.real_vllm import RealVLLM, tiny_models  # noqa: E402
 
 OURS = str(Path(sys.executable).parent / "aibrix_runtime")
 

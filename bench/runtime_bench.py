@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from procs import free_port, start_sim  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.procs import free_port, start_sim  # noqa: E402
 
 OURS = str(Path(sys.executable).parent / "aibrix_runtime")
 

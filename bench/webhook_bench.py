@@ -26,11 +26,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from kube import FakeKube  # noqa: E402
-from procs import HOST, free_port  # noqa: E402
-from tls import issue, make_ca  # noqa: E402
-from webhooks import admission, install_certificate, route_service  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.helpers.kube import FakeKube  # noqa: E402
+from tests.helpers.procs import HOST, free_port  # noqa: E402
+from tests.helpers.tls import issue, make_ca  # noqa: E402
+from tests.helpers.webhooks import admission, install_certificate, route_service  # noqa: E402
 
 ANNOTATED = {"metadata": {"name": "p", "annotations": {"model.aibrix.ai/sidecar-injection": "true"},
                           "labels": {"model.aibrix.ai/name": "m"}},
@@ -84,7 +84,7 @@ def direct(url: str, ca: Path, count: int) -> list[str]:
 
 
 def through_api(pods: int) -> list[str]:
-    from real_kube import ControlPlane, RealKube, pod_ip
+    from tests.helpers.real_kube import ControlPlane, RealKube, pod_ip
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,12 +1,12 @@
-"""Print the SGLang conformance table (tests/sglang_conformance.py) as Markdown, for docs/simulator.md."""
+"""Print the SGLang conformance table (tests/helpers/sglang_conformance.py) as Markdown, for docs/simulator.md."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from sglang_conformance import FLAGS, PLAIN_FLAGS, PLAIN_ROWS, ROWS, Row  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.sglang_conformance import FLAGS, PLAIN_FLAGS, PLAIN_ROWS, ROWS, Row  # noqa: E402
 
 
 def table(rows: list[Row]) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kube import ADAPTERS, FakeKube, phase, running
-from procs import start_runtime
-from real_vllm import RealVLLM, tiny_models
+from tests.helpers.kube import ADAPTERS, FakeKube, phase, running
+from tests.helpers.procs import start_runtime
+from tests.helpers.real_vllm import RealVLLM, tiny_models
 
 pytestmark = pytest.mark.real_vllm
 FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1",

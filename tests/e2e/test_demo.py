@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from procs import free_port
+from tests.helpers.procs import free_port
 
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
 

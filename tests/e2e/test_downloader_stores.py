@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services import GCSEmulator
-from test_downloader import run
+from tests.helpers.procs import run_downloader
+from tests.helpers.services import GCSEmulator
 
 MODEL = {
     "model.safetensors": 9 << 20,
@@ -47,7 +47,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 def test_s3_prefix_recursive_across_listing_pages(rgw, s3_model, tmp_path):
     env = {**rgw.env(), "DOWNLOADER_LIST_PAGE_SIZE": "2"}
-    result = run(["--model-uri", "s3://artifacts/models/tiny-qwen/", "--local-dir", str(tmp_path)], env)
+    result = run_downloader(["--model-uri", "s3://artifacts/models/tiny-qwen/", "--local-dir", str(tmp_path)], env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "tiny-qwen")
     assert tree(tmp_path / "tiny-qwen") == s3_model  # the sibling prefix tiny-qwen-other stayed out
@@ -56,15 +56,15 @@ def test_s3_prefix_recursive_across_listing_pages(rgw, s3_model, tmp_path):
 def test_s3_suffix_filter_and_rerun(rgw, s3_model, tmp_path):
     env = {**rgw.env(), "DOWNLOADER_ALLOW_FILE_SUFFIX": "json,safetensors"}
     args = ["--model-uri", "s3://artifacts/models/tiny-qwen", "--local-dir", str(tmp_path), "--json"]
-    first = json.loads(run(args, env).stdout)
+    first = json.loads(run_downloader(args, env).stdout)
     assert set(tree(tmp_path / "tiny-qwen")) == {"model.safetensors", "config.json", "tokenizer/tokenizer.json"}
     assert first["downloaded_files"] == 3
-    second = json.loads(run(args, env).stdout)
+    second = json.loads(run_downloader(args, env).stdout)
     assert (second["downloaded_bytes"], second["skipped_files"]) == (0, 3)
 
 
 def test_s3_single_object(rgw, s3_model, tmp_path):
-    result = run(["--model-uri", "s3://artifacts/models/tiny-qwen/config.json", "--local-dir", str(tmp_path),
+    result = run_downloader(["--model-uri", "s3://artifacts/models/tiny-qwen/config.json", "--local-dir", str(tmp_path),
                   "--model-name", "cfg"], rgw.env())  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert tree(tmp_path / "cfg") == {"config.json": s3_model["config.json"]}
@@ -72,12 +72,12 @@ def test_s3_single_object(rgw, s3_model, tmp_path):
 
 def test_s3_md5_etag_catches_a_corrupt_local_file(rgw, s3_model, tmp_path):
     args = ["--model-uri", "s3://artifacts/models/tiny-qwen/", "--local-dir", str(tmp_path), "--json"]
-    run(args, rgw.env())
+    run_downloader(args, rgw.env())
     victim = tmp_path / "tiny-qwen" / "model.safetensors"
     data = bytearray(victim.read_bytes())
     data[-1] ^= 1
     victim.write_bytes(bytes(data))
-    summary = json.loads(run(args, rgw.env()).stdout)
+    summary = json.loads(run_downloader(args, rgw.env()).stdout)
     assert summary["downloaded_files"] == 1
     assert hashlib.md5(victim.read_bytes()).digest() == hashlib.md5(s3_model["model.safetensors"]).digest()
 
@@ -85,7 +85,7 @@ def test_s3_md5_etag_catches_a_corrupt_local_file(rgw, s3_model, tmp_path):
 def test_tos_scheme_speaks_s3_with_tos_variables(rgw, s3_model, tmp_path):
     env = {"TOS_ACCESS_KEY": rgw.ACCESS_KEY, "TOS_SECRET_KEY": rgw.SECRET_KEY, "TOS_ENDPOINT": rgw.url,
            "TOS_REGION": "cn-beijing", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}  # fmt: skip
-    result = run(["--model-uri", "tos://artifacts/models/tiny-qwen/", "--local-dir", str(tmp_path)], env)
+    result = run_downloader(["--model-uri", "tos://artifacts/models/tiny-qwen/", "--local-dir", str(tmp_path)], env)
     assert result.returncode == 0, result.stderr
     assert tree(tmp_path / "tiny-qwen") == s3_model
 
@@ -100,7 +100,7 @@ def test_tos_scheme_speaks_s3_with_tos_variables(rgw, s3_model, tmp_path):
     ],
 )
 def test_s3_failures_are_clear(rgw, s3_model, tmp_path, uri, env_change, message):
-    result = run(["--model-uri", uri, "--local-dir", str(tmp_path)], {**rgw.env(), **env_change})
+    result = run_downloader(["--model-uri", uri, "--local-dir", str(tmp_path)], {**rgw.env(), **env_change})
     assert result.returncode == 1
     assert message in result.stderr and result.stderr.count("\n") == 1
     assert "wrong" not in result.stderr  # never echo a secret
@@ -121,13 +121,15 @@ def gcs():
 def test_gcs_prefix(gcs, tmp_path, scheme):
     emulator, data = gcs
     env = {"STORAGE_EMULATOR_HOST": emulator.url}
-    result = run(["--model-uri", f"{scheme}://gcs-artifacts/models/tiny-gemma", "--local-dir", str(tmp_path)], env)
+    result = run_downloader(
+        ["--model-uri", f"{scheme}://gcs-artifacts/models/tiny-gemma", "--local-dir", str(tmp_path)], env
+    )
     assert result.returncode == 0, result.stderr
     assert tree(tmp_path / "tiny-gemma") == data
 
 
 def test_gcs_missing_bucket(gcs, tmp_path):
     emulator, _ = gcs
-    result = run(["--model-uri", "gs://nope/models/x", "--local-dir", str(tmp_path)],
+    result = run_downloader(["--model-uri", "gs://nope/models/x", "--local-dir", str(tmp_path)],
                  {"STORAGE_EMULATOR_HOST": emulator.url})  # fmt: skip
     assert result.returncode == 1 and "not found" in result.stderr

@@ -1,5 +1,5 @@
 """The fake Kubernetes API behaves like the real one where the controller relies on it: every claim is checked
-against both the fake and a real kube-apiserver (tests/real_kube.py)."""
+against both the fake and a real kube-apiserver (tests/helpers/real_kube.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kube import ADAPTERS, FakeKube
-from real_kube import RealKube
+from tests.helpers.kube import ADAPTERS, FakeKube
+from tests.helpers.real_kube import RealKube
 
 PODS = "/api/v1/namespaces/default/pods"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kube import FakeKube
-from procs import free_port
-from tls import issue, make_ca
-from webhooks import admission
+from tests.helpers.kube import FakeKube
+from tests.helpers.procs import free_port
+from tests.helpers.tls import issue, make_ca
+from tests.helpers.webhooks import admission
 
 BUILDAH_ENV = {**os.environ, "STORAGE_DRIVER": "vfs"}
 CHROOT = shutil.which("chroot", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "chroot"

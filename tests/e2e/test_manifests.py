@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from real_kube import ControlPlane, kube_bin
+from tests.helpers.real_kube import ControlPlane, kube_bin
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from kube import FakeKube, phase
-from procs import Proc, free_port
+from tests.helpers.kube import FakeKube, phase
+from tests.helpers.procs import Proc, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"

@@ -11,12 +11,9 @@ import httpx
 import pytest
 
 from aibrix.downloader.transfer import Downloader
-from conftest import ADAPTER
-from procs import start_runtime, start_sim
-from test_outbound import QUICK
-from test_runtime_adapters import assert_error
-from test_runtime_artifacts import load
-from test_upstream_compat import tree
+from tests.helpers.artifacts import ADAPTER, QUICK, tree
+from tests.helpers.procs import start_runtime, start_sim
+from tests.helpers.runtime_api import assert_error, load_body
 
 
 def test_an_expired_presigned_s3_url_is_signed_again(rgw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,21 +47,21 @@ def test_s3_artifact_with_credentials_and_secret(procs, tmp_path, rgw, adapter_r
                                                   "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})  # fmt: skip
     body = {"lora_name": "qwen-sql", "artifact_url": "s3://loras/adapters/qwen-sql/", "credentials": {
         "aws_access_key_id": rgw.ACCESS_KEY, "aws_secret_access_key": rgw.SECRET_KEY}}  # fmt: skip
-    assert load(runtime, body).status_code == 200
+    assert load_body(runtime, body).status_code == 200
     assert (adapters / "qwen-sql" / "adapter_model.safetensors").read_bytes() == ADAPTER["adapter_model.safetensors"]
     wrong = {**body, "lora_name": "wrong-keys", "credentials": {**body["credentials"],
                                                                 "aws_secret_access_key": "nope"}}  # fmt: skip
-    assert_error(load(runtime, wrong), 403, "access denied")
+    assert_error(load_body(runtime, wrong), 403, "access denied")
     assert not (adapters / "wrong-keys").exists()
     from_secret = {"lora_name": "from-secret", "artifact_url": "s3://loras/adapters/qwen-sql/",
                    "credentials_secret": "s3-creds"}  # fmt: skip
-    assert load(runtime, from_secret).status_code == 200
-    assert_error(load(runtime, {**from_secret, "lora_name": "bad-secret", "credentials_secret": "../etc"}), 400)
+    assert load_body(runtime, from_secret).status_code == 200
+    assert_error(load_body(runtime, {**from_secret, "lora_name": "bad-secret", "credentials_secret": "../etc"}), 400)
 
 
 @pytest.mark.parametrize("scheme", ["gs", "tos"])
 def test_gcs_and_tos_artifacts_through_the_runtime(tmp_path, rgw, scheme):
-    from services import GCSEmulator
+    from tests.helpers.services import GCSEmulator
 
     sim = start_sim("vllm")
     adapters = tmp_path / "adapters"
@@ -87,7 +84,7 @@ def test_gcs_and_tos_artifacts_through_the_runtime(tmp_path, rgw, scheme):
             "tos_region": "cn-beijing"}}  # fmt: skip
     runtime = start_runtime("vllm", sim.url, env=env)
     try:
-        response = load(runtime, body)
+        response = load_body(runtime, body)
         assert response.status_code == 200, response.text
         for name, data in ADAPTER.items():
             assert (adapters / "lora-x" / name).read_bytes() == data

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from procs import Proc, start_runtime
-from real_vllm import RealVLLM, tiny_models
-from services import RadosGateway, require
-from test_runtime_metrics import ACCEPTED_LINT, PROMTOOL
+from tests.helpers.metric_pages import ACCEPTED_LINT, PROMTOOL
+from tests.helpers.procs import Proc, start_runtime
+from tests.helpers.real_vllm import RealVLLM, tiny_models
+from tests.helpers.services import RadosGateway, require
 
 pytestmark = pytest.mark.real_vllm
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_vllm_conformance import mismatches
 
-from conformance import AUTH_CASES, run
-from procs import Proc, start_runtime
-from real_vllm import RealVLLM, start_twin_sim, tiny_models
+from tests.helpers.conformance import AUTH_CASES, mismatches, run
+from tests.helpers.procs import Proc, start_runtime
+from tests.helpers.real_vllm import RealVLLM, start_twin_sim, tiny_models
 
 pytestmark = pytest.mark.real_vllm
 KEY = "secret-key"

@@ -6,18 +6,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conformance import CASES, Case, run
-from real_vllm import RealVLLM, start_twin_sim, tiny_models
+from tests.helpers.conformance import CASES, mismatches, run
+from tests.helpers.real_vllm import RealVLLM, start_twin_sim, tiny_models
 
 pytestmark = pytest.mark.real_vllm
-
-
-def mismatches(cases: list[Case], real: list[dict], simulated: list[dict]) -> str:
-    lines = []
-    for case, want, got in zip(cases, real, simulated, strict=True):
-        if want != got:
-            lines.append(f"{case.name}:\n  real vLLM: {want}\n  simulator: {got}")
-    return "\n".join(lines)
 
 
 def families(payload: str) -> dict[str, tuple]:

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from kube import running
-from procs import Proc, free_port, start_sim
-from real_kube import ControlPlane, RealKube, pod_ip
-from webhooks import install_certificate, route_service
+from tests.helpers.kube import running
+from tests.helpers.procs import Proc, free_port, start_sim
+from tests.helpers.real_kube import ControlPlane, RealKube, pod_ip
+from tests.helpers.webhooks import install_certificate, route_service
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1")
