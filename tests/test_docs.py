@@ -70,8 +70,11 @@ def test_every_test_the_threat_model_cites_exists():
 
     cited = set(re.findall(r"`((?:\w+/)?test_\w+\.py)::(test_\w+)`", (ROOT / "docs" / "security.md").read_text()))
     assert len(cited) >= 30
-    missing = [f"{file}::{name}" for file, name in sorted(cited)
-               if not re.search(rf"^(async )?def {name}\(", (ROOT / "tests" / file).read_text(), re.M)]  # fmt: skip
+    missing = [
+        f"{file}::{name}"
+        for file, name in sorted(cited)
+        if not re.search(rf"^(async )?def {name}\(", (ROOT / "tests" / file).read_text(), re.M)
+    ]
     assert not missing, f"docs/security.md cites tests that do not exist: {missing}"
 
 

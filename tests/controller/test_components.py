@@ -205,8 +205,12 @@ def test_a_lease_renewed_by_a_holder_with_a_skewed_clock_is_never_taken_over() -
             if not self.frozen:
                 self.renewals += 1  # the holder keeps renewing, its clock an hour behind
             renewed = self.skewed + timedelta(seconds=self.renewals)
-            spec = {"holderIdentity": "other", "leaseDurationSeconds": 1, "leaseTransitions": 0,
-                    "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}  # fmt: skip
+            spec = {
+                "holderIdentity": "other",
+                "leaseDurationSeconds": 1,
+                "leaseTransitions": 0,
+                "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }
             meta = {"name": name, "namespace": namespace, "resourceVersion": "1"}
             return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
 
@@ -241,8 +245,9 @@ def test_a_pod_that_cannot_be_reached_is_named_as_what_it_is(via_runtime: bool) 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed once the block ends: connections are refused
-    target = dataclasses.replace(pod_from_object(pod("p")), ip="127.0.0.1", engine_port=port,
-                                 runtime_port=port if via_runtime else None)  # fmt: skip
+    target = dataclasses.replace(
+        pod_from_object(pod("p")), ip="127.0.0.1", engine_port=port, runtime_port=port if via_runtime else None
+    )
     with pytest.raises(LoadError) as caught:
         asyncio.run(Loader(use_runtime=via_runtime).load(target, parse_spec(adapter(artifactURL="/m")), None))
     who = "runtime" if via_runtime else "engine"
@@ -282,9 +287,13 @@ def test_a_runtime_key_goes_only_to_the_pod_that_declares_it_and_is_read_where_i
 
     def pod(namespace: str, port: int, env: list | None) -> object:
         runtime = {"name": "aibrix-runtime", "ports": [{"containerPort": port}], **({"env": env} if env else {})}
-        return pod_from_object({"metadata": {"name": f"p-{namespace}", "namespace": namespace},
-                                "spec": {"containers": [{"name": "vllm"}, runtime]},
-                                "status": {"podIP": "127.0.0.1"}})  # fmt: skip
+        return pod_from_object(
+            {
+                "metadata": {"name": f"p-{namespace}", "namespace": namespace},
+                "spec": {"containers": [{"name": "vllm"}, runtime]},
+                "status": {"podIP": "127.0.0.1"},
+            }
+        )
 
     def ref(optional: bool) -> list:
         key = {"name": "aibrix-runtime-key", "key": "api-key", "optional": optional}

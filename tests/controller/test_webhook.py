@@ -29,8 +29,15 @@ DEFAULT_IMAGE = "registry.example/aibrix/runtime:flag"
 
 def serve(kube: FakeKube, cert_dir: Path) -> tuple[Proc, str]:
     port = free_port()
-    proc = kube.start_controller("--webhook-bind-address", f"{HOST}:{port}", "--webhook-cert-dir", str(cert_dir),
-                                 "--sidecar-runtime-image", DEFAULT_IMAGE, "--leader-elect=false")  # fmt: skip
+    proc = kube.start_controller(
+        "--webhook-bind-address",
+        f"{HOST}:{port}",
+        "--webhook-cert-dir",
+        str(cert_dir),
+        "--sidecar-runtime-image",
+        DEFAULT_IMAGE,
+        "--leader-elect=false",
+    )
     return proc, f"https://{HOST}:{port}"
 
 
@@ -63,8 +70,9 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl
 def send(webhook: tuple[str, ssl.SSLContext], body: bytes | dict[str, Any], path: str = "/mutate-v1-pod") -> dict:
     url, context = webhook
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = httpx.post(url + path, content=content, verify=context, timeout=10,
-                          headers={"content-type": "application/json"})  # fmt: skip
+    response = httpx.post(
+        url + path, content=content, verify=context, timeout=10, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
@@ -85,8 +93,12 @@ def mutate(webhook: tuple[str, ssl.SSLContext], obj: dict[str, Any], **kw: str) 
     return jsonpatch.apply_patch(obj, patch), response
 
 
-def engine_pod(annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None,
-               containers: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:  # fmt: skip
+def engine_pod(
+    annotations: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    containers: list[dict[str, Any]] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -113,16 +125,20 @@ def env(c: dict[str, Any]) -> dict[str, str]:
 
 
 def test_an_annotated_pod_gets_the_runtime_and_the_shared_adapter_volume(webhook) -> None:
-    pod, response = mutate(webhook, engine_pod(labels={"model.aibrix.ai/engine": "sglang",
-                                                       "model.aibrix.ai/port": "30000"}))  # fmt: skip
+    pod, response = mutate(
+        webhook, engine_pod(labels={"model.aibrix.ai/engine": "sglang", "model.aibrix.ai/port": "30000"})
+    )
     assert "warnings" not in response
     kubernetes_validate.validate(pod, KUBERNETES, strict=True)
     assert [c["name"] for c in pod["spec"]["containers"]] == ["vllm", "aibrix-runtime"]  # the engine stays first
     runtime = container(pod, "aibrix-runtime")
     assert runtime["image"] == DEFAULT_IMAGE
     assert runtime["command"] == ["aibrix_runtime", "--port", "8080"]
-    assert env(runtime) == {"INFERENCE_ENGINE": "sglang", "INFERENCE_ENGINE_ENDPOINT": "http://localhost:30000",
-                            "AIBRIX_RUNTIME_API_KEY": None}  # fmt: skip
+    assert env(runtime) == {
+        "INFERENCE_ENGINE": "sglang",
+        "INFERENCE_ENGINE_ENDPOINT": "http://localhost:30000",
+        "AIBRIX_RUNTIME_API_KEY": None,
+    }
     key = {"secretKeyRef": {"name": "aibrix-runtime-key", "key": "api-key", "optional": True}}
     assert next(e for e in runtime["env"] if e["name"] == "AIBRIX_RUNTIME_API_KEY")["valueFrom"] == key
     assert runtime["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
@@ -136,12 +152,20 @@ def test_an_annotated_pod_gets_the_runtime_and_the_shared_adapter_volume(webhook
 
 
 def test_the_image_annotation_wins_and_the_engine_defaults_as_the_controller_reads_it(webhook) -> None:
-    pod, _ = mutate(webhook, engine_pod(annotations={"model.aibrix.ai/sidecar-runtime-image": "mirror/runtime:1"},
-                                        volumes=[{"name": "models", "emptyDir": {}}]))  # fmt: skip
+    pod, _ = mutate(
+        webhook,
+        engine_pod(
+            annotations={"model.aibrix.ai/sidecar-runtime-image": "mirror/runtime:1"},
+            volumes=[{"name": "models", "emptyDir": {}}],
+        ),
+    )
     runtime = container(pod, "aibrix-runtime")
     assert runtime["image"] == "mirror/runtime:1"
-    assert env(runtime) == {"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": "http://localhost:8000",
-                            "AIBRIX_RUNTIME_API_KEY": None}  # fmt: skip
+    assert env(runtime) == {
+        "INFERENCE_ENGINE": "vllm",
+        "INFERENCE_ENGINE_ENDPOINT": "http://localhost:8000",
+        "AIBRIX_RUNTIME_API_KEY": None,
+    }
     assert [v["name"] for v in pod["spec"]["volumes"]] == ["models", "adapter-storage"]
     sglang = [{"name": "server", "image": "lmsysorg/sglang:v0.5", "ports": [{"containerPort": 30000}]}]
     pod, _ = mutate(webhook, engine_pod(containers=sglang))
@@ -170,11 +194,16 @@ def test_a_pod_update_is_never_patched_since_its_containers_cannot_change(webhoo
 
 def test_engine_ports_existing_volumes_and_guaranteed_pods_are_respected(webhook) -> None:
     resources = {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}}
-    containers = [{"name": "engine", "image": "vllm/vllm-openai", "ports": [{"containerPort": 8080}],
-                   "resources": resources,
-                   "volumeMounts": [{"name": "fast-disk", "mountPath": "/tmp/aibrix/adapters"}]},
-                  {"name": "proxy", "image": "envoy",
-                   "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]  # fmt: skip
+    containers = [
+        {
+            "name": "engine",
+            "image": "vllm/vllm-openai",
+            "ports": [{"containerPort": 8080}],
+            "resources": resources,
+            "volumeMounts": [{"name": "fast-disk", "mountPath": "/tmp/aibrix/adapters"}],
+        },
+        {"name": "proxy", "image": "envoy", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}},
+    ]
     pod, _ = mutate(webhook, engine_pod(containers=containers, volumes=[{"name": "fast-disk", "emptyDir": {}}]))
     kubernetes_validate.validate(pod, KUBERNETES, strict=True)
     runtime = container(pod, "aibrix-runtime")
@@ -219,11 +248,16 @@ def test_a_malformed_review_is_allowed_with_a_warning_never_an_error(webhook, bo
 def test_a_deployment_annotated_as_upstream_annotates_it_gets_its_template_injected(webhook) -> None:
     template = engine_pod()
     annotations = template["metadata"].pop("annotations")
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": {"name": "llama-3", "namespace": "default", "annotations": annotations},
-                  "spec": {"replicas": 1, "selector": {"matchLabels": {"model.aibrix.ai/name": "llama-3"}},
-                           "template": {"metadata": {"labels": template["metadata"]["labels"]},
-                                        "spec": template["spec"]}}}  # fmt: skip
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "llama-3", "namespace": "default", "annotations": annotations},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"model.aibrix.ai/name": "llama-3"}},
+            "template": {"metadata": {"labels": template["metadata"]["labels"]}, "spec": template["spec"]},
+        },
+    }
     mutated, _ = mutate(webhook, deployment, kind="Deployment", group="apps")
     kubernetes_validate.validate(mutated, KUBERNETES, strict=True)
     spec = mutated["spec"]["template"]["spec"]
@@ -312,9 +346,17 @@ def test_a_client_that_never_finishes_its_request_is_cut_off_and_connections_are
     issue(ca, tmp_path / "serving")
     port = free_port()
     kube = FakeKube(tmp_path)
-    proc = kube.start_controller("--webhook-bind-address", f"{HOST}:{port}", "--webhook-cert-dir",
-                                 str(tmp_path / "serving"), "--leader-elect=false", "--webhook-read-timeout", "1",
-                                 "--webhook-max-connections", "3")  # fmt: skip
+    proc = kube.start_controller(
+        "--webhook-bind-address",
+        f"{HOST}:{port}",
+        "--webhook-cert-dir",
+        str(tmp_path / "serving"),
+        "--leader-elect=false",
+        "--webhook-read-timeout",
+        "1",
+        "--webhook-max-connections",
+        "3",
+    )
     context = ssl.create_default_context(cafile=str(ca))
     try:
         url = f"https://{HOST}:{port}"

@@ -95,8 +95,9 @@ def test_private_repo_needs_the_token(hub, model, tmp_path):
     denied = run_downloader(["--model-uri", "org/secret", "--local-dir", str(tmp_path)], {"HF_ENDPOINT": hub.url})
     assert denied.returncode == 1
     assert "access denied" in denied.stderr and denied.stderr.count("\n") == 1
-    allowed = run_downloader(["--model-uri", "org/secret", "--local-dir", str(tmp_path)], {"HF_ENDPOINT": hub.url,
-                                                                                "HF_TOKEN": "hf_secret"})  # fmt: skip
+    allowed = run_downloader(
+        ["--model-uri", "org/secret", "--local-dir", str(tmp_path)], {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_secret"}
+    )
     assert allowed.returncode == 0, allowed.stderr
     same_tree(model, tmp_path / "org" / "secret")
 
@@ -211,8 +212,10 @@ def test_a_download_waiting_for_another_says_whom_and_gives_up_in_time(hub, tmp_
         held.write("4242")
         held.flush()
         started = time.monotonic()
-        result = run_downloader(["--model-uri", "org/tiny-llama", "--local-dir", str(tmp_path)],
-                     env={"HF_ENDPOINT": hub.url, "DOWNLOADER_LOCK_TIMEOUT": "1"})  # fmt: skip
+        result = run_downloader(
+            ["--model-uri", "org/tiny-llama", "--local-dir", str(tmp_path)],
+            env={"HF_ENDPOINT": hub.url, "DOWNLOADER_LOCK_TIMEOUT": "1"},
+        )
         took = time.monotonic() - started
     assert result.returncode == 1
     assert f"waiting for another download into {tmp_path / 'org' / 'tiny-llama'} (pid 4242) to finish" in result.stderr

@@ -17,8 +17,18 @@ import pytest
 from tests.helpers.kube import FakeKube, phase, running
 from tests.helpers.procs import Proc, free_port
 
-FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1",
-        "--unload-timeout", "1", "--deletion-timeout", "3")  # fmt: skip
+FAST = (
+    "--retry-base-seconds",
+    "0.2",
+    "--stability-seconds",
+    "1",
+    "--resync-seconds",
+    "1",
+    "--unload-timeout",
+    "1",
+    "--deletion-timeout",
+    "3",
+)
 
 
 @pytest.fixture
@@ -54,13 +64,32 @@ def on_ipv6_loopback(argv: list[str], port: int, env: dict[str, str] | None = No
 
 def test_pods_with_ipv6_addresses_are_reached_in_brackets(kube: FakeKube, adapter_dir: Path, tmp_path: Path) -> None:
     sim_port, runtime_port = free_port(), free_port()
-    sim = on_ipv6_loopback([sys.executable, "-m", "aibrix.sim.cli", "--engine", "vllm", "--host", "::1", "--port",
-                            str(sim_port), "--model", "base-model"], sim_port,
-                           {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true"})  # fmt: skip
-    runtime = on_ipv6_loopback([sys.executable, "-m", "aibrix.runtime.cli", "--host", "::1", "--port",
-                                str(runtime_port)], runtime_port,
-                               {"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": sim.url,
-                                "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})  # fmt: skip
+    sim = on_ipv6_loopback(
+        [
+            sys.executable,
+            "-m",
+            "aibrix.sim.cli",
+            "--engine",
+            "vllm",
+            "--host",
+            "::1",
+            "--port",
+            str(sim_port),
+            "--model",
+            "base-model",
+        ],
+        sim_port,
+        {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true"},
+    )
+    runtime = on_ipv6_loopback(
+        [sys.executable, "-m", "aibrix.runtime.cli", "--host", "::1", "--port", str(runtime_port)],
+        runtime_port,
+        {
+            "INFERENCE_ENGINE": "vllm",
+            "INFERENCE_ENGINE_ENDPOINT": sim.url,
+            "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
+        },
+    )
     controller = None
     try:
         kube.add_pod("v6-0", runtime=runtime, engine=sim)
@@ -84,8 +113,9 @@ def test_a_secret_value_that_is_not_text_fails_once_with_the_key_named(kube: Fak
     kube.create("/api/v1/namespaces/default/secrets", secret)
     controller = kube.start_controller(*FAST, "--enable-runtime-sidecar=false")
     try:
-        kube.add_adapter("binary-secret", artifactURL=str(adapter_dir), replicas=1,
-                         credentialsSecretRef={"name": "binary"})  # fmt: skip
+        kube.add_adapter(
+            "binary-secret", artifactURL=str(adapter_dir), replicas=1, credentialsSecretRef={"name": "binary"}
+        )
         failed = kube.wait_adapter("binary-secret", lambda o: phase(o) == "Failed", timeout=15)
         ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
         assert "'aws_secret_access_key' is not UTF-8 text" in ready["message"]
@@ -106,8 +136,10 @@ def test_an_adapter_no_pod_matches_says_so_in_an_event(kube: FakeKube, adapter_d
 
 
 def test_the_controller_without_its_extra_says_what_to_install_in_one_line() -> None:
-    code = ("import sys; sys.modules['lightkube'] = None\n"
-            "from aibrix.controller.cli import main; main(['--kubeconfig', '/nonexistent'])")  # fmt: skip
+    code = (
+        "import sys; sys.modules['lightkube'] = None\n"
+        "from aibrix.controller.cli import main; main(['--kubeconfig', '/nonexistent'])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert (
@@ -163,8 +195,9 @@ def test_a_pod_holding_the_name_from_another_path_ends_up_serving_the_spec(
                 proc.stop()
 
 
-def test_a_deleted_adapter_is_unloaded_from_a_pod_that_answers_only_later(kube: FakeKube, adapter_dir: Path,
-                                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_a_deleted_adapter_is_unloaded_from_a_pod_that_answers_only_later(
+    kube: FakeKube, adapter_dir: Path, tmp_path: Path
+) -> None:
     """Finalization used to treat a failed unload as done: the runtime kept its record and brought the adapter back.
     Now the unload is retried (bounded by --deletion-timeout) and the finalizer stays until it succeeds."""
     import os
@@ -176,8 +209,18 @@ def test_a_deleted_adapter_is_unloaded_from_a_pod_that_answers_only_later(kube: 
 
     sim = start_sim("vllm")
     runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
-    controller = kube.start_controller("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds",
-                                       "1", "--unload-timeout", "0.5", "--deletion-timeout", "20")  # fmt: skip
+    controller = kube.start_controller(
+        "--retry-base-seconds",
+        "0.2",
+        "--stability-seconds",
+        "1",
+        "--resync-seconds",
+        "1",
+        "--unload-timeout",
+        "0.5",
+        "--deletion-timeout",
+        "20",
+    )
     try:
         kube.add_pod("base-0", runtime=runtime, engine=sim)
         kube.add_adapter("sticky", artifactURL=str(adapter_dir), replicas=1)
@@ -199,8 +242,10 @@ def test_a_deleted_adapter_is_unloaded_from_a_pod_that_answers_only_later(kube: 
 
 def test_a_service_deleted_by_hand_is_written_again_at_once(kube: FakeKube, running_direct: Proc) -> None:
     """It used to come back only after the controller's 300 s apply memory ran out."""
-    for path in ("/api/v1/namespaces/default/services/lora-x",
-                 "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/lora-x"):  # fmt: skip
+    for path in (
+        "/api/v1/namespaces/default/services/lora-x",
+        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/lora-x",
+    ):
         assert kube.get(path) is not None
         kube.delete(path)
         deadline = time.monotonic() + 5

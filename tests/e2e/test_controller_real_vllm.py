@@ -13,8 +13,18 @@ from tests.helpers.procs import start_runtime
 from tests.helpers.real_vllm import RealVLLM, tiny_models
 
 pytestmark = pytest.mark.real_vllm
-FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1",
-        "--unload-timeout", "5", "--deletion-timeout", "10")  # fmt: skip
+FAST = (
+    "--retry-base-seconds",
+    "0.2",
+    "--stability-seconds",
+    "1",
+    "--resync-seconds",
+    "1",
+    "--unload-timeout",
+    "5",
+    "--deletion-timeout",
+    "10",
+)
 
 
 @pytest.fixture(params=["sidecar", "direct"])
@@ -44,8 +54,9 @@ def wait_until(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return check()
 
 
-def test_an_adapter_reaches_running_on_real_vllm_and_serves(real_vllm: RealVLLM, real_pod: FakeKube,
-                                                            request: pytest.FixtureRequest) -> None:  # fmt: skip
+def test_an_adapter_reaches_running_on_real_vllm_and_serves(
+    real_vllm: RealVLLM, real_pod: FakeKube, request: pytest.FixtureRequest
+) -> None:
     kube = real_pod
     name = f"ctl-{request.node.callspec.params['real_pod']}"
     kube.add_adapter(name, artifactURL=str(tiny_models() / "lora-r8"), replicas=1)

@@ -20,14 +20,21 @@ DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     ports = {"ENGINE_PORT": str(free_port()), "RUNTIME_PORT": str(free_port())}
-    return subprocess.Popen([sys.executable, "-u", str(DEMO), *args], env={**os.environ, **ports, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-u", str(DEMO), *args],
+        env={**os.environ, **ports, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def check_walk_through(output: str, engine_prefix: str = "vllm:") -> None:
     assert '"status":"loaded"' in output and '"name":"demo-lora"' in output, output
-    rows = {m.group(1): (m.group(2), m.group(4)) for m in re.finditer(
-        r"^(vllm:\S+)\s+(\S+)\s+(aibrix:\S+)\s+(\S+)$", output, re.MULTILINE)}  # fmt: skip
+    rows = {
+        m.group(1): (m.group(2), m.group(4))
+        for m in re.finditer(r"^(vllm:\S+)\s+(\S+)\s+(aibrix:\S+)\s+(\S+)$", output, re.MULTILINE)
+    }
     assert f"{engine_prefix}generation_tokens_total" in rows, output
     engine_value, ours = rows[f"{engine_prefix}generation_tokens_total"]
     assert engine_value == ours and float(ours) > 0, rows  # under traffic, and the same number under both names

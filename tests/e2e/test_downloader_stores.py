@@ -64,8 +64,17 @@ def test_s3_suffix_filter_and_rerun(rgw, s3_model, tmp_path):
 
 
 def test_s3_single_object(rgw, s3_model, tmp_path):
-    result = run_downloader(["--model-uri", "s3://artifacts/models/tiny-qwen/config.json", "--local-dir", str(tmp_path),
-                  "--model-name", "cfg"], rgw.env())  # fmt: skip
+    result = run_downloader(
+        [
+            "--model-uri",
+            "s3://artifacts/models/tiny-qwen/config.json",
+            "--local-dir",
+            str(tmp_path),
+            "--model-name",
+            "cfg",
+        ],
+        rgw.env(),
+    )
     assert result.returncode == 0, result.stderr
     assert tree(tmp_path / "cfg") == {"config.json": s3_model["config.json"]}
 
@@ -83,8 +92,14 @@ def test_s3_md5_etag_catches_a_corrupt_local_file(rgw, s3_model, tmp_path):
 
 
 def test_tos_scheme_speaks_s3_with_tos_variables(rgw, s3_model, tmp_path):
-    env = {"TOS_ACCESS_KEY": rgw.ACCESS_KEY, "TOS_SECRET_KEY": rgw.SECRET_KEY, "TOS_ENDPOINT": rgw.url,
-           "TOS_REGION": "cn-beijing", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}  # fmt: skip
+    env = {
+        "TOS_ACCESS_KEY": rgw.ACCESS_KEY,
+        "TOS_SECRET_KEY": rgw.SECRET_KEY,
+        "TOS_ENDPOINT": rgw.url,
+        "TOS_REGION": "cn-beijing",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+    }
     result = run_downloader(["--model-uri", "tos://artifacts/models/tiny-qwen/", "--local-dir", str(tmp_path)], env)
     assert result.returncode == 0, result.stderr
     assert tree(tmp_path / "tiny-qwen") == s3_model
@@ -130,6 +145,7 @@ def test_gcs_prefix(gcs, tmp_path, scheme):
 
 def test_gcs_missing_bucket(gcs, tmp_path):
     emulator, _ = gcs
-    result = run_downloader(["--model-uri", "gs://nope/models/x", "--local-dir", str(tmp_path)],
-                 {"STORAGE_EMULATOR_HOST": emulator.url})  # fmt: skip
+    result = run_downloader(
+        ["--model-uri", "gs://nope/models/x", "--local-dir", str(tmp_path)], {"STORAGE_EMULATOR_HOST": emulator.url}
+    )
     assert result.returncode == 1 and "not found" in result.stderr

@@ -105,8 +105,10 @@ def test_watch_resumes_from_a_resource_version(kube: FakeKube) -> None:
 def test_owner_references_are_garbage_collected(kube: FakeKube, tmp_path: Path) -> None:
     owner = kube.create(PODS, pod("owner"))
     ref = {"apiVersion": "v1", "kind": "Pod", "name": "owner", "uid": owner["metadata"]["uid"]}
-    service = {"metadata": {"name": "owned", "ownerReferences": [ref]},
-               "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 8000}]}}  # fmt: skip
+    service = {
+        "metadata": {"name": "owned", "ownerReferences": [ref]},
+        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 8000}]},
+    }
     kube.create(SERVICES, service)
     kube.delete(f"{PODS}/owner")
     kube.wait_gone(f"{SERVICES}/owned", timeout=20)  # the real garbage collector works in the background

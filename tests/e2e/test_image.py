@@ -34,9 +34,13 @@ def buildah(*args: str) -> str:
 
 def in_image(root: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``argv`` run from the image's unpacked root as the user its Dockerfile declares."""
-    return subprocess.Popen([CHROOT, "--userspec=65532:65532", str(root), *argv],
-                            env={"PATH": "/opt/aibrix/bin:/usr/bin:/bin", "HOME": "/tmp", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [CHROOT, "--userspec=65532:65532", str(root), *argv],
+        env={"PATH": "/opt/aibrix/bin:/usr/bin:/bin", "HOME": "/tmp", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def first_answer(proc: subprocess.Popen[str], send: Callable[[], httpx.Response]) -> httpx.Response | None:
@@ -84,8 +88,15 @@ def test_the_images_own_runtime_serves_an_engine_as_its_non_root_user(procs, ima
         (folder / "adapter_config.json").write_text('{"r": 8}')
     sim = procs.sim("vllm")
     port = free_port()
-    runtime = in_image(root, "/opt/aibrix/bin/aibrix_runtime", "--host", "127.0.0.1", "--port", str(port),
-                       env={"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": sim.url})  # fmt: skip
+    runtime = in_image(
+        root,
+        "/opt/aibrix/bin/aibrix_runtime",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={"INFERENCE_ENGINE": "vllm", "INFERENCE_ENGINE_ENDPOINT": sim.url},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         ready = first_answer(runtime, lambda: httpx.get(url + "/ready", timeout=1))
@@ -110,13 +121,25 @@ def test_the_images_own_controller_serves_the_injection_webhook(image_root, tmp_
     for path in (folder, *folder.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     port, probes = free_port(), free_port()
-    controller = in_image(root, "/opt/aibrix/bin/aibrix_controller", "--kubeconfig", f"{inside}/kubeconfig",
-                          "--leader-elect=false", "--metrics-bind-address", "0",
-                          "--health-probe-bind-address", f"127.0.0.1:{probes}",
-                          "--webhook-bind-address", f"127.0.0.1:{port}",
-                          "--webhook-cert-dir", f"{inside}/certs")  # fmt: skip
-    pod = {"metadata": {"name": "p", "annotations": {"model.aibrix.ai/sidecar-injection": "true"}},
-           "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai"}]}}  # fmt: skip
+    controller = in_image(
+        root,
+        "/opt/aibrix/bin/aibrix_controller",
+        "--kubeconfig",
+        f"{inside}/kubeconfig",
+        "--leader-elect=false",
+        "--metrics-bind-address",
+        "0",
+        "--health-probe-bind-address",
+        f"127.0.0.1:{probes}",
+        "--webhook-bind-address",
+        f"127.0.0.1:{port}",
+        "--webhook-cert-dir",
+        f"{inside}/certs",
+    )
+    pod = {
+        "metadata": {"name": "p", "annotations": {"model.aibrix.ai/sidecar-injection": "true"}},
+        "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai"}]},
+    }
     try:
         verify, webhook = ssl.create_default_context(cafile=str(ca)), f"https://127.0.0.1:{port}/mutate-v1-pod"
         answer = first_answer(controller, lambda: httpx.post(webhook, json=admission(pod), timeout=2, verify=verify))

@@ -21,16 +21,18 @@ KUBERNETES = "1.36.0"  # the minor version scripts/build_kube.sh builds (v1.36.3
 
 
 def rendered(folder: Path = DEPLOY) -> list[dict[str, Any]]:
-    result = subprocess.run([str(kube_bin() / "kubectl"), "kustomize", str(folder)], capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [str(kube_bin() / "kubectl"), "kustomize", str(folder)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def test_kustomize_renders_every_object_of_the_listed_files() -> None:
     files = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]
-    expected = sorted((d["kind"], d["metadata"]["name"]) for f in files
-                      for d in yaml.safe_load_all((DEPLOY / f).read_text()) if d)  # fmt: skip
+    expected = sorted(
+        (d["kind"], d["metadata"]["name"]) for f in files for d in yaml.safe_load_all((DEPLOY / f).read_text()) if d
+    )
     assert sorted((d["kind"], d["metadata"]["name"]) for d in rendered()) == expected
 
 
@@ -49,22 +51,30 @@ def test_the_real_api_server_takes_the_manifests_and_the_samples(control_plane: 
     assert "(server dry run)" in dry.stdout
     try:
         control_plane.kubectl("apply", "-k", str(DEPLOY))
-        shown = control_plane.kubectl("get", "deployment", "aibrix-controller-manager", "-n", "aibrix-system",
-                                      "-o", "jsonpath={.spec.template.spec.serviceAccountName}")  # fmt: skip
+        shown = control_plane.kubectl(
+            "get",
+            "deployment",
+            "aibrix-controller-manager",
+            "-n",
+            "aibrix-system",
+            "-o",
+            "jsonpath={.spec.template.spec.serviceAccountName}",
+        )
         assert shown.stdout == "aibrix-controller-manager"
         for sample in sorted((DEPLOY / "samples").glob("*.yaml")):
             result = control_plane.kubectl("apply", "--dry-run=server", "-f", str(sample))
             assert "(server dry run)" in result.stdout, (sample.name, result.stdout)
     finally:  # the CRD and RBAC stay (the session's other tests use them); the Deployment and webhook go
         for name in ("controller.yaml", "webhook.yaml"):
-            control_plane.kubectl("delete", "-f", str(DEPLOY / name), "--ignore-not-found", "--wait=false",
-                                  check=False)  # fmt: skip
+            control_plane.kubectl("delete", "-f", str(DEPLOY / name), "--ignore-not-found", "--wait=false", check=False)
 
 
 def test_the_webhooks_certificate_service_and_mount_agree() -> None:
     extra = rendered(DEPLOY / "cert-manager")
     assert sorted((o["kind"], o["metadata"]["name"]) for o in extra) == [
-        ("Certificate", "aibrix-webhook-cert"), ("Issuer", "aibrix-selfsigned")]  # fmt: skip
+        ("Certificate", "aibrix-webhook-cert"),
+        ("Issuer", "aibrix-selfsigned"),
+    ]
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered() + extra}
     certificate = objects[("Certificate", "aibrix-webhook-cert")]
     service = objects[("Service", "aibrix-webhook")]

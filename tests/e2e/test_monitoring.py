@@ -40,14 +40,24 @@ class Prometheus:
     """A real Prometheus on loopback, scraping every second, evaluating the rules every second."""
 
     def __init__(self, binary: Path, workdir: Path, jobs: dict[str, list[str]]) -> None:
-        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": [str(RULES)],
-                  "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}
-                                     for job, targets in jobs.items()]}  # fmt: skip
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES)],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in jobs.items()
+            ],
+        }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
-        self.proc = Proc([str(binary), f"--config.file={workdir / 'prometheus.yml'}",
-                          f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                         port)  # fmt: skip
+        self.proc = Proc(
+            [
+                str(binary),
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            port,
+        )
         self.proc.wait_http("/-/ready", timeout=30)
 
     def wait_scraped(self, targets: int, timeout: float = 30.0) -> None:
@@ -115,8 +125,11 @@ def test_dashboard_and_alerts_work_for_every_engine_on_a_real_prometheus(procs, 
     load = threading.Thread(target=traffic, args=([sim.url for sim in sims.values()], stop), daemon=True)
     load.start()
     host = lambda proc: proc.url.removeprefix("http://")  # noqa: E731
-    prometheus = Prometheus(binary, tmp_path, {"aibrix-runtime": [host(r) for r in runtimes.values()],
-                                               "aibrix-controller": [host(controller)]})  # fmt: skip
+    prometheus = Prometheus(
+        binary,
+        tmp_path,
+        {"aibrix-runtime": [host(r) for r in runtimes.values()], "aibrix-controller": [host(controller)]},
+    )
     try:
         prometheus.wait_scraped(targets=3)
         for expr in dashboard_queries():

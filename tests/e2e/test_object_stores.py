@@ -42,19 +42,33 @@ def test_s3_artifact_with_credentials_and_secret(procs, tmp_path, rgw, adapter_r
     (secrets / "s3-creds" / "aws_secret_access_key").write_text(rgw.SECRET_KEY + "\n")
     sim = procs.sim("vllm")
     adapters = tmp_path / "adapters"
-    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), "AIBRIX_CREDENTIALS_ROOT":
-                                                  str(secrets), "AWS_ENDPOINT_URL": rgw.url, "AWS_REGION": "us-east-1",
-                                                  "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})  # fmt: skip
-    body = {"lora_name": "qwen-sql", "artifact_url": "s3://loras/adapters/qwen-sql/", "credentials": {
-        "aws_access_key_id": rgw.ACCESS_KEY, "aws_secret_access_key": rgw.SECRET_KEY}}  # fmt: skip
+    runtime = procs.runtime(
+        "vllm",
+        sim.url,
+        env={
+            "AIBRIX_ADAPTER_DIR": str(adapters),
+            "AIBRIX_CREDENTIALS_ROOT": str(secrets),
+            "AWS_ENDPOINT_URL": rgw.url,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "",
+            "AWS_SECRET_ACCESS_KEY": "",
+        },
+    )
+    body = {
+        "lora_name": "qwen-sql",
+        "artifact_url": "s3://loras/adapters/qwen-sql/",
+        "credentials": {"aws_access_key_id": rgw.ACCESS_KEY, "aws_secret_access_key": rgw.SECRET_KEY},
+    }
     assert load_body(runtime, body).status_code == 200
     assert (adapters / "qwen-sql" / "adapter_model.safetensors").read_bytes() == ADAPTER["adapter_model.safetensors"]
-    wrong = {**body, "lora_name": "wrong-keys", "credentials": {**body["credentials"],
-                                                                "aws_secret_access_key": "nope"}}  # fmt: skip
+    wrong = {**body, "lora_name": "wrong-keys", "credentials": {**body["credentials"], "aws_secret_access_key": "nope"}}
     assert_error(load_body(runtime, wrong), 403, "access denied")
     assert not (adapters / "wrong-keys").exists()
-    from_secret = {"lora_name": "from-secret", "artifact_url": "s3://loras/adapters/qwen-sql/",
-                   "credentials_secret": "s3-creds"}  # fmt: skip
+    from_secret = {
+        "lora_name": "from-secret",
+        "artifact_url": "s3://loras/adapters/qwen-sql/",
+        "credentials_secret": "s3-creds",
+    }
     assert load_body(runtime, from_secret).status_code == 200
     assert_error(load_body(runtime, {**from_secret, "lora_name": "bad-secret", "credentials_secret": "../etc"}), 400)
 
@@ -79,9 +93,16 @@ def test_gcs_and_tos_artifacts_through_the_runtime(tmp_path, rgw, scheme):
         client.create_bucket(Bucket="tos-loras")
         for name, data in ADAPTER.items():
             client.put_object(Bucket="tos-loras", Key=f"adapters/lora-x/{name}", Body=data)
-        body = {"lora_name": "lora-x", "artifact_url": "tos://tos-loras/adapters/lora-x/", "credentials": {
-            "tos_access_key": rgw.ACCESS_KEY, "tos_secret_key": rgw.SECRET_KEY, "tos_endpoint": rgw.url,
-            "tos_region": "cn-beijing"}}  # fmt: skip
+        body = {
+            "lora_name": "lora-x",
+            "artifact_url": "tos://tos-loras/adapters/lora-x/",
+            "credentials": {
+                "tos_access_key": rgw.ACCESS_KEY,
+                "tos_secret_key": rgw.SECRET_KEY,
+                "tos_endpoint": rgw.url,
+                "tos_region": "cn-beijing",
+            },
+        }
     runtime = start_runtime("vllm", sim.url, env=env)
     try:
         response = load_body(runtime, body)

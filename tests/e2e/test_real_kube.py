@@ -15,8 +15,18 @@ from tests.helpers.kube import ADAPTERS, phase, running
 from tests.helpers.procs import Proc, start_runtime, start_sim
 from tests.helpers.real_kube import CONTROLLER_USER, ControlPlane, RealKube, pod_ip
 
-FAST = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1",
-        "--unload-timeout", "1", "--deletion-timeout", "3")  # fmt: skip
+FAST = (
+    "--retry-base-seconds",
+    "0.2",
+    "--stability-seconds",
+    "1",
+    "--resync-seconds",
+    "1",
+    "--unload-timeout",
+    "1",
+    "--deletion-timeout",
+    "3",
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -56,9 +66,12 @@ def test_the_control_plane_starts_quickly_and_kubectl_sees_the_crd(control_plane
     ],
 )
 def test_the_server_refuses_what_the_crd_schema_forbids(kube: RealKube, spec: dict, complaint: str) -> None:
-    body = {"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": "bad"},
-            "spec": {"baseModel": "m", "podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "s3://b/k",
-                     **spec}}  # fmt: skip
+    body = {
+        "apiVersion": "model.aibrix.ai/v1alpha1",
+        "kind": "ModelAdapter",
+        "metadata": {"name": "bad"},
+        "spec": {"baseModel": "m", "podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "s3://b/k", **spec},
+    }
     response = kube.http.post(ADAPTERS.format(ns="default"), json=body)
     assert response.status_code == 422, response.text
     assert complaint in response.json()["message"]
@@ -66,8 +79,12 @@ def test_the_server_refuses_what_the_crd_schema_forbids(kube: RealKube, spec: di
 
 def test_a_name_a_service_cannot_take_is_refused_by_the_cel_rule(kube: RealKube) -> None:
     spec = {"baseModel": "m", "podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "s3://b/k"}
-    body = {"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": "9-lives.x"},
-            "spec": spec}  # fmt: skip
+    body = {
+        "apiVersion": "model.aibrix.ai/v1alpha1",
+        "kind": "ModelAdapter",
+        "metadata": {"name": "9-lives.x"},
+        "spec": spec,
+    }
     response = kube.http.post(ADAPTERS.format(ns="default"), json=body)
     assert response.status_code == 422, response.text
 
@@ -76,8 +93,9 @@ def test_kubectl_get_wide_describe_and_wait(kube: RealKube, pod: tuple[Proc, Pro
     controller = kube.start_controller(*FAST)
     try:
         kube.add_adapter("lora-a", artifactURL=str(adapter_dir), replicas=1)
-        waited = kube.plane.kubectl("wait", "--for=jsonpath={.status.phase}=Running", "modeladapter/lora-a",
-                                    "--timeout=60s", check=False)  # fmt: skip
+        waited = kube.plane.kubectl(
+            "wait", "--for=jsonpath={.status.phase}=Running", "modeladapter/lora-a", "--timeout=60s", check=False
+        )
         assert waited.returncode == 0, waited.stderr + controller.output()
         wide = kube.plane.kubectl("get", "modeladapters", "-o", "wide").stdout.splitlines()
         header = wide[0].split()
@@ -132,8 +150,9 @@ def test_kubectl_apply_k_deploy_with_a_server_dry_run_first(control_plane: Contr
         ("delete", "services", "no"),
     ],
 )
-def test_the_controller_holds_exactly_what_rbac_yaml_grants(control_plane: ControlPlane, verb: str, resource: str,
-                                                             allowed: str) -> None:  # fmt: skip
+def test_the_controller_holds_exactly_what_rbac_yaml_grants(
+    control_plane: ControlPlane, verb: str, resource: str, allowed: str
+) -> None:
     answer = control_plane.kubectl("auth", "can-i", verb, resource, "--as", CONTROLLER_USER, check=False)
     assert answer.stdout.strip() == allowed, answer.stdout + answer.stderr
 
@@ -173,8 +192,9 @@ def test_the_controller_rides_out_an_api_server_restart(kube: RealKube, pod, ada
 
 
 def test_a_leader_that_cannot_renew_its_real_lease_stops_acting(kube: RealKube) -> None:
-    controller = kube.start_controller(*FAST, "--lease-duration", "2", "--renew-deadline", "1.5",
-                                       "--retry-period", "0.3")  # fmt: skip
+    controller = kube.start_controller(
+        *FAST, "--lease-duration", "2", "--renew-deadline", "1.5", "--retry-period", "0.3"
+    )
     try:
         lease = "/apis/coordination.k8s.io/v1/namespaces/aibrix-system/leases/aibrix-controller-manager"
         deadline = time.monotonic() + 15

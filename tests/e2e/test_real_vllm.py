@@ -74,8 +74,9 @@ def test_the_runtime_api_against_real_vllm(real_vllm: RealVLLM, runtime: Proc) -
         ("model", 404, "NotFoundError", "No adapter found"),
     ],
 )
-def test_adapters_vllm_can_never_load_are_client_errors(runtime: Proc, folder: str, status: int, kind: str,
-                                                        says: str) -> None:  # fmt: skip
+def test_adapters_vllm_can_never_load_are_client_errors(
+    runtime: Proc, folder: str, status: int, kind: str, says: str
+) -> None:
     """vLLM answers 500 for a rank above --max-lora-rank or a file given as the folder; that can never pass, so the
     runtime says 422 with the reason (the controller then fails fast instead of retrying from pod to pod)."""
     response = load(runtime, lora_name="rt-bad", lora_path=str(tiny_models() / folder))
@@ -91,8 +92,9 @@ def test_a_name_vllm_serves_as_its_base_model_is_refused(runtime: Proc) -> None:
     assert "conflicts with a served base model" in response.json()["error"]["message"]
 
 
-def test_an_adapter_from_s3_is_loaded_into_real_vllm_and_serves(procs, real_vllm: RealVLLM, rgw: RadosGateway,
-                                                                tmp_path: Path) -> None:  # fmt: skip
+def test_an_adapter_from_s3_is_loaded_into_real_vllm_and_serves(
+    procs, real_vllm: RealVLLM, rgw: RadosGateway, tmp_path: Path
+) -> None:
     client = rgw.client()
     client.create_bucket(Bucket="real-loras")
     folder = tiny_models() / "lora-r8-b"
@@ -100,9 +102,12 @@ def test_an_adapter_from_s3_is_loaded_into_real_vllm_and_serves(procs, real_vllm
         client.put_object(Bucket="real-loras", Key=f"tiny/sql-lora/{path.name}", Body=path.read_bytes())
     adapters = tmp_path / "adapters"
     runtime = procs.runtime("vllm", real_vllm.url, env={"AIBRIX_ADAPTER_DIR": str(adapters), **rgw.env()})
-    response = load(runtime, lora_name="sql-lora", artifact_url="s3://real-loras/tiny/sql-lora/",
-                    credentials={"aws_access_key_id": rgw.ACCESS_KEY,
-                                 "aws_secret_access_key": rgw.SECRET_KEY})  # fmt: skip
+    response = load(
+        runtime,
+        lora_name="sql-lora",
+        artifact_url="s3://real-loras/tiny/sql-lora/",
+        credentials={"aws_access_key_id": rgw.ACCESS_KEY, "aws_secret_access_key": rgw.SECRET_KEY},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["lora_path"] == str(adapters / "sql-lora")
     assert (adapters / "sql-lora" / "adapter_model.safetensors").read_bytes() == (
@@ -122,9 +127,16 @@ def test_metrics_over_the_live_vllm_payload(real_vllm: RealVLLM, runtime: Proc) 
     engine_families = {f.name for f in text_string_to_metric_families(direct) if f.name.startswith("vllm:")}
     ours = {f.name: f for f in text_string_to_metric_families(served)}
     assert engine_families and engine_families <= set(ours), engine_families - set(ours)
-    for name in ("aibrix:num_requests_running", "aibrix:num_requests_waiting", "aibrix:kv_cache_usage_perc",
-                 "aibrix:prompt_tokens", "aibrix:generation_tokens", "aibrix:time_to_first_token_seconds",
-                 "aibrix:request_success", "aibrix:engine_up"):  # fmt: skip
+    for name in (
+        "aibrix:num_requests_running",
+        "aibrix:num_requests_waiting",
+        "aibrix:kv_cache_usage_perc",
+        "aibrix:prompt_tokens",
+        "aibrix:generation_tokens",
+        "aibrix:time_to_first_token_seconds",
+        "aibrix:request_success",
+        "aibrix:engine_up",
+    ):
         assert name in ours, name
     assert [s.value for s in ours["aibrix:engine_up"].samples] == [1.0]
     assert sum(s.value for s in ours["aibrix:generation_tokens"].samples if s.name.endswith("_total")) >= 4
@@ -137,8 +149,9 @@ def test_metrics_over_the_live_vllm_payload(real_vllm: RealVLLM, runtime: Proc) 
     assert not [line for line in remarks if not line.endswith(ACCEPTED_LINT)], remarks
 
 
-def test_a_delegated_adapter_vllm_refuses_leaves_no_files(procs, real_vllm: RealVLLM, rgw: RadosGateway,
-                                                          tmp_path: Path) -> None:  # fmt: skip
+def test_a_delegated_adapter_vllm_refuses_leaves_no_files(
+    procs, real_vllm: RealVLLM, rgw: RadosGateway, tmp_path: Path
+) -> None:
     """An artifact vLLM can never load (rank above --max-lora-rank) is a 422, and its downloaded files are gone."""
     client = rgw.client()
     client.create_bucket(Bucket="big-loras")

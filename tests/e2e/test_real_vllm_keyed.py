@@ -53,8 +53,9 @@ def test_auth_answers_of_the_simulator_match_real_vllm(keyed_vllm: RealVLLM) -> 
     assert not mismatches(AUTH_CASES, real, simulated), mismatches(AUTH_CASES, real, simulated)
 
 
-def test_the_engine_key_from_the_environment_the_header_or_additional_config(keyed_vllm: RealVLLM,
-                                                                             tmp_path: Path) -> None:  # fmt: skip
+def test_the_engine_key_from_the_environment_the_header_or_additional_config(
+    keyed_vllm: RealVLLM, tmp_path: Path
+) -> None:
     adapter = tiny_models() / "lora-r8"
     bare = runtime_for(keyed_vllm, tmp_path, "bare")
     keyed = runtime_for(keyed_vllm, tmp_path, "keyed", INFERENCE_ENGINE_API_KEY=KEY)
@@ -68,8 +69,9 @@ def test_the_engine_key_from_the_environment_the_header_or_additional_config(key
         assert load(keyed, "key-env", adapter).status_code == 200
         assert {"key-header", "key-config", "key-env"} <= keyed_vllm.adapters()
         for runtime, name in ((bare, "key-header"), (bare, "key-config"), (keyed, "key-env")):
-            response = httpx.post(runtime.url + "/v1/lora_adapter/unload", json={"lora_name": name},
-                                  headers=BEARER, timeout=30)  # fmt: skip
+            response = httpx.post(
+                runtime.url + "/v1/lora_adapter/unload", json={"lora_name": name}, headers=BEARER, timeout=30
+            )
             assert response.status_code == 200, response.text
         assert not {"key-header", "key-config", "key-env"} & keyed_vllm.adapters()
     finally:
@@ -77,8 +79,7 @@ def test_the_engine_key_from_the_environment_the_header_or_additional_config(key
         keyed.stop()
 
 
-def test_adapters_come_back_after_vllm_is_killed_whatever_carried_the_key(keyed_vllm: RealVLLM,
-                                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_adapters_come_back_after_vllm_is_killed_whatever_carried_the_key(keyed_vllm: RealVLLM, tmp_path: Path) -> None:
     """The controller sends the engine's key with each load, not to the runtime's environment: after a restart
     the runtime must re-load with the key the adapter came with. What cannot come back is reported failed."""
     adapter = tiny_models() / "lora-r8"

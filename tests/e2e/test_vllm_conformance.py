@@ -53,8 +53,11 @@ def test_an_idle_engine_already_has_every_finished_reason_and_max_lora() -> None
         payload = httpx.get(sim.url + "/metrics", timeout=10).text
     finally:
         sim.stop()
-    reasons = {line.split('finished_reason="')[1].split('"')[0] for line in payload.splitlines()
-               if line.startswith("vllm:request_success_total{")}  # fmt: skip
+    reasons = {
+        line.split('finished_reason="')[1].split('"')[0]
+        for line in payload.splitlines()
+        if line.startswith("vllm:request_success_total{")
+    }
     assert reasons == {"stop", "length", "abort", "error", "repetition"}
     assert 'vllm:lora_requests_info{max_lora="2",running_lora_adapters="",waiting_lora_adapters=""}' in payload
     assert 'vllm:request_prompt_tokens_bucket{engine="0",le="200.0",model_name="tiny"} 0.0' in payload

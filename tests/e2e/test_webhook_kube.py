@@ -35,21 +35,37 @@ def test_a_pod_created_through_the_api_server_is_injected_and_then_loads_an_adap
         config = plane.http.get(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{WEBHOOK}")
         assert [w["clientConfig"]["caBundle"] for w in config.json()["webhooks"]] == [bundle, bundle]
         port = free_port()
-        started.append(kube.start_controller("--webhook-bind-address", f"{pod_ip()}:{port}",
-                                             "--webhook-cert-dir", str(tmp_path / "certs"), *FAST))  # fmt: skip
+        started.append(
+            kube.start_controller(
+                "--webhook-bind-address", f"{pod_ip()}:{port}", "--webhook-cert-dir", str(tmp_path / "certs"), *FAST
+            )
+        )
         route_service(plane, "aibrix-webhook-test", port)
 
         engine_port = free_port()
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "vllm-llama3", "namespace": "default",
-                            "labels": {"model.aibrix.ai/name": "base-model", "adapter.model.aibrix.ai/enabled": "true",
-                                       "model.aibrix.ai/port": str(engine_port)},
-                            "annotations": {"model.aibrix.ai/sidecar-injection": "true"}},
-               "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:latest",
-                                        "ports": [{"containerPort": engine_port}]}]}}  # fmt: skip
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "vllm-llama3",
+                "namespace": "default",
+                "labels": {
+                    "model.aibrix.ai/name": "base-model",
+                    "adapter.model.aibrix.ai/enabled": "true",
+                    "model.aibrix.ai/port": str(engine_port),
+                },
+                "annotations": {"model.aibrix.ai/sidecar-injection": "true"},
+            },
+            "spec": {
+                "containers": [
+                    {"name": "vllm", "image": "vllm/vllm-openai:latest", "ports": [{"containerPort": engine_port}]}
+                ]
+            },
+        }
         # the namespace's runtime key: the injected sidecar takes it, and the controller sends it to this pod only
-        plane.kubectl("create", "secret", "generic", "aibrix-runtime-key", "-n", "default",
-                      "--from-literal=api-key=ns-key-5150")  # fmt: skip
+        plane.kubectl(
+            "create", "secret", "generic", "aibrix-runtime-key", "-n", "default", "--from-literal=api-key=ns-key-5150"
+        )
         created = plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
         assert "Warning" not in created.stderr, created.stderr
         stored = plane.http.get("/api/v1/namespaces/default/pods/vllm-llama3").json()
@@ -92,10 +108,20 @@ def test_a_pod_created_through_the_api_server_is_injected_and_then_loads_an_adap
             proc.stop()
         plane.kubectl("delete", "mutatingwebhookconfiguration", WEBHOOK, "--ignore-not-found", check=False)
         plane.kubectl("delete", "-n", "default", "secret", "aibrix-runtime-key", "--ignore-not-found", check=False)
-        plane.kubectl("delete", "-n", "aibrix-system", "endpointslice", "aibrix-webhook-test", "secret",
-                      "aibrix-webhook-cert", "--ignore-not-found", check=False)  # fmt: skip
-        plane.kubectl("delete", "-f", str(ROOT / "deploy" / "controller.yaml"), "--ignore-not-found", "--wait=false",
-                      check=False)  # fmt: skip
+        plane.kubectl(
+            "delete",
+            "-n",
+            "aibrix-system",
+            "endpointslice",
+            "aibrix-webhook-test",
+            "secret",
+            "aibrix-webhook-cert",
+            "--ignore-not-found",
+            check=False,
+        )
+        plane.kubectl(
+            "delete", "-f", str(ROOT / "deploy" / "controller.yaml"), "--ignore-not-found", "--wait=false", check=False
+        )
         kube.stop()
 
 

@@ -15,8 +15,11 @@ from tests.helpers.sglang_conformance import BASE, FLAGS, PLAIN_FLAGS, PLAIN_ROW
 
 
 def make_adapters(root: Path) -> Path:
-    for name, rank, modules in (("r8", 8, ["q_proj", "v_proj"]), ("r64", 64, ["q_proj", "v_proj"]),
-                                ("r8-mlp", 8, ["gate_proj"])):  # fmt: skip
+    for name, rank, modules in (
+        ("r8", 8, ["q_proj", "v_proj"]),
+        ("r64", 64, ["q_proj", "v_proj"]),
+        ("r8-mlp", 8, ["gate_proj"]),
+    ):
         (root / name).mkdir(parents=True)
         config = {"peft_type": "LORA", "r": rank, "lora_alpha": 16, "target_modules": modules}
         (root / name / "adapter_config.json").write_text(json.dumps(config))
@@ -66,8 +69,18 @@ def test_the_runtime_does_not_fight_sglangs_evictions(procs, tmp_path: Path) -> 
     it from the runtime's keeper would evict another, and the next pass that one: the runtime leaves evictions to
     SGLang, keeps listing the adapter (it is served), and re-loads only after an engine restart."""
     adapters = make_adapters(tmp_path / "adapters")
-    flags = ("--enable-lora", "--max-lora-rank", "16", "--lora-target-modules", "all", "--max-loras-per-batch", "2",
-             "--max-loaded-loras", "2", "--enable-metrics")  # fmt: skip
+    flags = (
+        "--enable-lora",
+        "--max-lora-rank",
+        "16",
+        "--lora-target-modules",
+        "all",
+        "--max-loras-per-batch",
+        "2",
+        "--max-loaded-loras",
+        "2",
+        "--enable-metrics",
+    )
     sim = procs.sim("sglang", *flags)
     runtime = procs.runtime("sglang", sim.url, env={"AIBRIX_ADAPTER_RECONCILE_SECONDS": "0.2"})
     for name in ("a", "b", "c"):

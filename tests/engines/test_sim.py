@@ -105,8 +105,13 @@ def test_sglang_update_bodies(sglang, tmp_path):
     url = f"{sglang.url}/load_lora_adapter"
     ok = httpx.post(url, json={"lora_name": "a", "lora_path": str(tmp_path)})
     assert ok.status_code == 200
-    assert ok.json() == {"rid": None, "http_worker_ipc": None, "success": True, "error_message": "",
-                         "loaded_adapters": {"a": str(tmp_path)}}  # fmt: skip
+    assert ok.json() == {
+        "rid": None,
+        "http_worker_ipc": None,
+        "success": True,
+        "error_message": "",
+        "loaded_adapters": {"a": str(tmp_path)},
+    }
     dup = httpx.post(url, json={"lora_name": "a", "lora_path": str(tmp_path)})
     assert dup.status_code == 400 and "already loaded" in dup.json()["error_message"]
     gone = httpx.post(f"{sglang.url}/unload_lora_adapter", json={"lora_name": "zzz"})
@@ -204,10 +209,18 @@ def test_the_sidecar_runs_without_the_simulators_extra_and_the_simulator_says_wh
     import sys
 
     blocked = "import sys; sys.modules['prometheus_client'] = None; "
-    sidecar = subprocess.run([sys.executable, "-c", blocked + "import aibrix.runtime.app, aibrix.runtime.cli"],
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    sidecar = subprocess.run(
+        [sys.executable, "-c", blocked + "import aibrix.runtime.app, aibrix.runtime.cli"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert sidecar.returncode == 0, sidecar.stderr
-    sim = subprocess.run([sys.executable, "-c", blocked + "from aibrix.sim.cli import main; main(['--port', '0'])"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    sim = subprocess.run(
+        [sys.executable, "-c", blocked + "from aibrix.sim.cli import main; main(['--port', '0'])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert sim.returncode == 2
     assert sim.stderr.strip() == "aibrix_engine_sim: the simulator needs its extra: pip install 'aibrix[sim]'"

@@ -150,8 +150,13 @@ class HubServer(LoopbackServer):
 
     def _json(self, h: BaseHTTPRequestHandler, status: int, body: dict, head: bool, extra: dict | None = None) -> None:
         data = json.dumps(body).encode()
-        self._reply(h, status, {"Content-Type": "application/json", "Content-Length": str(len(data)), **(extra or {})},
-                    data, head)  # fmt: skip
+        self._reply(
+            h,
+            status,
+            {"Content-Type": "application/json", "Content-Length": str(len(data)), **(extra or {})},
+            data,
+            head,
+        )
 
     def _reply(self, h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes, head: bool) -> None:
         h.send_response(status)

@@ -53,9 +53,20 @@ class FakeKube:
     def start_controller(self, *args: str) -> Proc:
         """``aibrix_controller`` against this API server; probes and metrics on a free loopback port."""
         port = free_port()
-        argv = [sys.executable, "-m", "aibrix.controller.cli", "--kubeconfig", str(self.kubeconfig),
-                "--health-probe-bind-address", f"127.0.0.1:{port}", "--metrics-bind-address", "0",
-                "--leader-election-namespace", "default", *args]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "aibrix.controller.cli",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--health-probe-bind-address",
+            f"127.0.0.1:{port}",
+            "--metrics-bind-address",
+            "0",
+            "--leader-election-namespace",
+            "default",
+            *args,
+        ]
         override = os.environ.get("AIBRIX_CONTROLLER_PYTHONPATH")
         proc = Proc(argv, port, env={"PYTHONPATH": override} if override else None)
         proc.wait_http("/healthz")

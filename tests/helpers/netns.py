@@ -31,7 +31,10 @@ def probe_artifact_urls(urls: list[str]) -> list[dict]:
         pytest.skip(f"SSRF tests run only inside a loopback-only network namespace: {reason}")
     result = subprocess.run(
         ["unshare", "-n", sys.executable, "-m", "tests.helpers.netns_probe", json.dumps(urls)],
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -28,8 +28,9 @@ def model_download(runtime_url: str, uri: str, name: str) -> tuple[int, dict]:
     if response.status_code != 200:
         return response.status_code, response.json().get("error", {})
     for _ in range(300):
-        entry = next(m for m in httpx.get(runtime_url + "/v1/model/list", timeout=30).json()["data"]
-                     if m["model_name"] == name)  # fmt: skip
+        entry = next(
+            m for m in httpx.get(runtime_url + "/v1/model/list", timeout=30).json()["data"] if m["model_name"] == name
+        )
         if entry["model_status"] != "downloading":
             refused = "link-local or cloud metadata address" in entry["reason"]
             return (403 if refused else 502), {"type": "AccessDenied" if refused else "", "message": entry["reason"]}
@@ -43,8 +44,11 @@ def endpoint_loads(runtime_url: str, index: int, url: str) -> None:
         ("s3", {"aws_endpoint_url": url, "aws_access_key_id": "a", "aws_secret_access_key": "b"}),
         ("tos", {"tos_endpoint": url, "tos_access_key": "a", "tos_secret_key": "b"}),
     ):
-        body = {"lora_name": f"ssrf-{index}-{scheme}", "artifact_url": f"{scheme}://bucket/adapter/",
-                "credentials": credentials}  # fmt: skip
+        body = {
+            "lora_name": f"ssrf-{index}-{scheme}",
+            "artifact_url": f"{scheme}://bucket/adapter/",
+            "credentials": credentials,
+        }
         response = httpx.post(runtime_url + "/v1/lora_adapter/load", json=body, timeout=30)
         report(url, f"{scheme}-endpoint", response.status_code, response.json().get("error", {}))
 

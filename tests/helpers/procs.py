@@ -106,8 +106,11 @@ def start_runtime(
 ) -> Proc:
     """A runtime process; each gets its own adapter directory unless ``env`` names one (AIBRIX_ADAPTER_DIR)."""
     port = free_port()
-    base = {"INFERENCE_ENGINE": engine, "INFERENCE_ENGINE_ENDPOINT": engine_url,
-            "AIBRIX_ADAPTER_DIR": tempfile.mkdtemp(prefix="aibrix-adapters-")}  # fmt: skip
+    base = {
+        "INFERENCE_ENGINE": engine,
+        "INFERENCE_ENGINE_ENDPOINT": engine_url,
+        "AIBRIX_ADAPTER_DIR": tempfile.mkdtemp(prefix="aibrix-adapters-"),
+    }
     proc = Proc(
         [sys.executable, "-m", "aibrix.runtime.cli", "--host", host, "--port", str(port), *args],
         port,

@@ -75,8 +75,11 @@ class ControlPlane:
         (self.workdir / "certs").mkdir(parents=True)
         key = self.workdir / "sa.key"
         subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(self.workdir / "sa.pub")],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(self.workdir / "sa.pub")],
+            check=True,
+            capture_output=True,
+        )
         (self.workdir / "tokens.csv").write_text(
             f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n'
             f'{CONTROLLER_TOKEN},{CONTROLLER_USER},controller-uid,"system:serviceaccounts,system:authenticated"\n'
@@ -85,27 +88,64 @@ class ControlPlane:
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
         self.etcd_url = f"http://{HOST}:{client}"
-        self.procs.append(Proc([str(self.bin / "etcd"), "--data-dir", str(self.workdir / "etcd"),
-                                "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
-                                "--listen-peer-urls", f"http://{HOST}:{peer}",
-                                "--initial-advertise-peer-urls", f"http://{HOST}:{peer}",
-                                "--initial-cluster", f"default=http://{HOST}:{peer}",
-                                "--log-level", "error"], client))  # fmt: skip
+        self.procs.append(
+            Proc(
+                [
+                    str(self.bin / "etcd"),
+                    "--data-dir",
+                    str(self.workdir / "etcd"),
+                    "--listen-client-urls",
+                    self.etcd_url,
+                    "--advertise-client-urls",
+                    self.etcd_url,
+                    "--listen-peer-urls",
+                    f"http://{HOST}:{peer}",
+                    "--initial-advertise-peer-urls",
+                    f"http://{HOST}:{peer}",
+                    "--initial-cluster",
+                    f"default=http://{HOST}:{peer}",
+                    "--log-level",
+                    "error",
+                ],
+                client,
+            )
+        )
         self.procs[-1].wait_http("/health", timeout=30)
 
     def _start_apiserver(self, port: int | None = None) -> None:
         port = port or free_port()
         self.url = f"https://{HOST}:{port}"
-        argv = [str(self.bin / "kube-apiserver"), "--etcd-servers", self.etcd_url,
-                "--bind-address", HOST, "--advertise-address", HOST, "--secure-port", str(port),
-                "--cert-dir", str(self.workdir / "certs"), "--token-auth-file", str(self.workdir / "tokens.csv"),
-                "--authorization-mode", "RBAC", "--service-cluster-ip-range", "10.96.0.0/24",
-                "--service-account-issuer", "https://kubernetes.default.svc",
-                "--service-account-key-file", str(self.workdir / "sa.pub"),
-                "--service-account-signing-key-file", str(self.workdir / "sa.key"),
-                "--disable-admission-plugins", "ServiceAccount", "--enable-priority-and-fairness=false",
-                "--enable-aggregator-routing=true",  # webhooks reached through EndpointSlices: no cluster IPs here
-                "--v", "0"]  # fmt: skip
+        argv = [
+            str(self.bin / "kube-apiserver"),
+            "--etcd-servers",
+            self.etcd_url,
+            "--bind-address",
+            HOST,
+            "--advertise-address",
+            HOST,
+            "--secure-port",
+            str(port),
+            "--cert-dir",
+            str(self.workdir / "certs"),
+            "--token-auth-file",
+            str(self.workdir / "tokens.csv"),
+            "--authorization-mode",
+            "RBAC",
+            "--service-cluster-ip-range",
+            "10.96.0.0/24",
+            "--service-account-issuer",
+            "https://kubernetes.default.svc",
+            "--service-account-key-file",
+            str(self.workdir / "sa.pub"),
+            "--service-account-signing-key-file",
+            str(self.workdir / "sa.key"),
+            "--disable-admission-plugins",
+            "ServiceAccount",
+            "--enable-priority-and-fairness=false",
+            "--enable-aggregator-routing=true",  # webhooks reached through EndpointSlices: no cluster IPs here
+            "--v",
+            "0",
+        ]
         proc = Proc(argv, port)
         self.procs.append(proc)
         self.apiserver = proc
@@ -120,8 +160,12 @@ class ControlPlane:
             if self.apiserver.popen.poll() is not None:
                 raise RuntimeError(f"kube-apiserver exited: {self.apiserver.output()}")
             if client is None and self.ca.exists():
-                client = httpx.Client(base_url=self.url, verify=ssl.create_default_context(cafile=str(self.ca)),
-                                      timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
+                client = httpx.Client(
+                    base_url=self.url,
+                    verify=ssl.create_default_context(cafile=str(self.ca)),
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                )
             try:
                 if client is not None and client.get("/readyz").status_code == 200:
                     if client.get("/api/v1/namespaces/default").status_code == 200:
@@ -133,19 +177,39 @@ class ControlPlane:
 
     def _start_controller_manager(self) -> None:
         port = free_port()
-        self.procs.append(Proc([str(self.bin / "kube-controller-manager"), "--kubeconfig", str(self.admin),
-                                "--controllers", "garbagecollector,namespace", "--leader-elect=false",
-                                "--bind-address", HOST, "--secure-port", str(port),
-                                "--use-service-account-credentials=false", "--v", "0"], port))  # fmt: skip
+        self.procs.append(
+            Proc(
+                [
+                    str(self.bin / "kube-controller-manager"),
+                    "--kubeconfig",
+                    str(self.admin),
+                    "--controllers",
+                    "garbagecollector,namespace",
+                    "--leader-elect=false",
+                    "--bind-address",
+                    HOST,
+                    "--secure-port",
+                    str(port),
+                    "--use-service-account-credentials=false",
+                    "--v",
+                    "0",
+                ],
+                port,
+            )
+        )
 
     def _kubeconfig(self, name: str, token: str) -> Path:
         path = self.workdir / f"{name}.kubeconfig"
         cluster = {"server": self.url, "certificate-authority": str(self.ca)}
         context = {"cluster": "test", "user": name, "namespace": "default"}
-        config = {"apiVersion": "v1", "kind": "Config", "current-context": name,
-                  "clusters": [{"name": "test", "cluster": cluster}],
-                  "users": [{"name": name, "user": {"token": token}}],
-                  "contexts": [{"name": name, "context": context}]}  # fmt: skip
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": name,
+            "clusters": [{"name": "test", "cluster": cluster}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": context}],
+        }
         path.write_text(yaml.safe_dump(config))
         return path
 
@@ -160,8 +224,13 @@ class ControlPlane:
         self.http = self._wait_ready()
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(self.bin / "kubectl"), "--kubeconfig", str(self.admin), *args], input=stdin,
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        result = subprocess.run(
+            [str(self.bin / "kubectl"), "--kubeconfig", str(self.admin), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result
@@ -171,8 +240,11 @@ class ControlPlane:
         for path in CLEANED:
             for obj in self.http.get(path).json().get("items", []):
                 if obj["metadata"].get("finalizers"):
-                    self.http.patch(f"{path}/{obj['metadata']['name']}", json={"metadata": {"finalizers": None}},
-                                    headers={"content-type": "application/merge-patch+json"})  # fmt: skip
+                    self.http.patch(
+                        f"{path}/{obj['metadata']['name']}",
+                        json={"metadata": {"finalizers": None}},
+                        headers={"content-type": "application/merge-patch+json"},
+                    )
             self.http.delete(path, params={"gracePeriodSeconds": "0"})
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(self.http.get(p).json().get("items") for p in CLEANED[:4]):

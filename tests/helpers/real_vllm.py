@@ -38,8 +38,7 @@ def vllm_python() -> str:
 
 def serving_args(models: Path) -> list[str]:
     """The flags both the real engine and the simulator are started with."""
-    return ["--max-model-len", str(MAX_MODEL_LEN), "--max-lora-rank", str(MAX_LORA_RANK),
-            "--max-loras", str(MAX_LORAS)]  # fmt: skip
+    return ["--max-model-len", str(MAX_MODEL_LEN), "--max-lora-rank", str(MAX_LORA_RANK), "--max-loras", str(MAX_LORAS)]
 
 
 class RealVLLM:
@@ -55,13 +54,33 @@ class RealVLLM:
         self.started_seconds = 0.0
 
     def start(self) -> RealVLLM:
-        argv = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.models / "model"),
-                "--served-model-name", SERVED_NAME, "--host", HOST, "--port", str(self.port), "--enable-lora",
-                "--max-num-seqs", "4", *serving_args(self.models)]  # fmt: skip
+        argv = [
+            self.python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.models / "model"),
+            "--served-model-name",
+            SERVED_NAME,
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--enable-lora",
+            "--max-num-seqs",
+            "4",
+            *serving_args(self.models),
+        ]
         if self.api_key:
             argv += ["--api-key", self.api_key]
-        env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": HOST,
-               "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}  # fmt: skip
+        env = {
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_HOST_IP": HOST,
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+        }
         started = time.monotonic()
         self.proc = Proc(argv, self.port, env)
         self.wait_healthy(START_TIMEOUT)

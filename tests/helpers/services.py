@@ -76,8 +76,12 @@ class RadosGateway:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "RGW_PORT": str(self.port), "RGW_ACCESS_KEY": self.ACCESS_KEY,
-               "RGW_SECRET_KEY": self.SECRET_KEY}  # fmt: skip
+        env = {
+            **os.environ,
+            "RGW_PORT": str(self.port),
+            "RGW_ACCESS_KEY": self.ACCESS_KEY,
+            "RGW_SECRET_KEY": self.SECRET_KEY,
+        }
         result = subprocess.run(
             [str(ROOT / "scripts" / "ceph_rgw.sh"), "start", str(workdir)],
             env=env,
@@ -112,5 +116,6 @@ class RadosGateway:
         }
 
     def stop(self) -> None:
-        subprocess.run([str(ROOT / "scripts" / "ceph_rgw.sh"), "stop", str(self.workdir)], timeout=60,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(ROOT / "scripts" / "ceph_rgw.sh"), "stop", str(self.workdir)], timeout=60, capture_output=True
+        )

@@ -11,8 +11,19 @@ from typing import Any
 
 BASE = "base-model"
 # How the table's server is started: a deployment with LoRA and metrics on, a small pool to evict from.
-FLAGS = ("--enable-lora", "--max-lora-rank", "16", "--lora-target-modules", "q_proj", "v_proj",
-         "--max-loras-per-batch", "2", "--max-loaded-loras", "3", "--enable-metrics")  # fmt: skip
+FLAGS = (
+    "--enable-lora",
+    "--max-lora-rank",
+    "16",
+    "--lora-target-modules",
+    "q_proj",
+    "v_proj",
+    "--max-loras-per-batch",
+    "2",
+    "--max-loaded-loras",
+    "3",
+    "--enable-metrics",
+)
 PLAIN_FLAGS = ("--max-lora-rank", "16", "--lora-target-modules", "all")  # LoRA and metrics left off, as by default
 
 

@@ -37,8 +37,13 @@ def install_certificate(plane: ControlPlane, folder: Path) -> tuple[str, str]:
     """scripts/webhook-certs.sh run against ``plane`` (the webhook configuration applied already), and its Secret
     written to ``folder`` as the kubelet mounts it; returns the script's output and the CA it made (base64)."""
     kubectl = f"{plane.bin / 'kubectl'} --kubeconfig {plane.admin}"
-    script = subprocess.run([str(ROOT / "scripts" / "webhook-certs.sh")], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "KUBECTL": kubectl})  # fmt: skip
+    script = subprocess.run(
+        [str(ROOT / "scripts" / "webhook-certs.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECTL": kubectl},
+    )
     assert script.returncode == 0, script.stderr
     secret = plane.http.get("/api/v1/namespaces/aibrix-system/secrets/aibrix-webhook-cert").json()
     assert secret["type"] == "kubernetes.io/tls"
@@ -51,10 +56,13 @@ def install_certificate(plane: ControlPlane, folder: Path) -> tuple[str, str]:
 def route_service(plane: ControlPlane, name: str, port: int) -> None:
     """What the EndpointSlice controller writes for the controller's pod (no kubelet runs here to make one): the
     aibrix-webhook Service's `webhook` port at ``port`` on the pod address."""
-    body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": "aibrix-webhook"}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [pod_ip()], "conditions": {"ready": True}}],
-            "ports": [{"name": "webhook", "port": port, "protocol": "TCP"}]}  # fmt: skip
+    body = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "labels": {"kubernetes.io/service-name": "aibrix-webhook"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [pod_ip()], "conditions": {"ready": True}}],
+        "ports": [{"name": "webhook", "port": port, "protocol": "TCP"}],
+    }
     response = plane.http.post("/apis/discovery.k8s.io/v1/namespaces/aibrix-system/endpointslices", json=body)
     assert response.status_code == 201, response.text

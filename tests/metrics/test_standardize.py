@@ -27,9 +27,15 @@ def test_vllm_counters_survive_the_total_suffix():
 def test_vllm_v0_gauges_and_queue_size():
     families = standardized("vllm", fixture("vllm_v0_docs.txt"))
     labels = (("model_name", "Qwen/Qwen2.5-Coder-1.5B-Instruct"),)
-    for name in ("aibrix:queue_size", "aibrix:num_requests_waiting", "aibrix:num_requests_running",
-                 "aibrix:num_requests_swapped", "aibrix:gpu_cache_usage_perc", "aibrix:kv_cache_usage_perc",
-                 "aibrix:cpu_cache_usage_perc"):  # fmt: skip
+    for name in (
+        "aibrix:queue_size",
+        "aibrix:num_requests_waiting",
+        "aibrix:num_requests_running",
+        "aibrix:num_requests_swapped",
+        "aibrix:gpu_cache_usage_perc",
+        "aibrix:kv_cache_usage_perc",
+        "aibrix:cpu_cache_usage_perc",
+    ):
         assert families[name]["type"] == "gauge"
         assert families[name]["samples"] == {(name, labels): 0.0}
 

@@ -46,8 +46,11 @@ def test_private_artifact_needs_its_token_and_failure_leaves_nothing(hub_stack, 
     assert not (adapters / "priv").exists()
     listing = httpx.get(f"{runtime.url}/v1/lora_adapter").json()["data"]
     assert listing[0]["state"] == "failed" and "access denied" in listing[0]["reason"]
-    body = {"lora_name": "priv", "artifact_url": "huggingface://org/private-lora",
-            "credentials": {"huggingface_token": hub.token}}  # fmt: skip
+    body = {
+        "lora_name": "priv",
+        "artifact_url": "huggingface://org/private-lora",
+        "credentials": {"huggingface_token": hub.token},
+    }
     assert load_body(runtime, body).status_code == 200
     listing = httpx.get(f"{runtime.url}/v1/lora_adapter").text
     metrics = httpx.get(f"{runtime.url}/metrics").text
@@ -142,8 +145,11 @@ def test_runtime_restart_picks_its_adapters_up_again(procs, tmp_path, adapter_re
 
 def test_runtime_api_key_guards_management_but_not_probes(procs, tmp_path, adapter_repo):
     sim = procs.sim("vllm", "--api-key", "engine-key")
-    env = {"AIBRIX_RUNTIME_API_KEY": "runtime-key", "INFERENCE_ENGINE_API_KEY": "engine-key",
-           "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")}  # fmt: skip
+    env = {
+        "AIBRIX_RUNTIME_API_KEY": "runtime-key",
+        "INFERENCE_ENGINE_API_KEY": "engine-key",
+        "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
+    }
     runtime = procs.runtime("vllm", sim.url, env=env)
     body = {"lora_name": "guarded", "lora_path": str(adapter_repo)}
     assert_error(load_body(runtime, body), 401, "runtime API key")
@@ -161,8 +167,12 @@ def test_runtime_api_key_guards_management_but_not_probes(procs, tmp_path, adapt
 
 def test_oversized_bodies_and_artifacts_are_refused(procs, tmp_path, hub):
     sim = procs.sim("vllm")
-    env = {"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"), "HF_ENDPOINT": hub.url,
-           "AIBRIX_MAX_BODY_BYTES": "2048", "AIBRIX_MAX_ARTIFACT_BYTES": str(1 << 20)}  # fmt: skip
+    env = {
+        "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
+        "HF_ENDPOINT": hub.url,
+        "AIBRIX_MAX_BODY_BYTES": "2048",
+        "AIBRIX_MAX_ARTIFACT_BYTES": str(1 << 20),
+    }
     runtime = procs.runtime("vllm", sim.url, env=env)
     big = {"lora_name": "big", "lora_path": "/x" * 2000}
     assert_error(httpx.post(f"{runtime.url}/v1/lora_adapter/load", json=big), 413, "over the limit")

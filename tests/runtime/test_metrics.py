@@ -39,8 +39,9 @@ def test_default_mode_keeps_engine_metrics_and_adds_standard_ones(procs, client)
         assert sample(families, "aibrix:engine_up") == 1.0
         assert sample(families, "aibrix:runtime_info", version="0.1.0", inference_engine="vllm") == 1.0
         # vLLM's own engine="0" (its engine index) is the only meaning of `engine`: the runtime never uses it.
-        ours = [labels for f in families.values() for (name, labels) in f["samples"]
-                if name.startswith("aibrix:runtime")]  # fmt: skip
+        ours = [
+            labels for f in families.values() for (name, labels) in f["samples"] if name.startswith("aibrix:runtime")
+        ]
         assert ours and not [labels for labels in ours if "engine" in dict(labels)]
 
 

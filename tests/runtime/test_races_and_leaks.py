@@ -54,14 +54,19 @@ def test_signed_url_queries_and_user_info_never_leave_the_runtime(tmp_path: Path
 
     secret = "SIGNATURE-abc123"
     sim = start_sim("vllm")
-    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
-                                                  "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models")})  # fmt: skip
+    runtime = start_runtime(
+        "vllm",
+        sim.url,
+        env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"), "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models")},
+    )
     try:
         with PayloadServer({}) as server:
             host = server.url.removeprefix("http://")
-            urls = [f"{server.url}/adapter.bin?X-Amz-Signature={secret}&X-Amz-Credential={secret}",
-                    f"http://user:{secret}@{host}/adapter.bin",
-                    f"http://127.0.0.1:9/gone.bin?sig={secret}"]  # fmt: skip
+            urls = [
+                f"{server.url}/adapter.bin?X-Amz-Signature={secret}&X-Amz-Credential={secret}",
+                f"http://user:{secret}@{host}/adapter.bin",
+                f"http://127.0.0.1:9/gone.bin?sig={secret}",
+            ]
             seen = []
             for index, url in enumerate(urls):
                 body = {"lora_name": f"signed-{index}", "artifact_url": url}
@@ -125,8 +130,11 @@ def test_long_model_downloads_never_hold_up_adapter_loads(procs, tmp_path: Path)
     from tests.helpers.payload_server import PayloadServer
 
     sim = procs.sim("vllm")
-    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
-                                                  "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models")})  # fmt: skip
+    runtime = procs.runtime(
+        "vllm",
+        sim.url,
+        env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"), "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models")},
+    )
     fast = PayloadServer({"/lora/adapter_config.json": b'{"r": 8}'})
     with PayloadServer({f"/w{i}.bin": b"w" * 1000 for i in range(8)}, delay=4.0) as slow, fast:
         for index in range(8):

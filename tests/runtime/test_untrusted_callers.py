@@ -62,8 +62,11 @@ HELD = {
 
 
 def _leaked(text: str) -> list[str]:
-    return [value for value in ("hf_secret", "AKIAHELDKEY0000001", "held-session-token-9a8b",
-                                "held-http-header-77") if value in text]  # fmt: skip
+    return [
+        value
+        for value in ("hf_secret", "AKIAHELDKEY0000001", "held-session-token-9a8b", "held-http-header-77")
+        if value in text
+    ]
 
 
 def _settle(runtime_url: str, what: str) -> None:
@@ -78,8 +81,12 @@ def _settle(runtime_url: str, what: str) -> None:
 
 def test_the_runtimes_own_credentials_never_go_to_an_endpoint_a_caller_names(procs, hub, tmp_path: Path) -> None:
     sim = procs.sim("vllm")
-    env = {**HELD, "HF_ENDPOINT": hub.url, "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
-           "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models")}  # fmt: skip
+    env = {
+        **HELD,
+        "HF_ENDPOINT": hub.url,
+        "AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters"),
+        "DOWNLOADER_LOCAL_DIR": str(tmp_path / "models"),
+    }
     runtime = procs.runtime("vllm", sim.url, env=env)
     with Recorder() as elsewhere:
         # the runtime does hold a token and uses it at its own hub: the private repository downloads
@@ -87,8 +94,11 @@ def test_the_runtimes_own_credentials_never_go_to_an_endpoint_a_caller_names(pro
         assert httpx.post(runtime.url + "/v1/model/download", json=own, timeout=10).status_code == 200
         _settle(runtime.url, "own")
         # a caller's hf_endpoint, a caller's S3 endpoint, a caller's http URL: none gets what the runtime holds
-        moved = {"model_uri": "org/private-lora", "model_name": "moved",
-                 "download_extra_config": {"hf_endpoint": elsewhere.url}}  # fmt: skip
+        moved = {
+            "model_uri": "org/private-lora",
+            "model_name": "moved",
+            "download_extra_config": {"hf_endpoint": elsewhere.url},
+        }
         assert httpx.post(runtime.url + "/v1/model/download", json=moved, timeout=10).status_code == 200
         _settle(runtime.url, "moved")
         for name, load in (
@@ -99,8 +109,11 @@ def test_the_runtimes_own_credentials_never_go_to_an_endpoint_a_caller_names(pro
             response = httpx.post(runtime.url + "/v1/lora_adapter/load", json={"lora_name": name, **load}, timeout=30)
             assert response.status_code == 403, response.text  # the recorder's refusal: the request did go there
         # a caller that brings its own token has it sent, and only it
-        given = {**moved, "model_name": "given", "download_extra_config": {"hf_endpoint": elsewhere.url,
-                                                                            "hf_token": "caller-token"}}  # fmt: skip
+        given = {
+            **moved,
+            "model_name": "given",
+            "download_extra_config": {"hf_endpoint": elsewhere.url, "hf_token": "caller-token"},
+        }
         assert httpx.post(runtime.url + "/v1/model/download", json=given, timeout=10).status_code == 200
         _settle(runtime.url, "given")
     statuses = {e["model_name"]: e["model_status"] for e in httpx.get(runtime.url + "/v1/model/list").json()["data"]}
@@ -162,10 +175,12 @@ def test_a_record_entry_is_checked_as_strictly_as_a_request_before_anything_is_d
     victim.mkdir()
     (victim / "keep.txt").write_text("precious")
     entry = {"source": "s3://b/k/", "delegated": True, "state": "loaded"}
-    entries = [{**entry, "name": "up", "lora_path": f"{adapters}/.."},
-               {**entry, "name": "side", "lora_path": f"{adapters}/side/../../victim"},
-               {**entry, "name": "../victim", "lora_path": f"{adapters}/../victim"},
-               {**entry, "name": "good", "lora_path": str(adapters / "good")}]  # fmt: skip
+    entries = [
+        {**entry, "name": "up", "lora_path": f"{adapters}/.."},
+        {**entry, "name": "side", "lora_path": f"{adapters}/side/../../victim"},
+        {**entry, "name": "../victim", "lora_path": f"{adapters}/../victim"},
+        {**entry, "name": "good", "lora_path": str(adapters / "good")},
+    ]
     (adapters / STATE_FILE).write_text(json.dumps({"adapters": entries}))
 
     async def go() -> None:

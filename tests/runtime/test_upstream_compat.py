@@ -28,14 +28,25 @@ def test_upstreams_download_model_import_arguments_and_return_value(hub, tmp_pat
 
 def test_download_extra_config_on_the_command_line_and_its_secret_stays_out_of_output(hub, tmp_path: Path) -> None:
     extra = {"hf_endpoint": hub.url, "hf_token": "hf_secret", "max_io_queue": 100}
-    result = run_downloader(["--model-uri", "org/private-lora", "--local-dir", str(tmp_path),
-                  "--download-extra-config", json.dumps(extra)], {})  # fmt: skip
+    result = run_downloader(
+        ["--model-uri", "org/private-lora", "--local-dir", str(tmp_path), "--download-extra-config", json.dumps(extra)],
+        {},
+    )
     assert result.returncode == 0, result.stderr
     assert tree(tmp_path / "org" / "private-lora") == ADAPTER
     assert "DOWNLOADER_S3_MAX_IO_QUEUE is ignored" in result.stderr  # accepted, and said not to apply
     assert "hf_secret" not in result.stdout + result.stderr
-    unknown = run_downloader(["--model-uri", "org/sql-lora", "--local-dir", str(tmp_path),
-                   "--download-extra-config", '{"hf_endpiont": "x"}'], {})  # fmt: skip
+    unknown = run_downloader(
+        [
+            "--model-uri",
+            "org/sql-lora",
+            "--local-dir",
+            str(tmp_path),
+            "--download-extra-config",
+            '{"hf_endpiont": "x"}',
+        ],
+        {},
+    )
     assert unknown.returncode == 1 and "unknown download_extra_config keys ['hf_endpiont']" in unknown.stderr
 
 
@@ -46,8 +57,11 @@ def test_upstreams_environment_variables_are_honoured_or_reported(hub, tmp_path:
     assert json.loads(first.stdout)["downloaded_files"] == len(ADAPTER)
     again = run_downloader(["--model-uri", "org/sql-lora", "--json"], env)
     assert json.loads(again.stdout)["skipped_files"] == len(ADAPTER)
-    for forced in ({"DOWNLOADER_FORCE_DOWNLOAD": "1"}, {"DOWNLOADER_CHECK_FILE_EXIST": "0"},
-                   {"DOWNLOADER_EXTRA_CONFIG": '{"force_download": true}'}):  # fmt: skip
+    for forced in (
+        {"DOWNLOADER_FORCE_DOWNLOAD": "1"},
+        {"DOWNLOADER_CHECK_FILE_EXIST": "0"},
+        {"DOWNLOADER_EXTRA_CONFIG": '{"force_download": true}'},
+    ):
         result = run_downloader(["--model-uri", "org/sql-lora", "--json"], {**env, **forced})
         assert json.loads(result.stdout)["downloaded_files"] == len(ADAPTER), forced
     noted = run_downloader(
@@ -55,8 +69,10 @@ def test_upstreams_environment_variables_are_honoured_or_reported(hub, tmp_path:
         {**env, "DOWNLOADER_S3_IO_CHUNKSIZE": "1", "TOS_ENABLE_CRC": "1", "DOWNLOADER_TOS_VERSION": "v1"},
     )
     assert [line.split(" is ignored")[0] for line in noted.stderr.splitlines()] == [
-        "aibrix_download: DOWNLOADER_S3_IO_CHUNKSIZE", "aibrix_download: TOS_ENABLE_CRC",
-        "aibrix_download: DOWNLOADER_TOS_VERSION=v1"]  # fmt: skip
+        "aibrix_download: DOWNLOADER_S3_IO_CHUNKSIZE",
+        "aibrix_download: TOS_ENABLE_CRC",
+        "aibrix_download: DOWNLOADER_TOS_VERSION=v1",
+    ]
     quiet = run_downloader(
         ["--model-uri", "org/sql-lora", "--json"], {**env, "TOS_ENABLE_CRC": "1", "LOG_LEVEL": "ERROR"}
     )
@@ -105,8 +121,11 @@ def test_model_download_route_takes_upstreams_body_and_list_takes_a_json_body(pr
         time.sleep(0.05)
     assert (entry["model_name"], entry["model_status"]) == ("org/private-lora", "downloaded"), entry
     assert "hf_secret" not in listing.text
-    for bad, fragment in (({"model_uri": "s3://"}, "has no bucket"), ({"model_uri": "s3://b"}, "names a bucket"),
-                          ({"model_uri": "org/x", "download_extra_config": {"akk": "1"}}, "unknown")):  # fmt: skip
+    for bad, fragment in (
+        ({"model_uri": "s3://"}, "has no bucket"),
+        ({"model_uri": "s3://b"}, "names a bucket"),
+        ({"model_uri": "org/x", "download_extra_config": {"akk": "1"}}, "unknown"),
+    ):
         response = httpx.post(runtime.url + "/v1/model/download", json=bad, timeout=10)
         assert response.status_code == 400 and fragment in response.json()["error"]["message"], response.text
 
@@ -121,8 +140,10 @@ def test_hf_scheme_works_wherever_a_uri_is_accepted(procs, hub, tmp_path: Path) 
     assert httpx.post(runtime.url + "/v1/lora_adapter/load", json=body, timeout=60).status_code == 200
     assert tree(tmp_path / "sql_lora") == ADAPTER
     assert engine_path("hf://org/sql-lora") == "org/sql-lora"
-    adapter = {"metadata": {"name": "a", "namespace": "n"},
-               "spec": {"podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "hf://org/sql-lora"}}  # fmt: skip
+    adapter = {
+        "metadata": {"name": "a", "namespace": "n"},
+        "spec": {"podSelector": {"matchLabels": {"a": "b"}}, "artifactURL": "hf://org/sql-lora"},
+    }
     assert parse_spec(adapter).artifact_url == "hf://org/sql-lora"
 
 

@@ -259,9 +259,27 @@ def test_renewed_credentials_that_are_refused_too_end_the_download(tmp_path: Pat
 
 
 def test_a_certificate_that_does_not_verify_is_not_retried(tmp_path: Path) -> None:
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
-                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     with Scripted(lambda n, h: server.send_range(h), b"x" * 100) as server:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
@@ -463,8 +481,11 @@ def test_a_callers_thread_count_is_bounded(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def service_account_key(tmp_path_factory: pytest.TempPathFactory) -> str:
     key = tmp_path_factory.mktemp("sa") / "key.pem"
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key)],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key)],
+        check=True,
+        capture_output=True,
+    )
     return key.read_text()
 
 
@@ -511,8 +532,12 @@ def _answer(status: int, body: bytes, headers: dict[str, str] | None = None):  #
 def _gcs(server: TokenAndBucket, key: str):  # type: ignore[no-untyped-def]
     from aibrix.storage.gcs import GCSSource
 
-    info = {"type": "service_account", "client_email": "sa@p.iam.gserviceaccount.com", "private_key": key,
-            "token_uri": f"{server.url}/token"}  # fmt: skip
+    info = {
+        "type": "service_account",
+        "client_email": "sa@p.iam.gserviceaccount.com",
+        "private_key": key,
+        "token_uri": f"{server.url}/token",
+    }
     return GCSSource("bucket", "model/", base=server.url, service_account_json=json.dumps(info))
 
 
