@@ -61,7 +61,7 @@ def test_ready_is_200_against_an_sglang_whose_health_takes_a_second(procs) -> No
         started = time.monotonic()
         ready = httpx.get(runtime.url + "/ready", timeout=10)
         assert ready.status_code == 200, (extra, ready.text)
-        assert time.monotonic() - started < (0.5 if not extra else 2.5)
+        assert time.monotonic() - started < (0.9 if not extra else 2.5)  # under 0.9 s: not the paced /health
 
 
 def test_the_runtime_does_not_fight_sglangs_evictions(procs, tmp_path: Path) -> None:
