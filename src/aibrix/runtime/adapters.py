@@ -4,16 +4,14 @@ controller delegates them, and a persisted record so adapters come back after en
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +24,8 @@ from aibrix.errors import capped
 from aibrix.names import is_adapter_name
 from aibrix.runtime.artifacts import adapter_folder
 from aibrix.runtime.errors import APIError
+from aibrix.runtime.fetching import folder_size, run_download
+from aibrix.runtime.keyed_locks import KeyedLocks
 from aibrix.runtime.record import AdapterRecord
 from aibrix.storage.base import BadURI
 
@@ -44,27 +44,6 @@ class AdapterState(StrEnum):
 
 WANTED = (AdapterState.LOADED, AdapterState.RELOADING)  # kept in the engine (and on disk)
 MAX_DOWNLOADS = 4  # artifact downloads at once; further loads wait for a thread
-
-
-class KeyedLocks:
-    """An asyncio lock per key, dropped again when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 @dataclass(frozen=True)
@@ -88,17 +67,6 @@ class ManagedAdapter:
     reason: str = ""
     size_bytes: int = 0
     updated: float = field(default_factory=time.time)
-
-
-def folder_size(path: str) -> int:
-    total = 0
-    for folder, _, names in os.walk(path):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 class AdapterService:
@@ -156,7 +124,7 @@ class AdapterService:
             self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.DOWNLOADING))
             started = time.monotonic()
             try:
-                await _download(fetch, self._downloads)
+                await run_download(fetch, self._downloads)
                 downloaded = time.monotonic() - started
                 self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.LOADING))
                 result = await self._load_locked(name, str(folder), auth=auth, source=source, delegated=True)
@@ -170,6 +138,28 @@ class AdapterService:
                     )
                 raise
             return LoadResult(result.message, result.already_loaded, str(folder), downloaded, result.load_seconds)
+
+    async def prepare(self, name: str, source: str, fetch: Callable[[threading.Event], Any]) -> str:
+        """Download an adapter the engine loads itself (vLLM's resolver loads the folder this returns). It is recorded
+        as loaded at once: the keeper loads it again if the engine never did or lost it, and an unload removes it."""
+        if self.adapter_dir is None:
+            raise APIError(501, "this runtime has no adapter directory to download into", "NotSupported")
+        async with self.locks.hold(name):
+            managed = self.managed.get(name)
+            if managed is not None and managed.state in WANTED:
+                return managed.lora_path
+            folder = str(self.adapter_dir / name)
+            self._set(ManagedAdapter(name, folder, source, True, state=AdapterState.DOWNLOADING))
+            try:
+                await run_download(fetch, self._downloads)
+            except BaseException as exc:
+                shutil.rmtree(folder, ignore_errors=True)
+                self._set(ManagedAdapter(name, folder, source, True, state=AdapterState.FAILED, reason=_reason(exc)))
+                raise
+            size = await asyncio.to_thread(folder_size, folder)
+            self._set(ManagedAdapter(name, folder, source, True, size_bytes=size, reason="resolved on first request"))
+            await self.record.flush()
+            return folder
 
     async def _refuse_other_path(self, name: str, path: str, auth: str | None) -> None:
         """409 before any byte is downloaded when ``name`` is already served from somewhere else; the live record
@@ -381,20 +371,6 @@ def _loaded_elsewhere(name: str, current: str | None, path: str) -> AdapterAlrea
     return AdapterAlreadyLoaded(
         f"adapter {name!r} is already loaded {where}; unload it before loading it from {path!r}"
     )
-
-
-async def _download(fetch: Callable[[threading.Event], Any], executor: ThreadPoolExecutor) -> None:
-    """Run ``fetch`` in a download thread; when the load is cancelled, tell it to stop and wait until it has, so the
-    cleanup that follows never races a thread still writing into the folder."""
-    stop = threading.Event()
-    thread = asyncio.get_running_loop().run_in_executor(executor, fetch, stop)
-    try:
-        await asyncio.shield(thread)
-    except asyncio.CancelledError:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await thread
-        raise
 
 
 def _reason(exc: BaseException) -> str:
