@@ -31,13 +31,13 @@ if ! buildah images -q "$base" >/dev/null 2>&1; then
   buildah rm "$ctr" >/dev/null
 fi
 
-key=$( (cat deploy/Dockerfile .dockerignore pyproject.toml README.md "$0"; find src -name '*.py' -print0 | sort -z \
-  | xargs -0 cat; echo "$base") | sha256sum | cut -c1-12)
+key=$( (cat deploy/Dockerfile .dockerignore pyproject.toml README.md "$0"; find src plugins -type f -name '*.py' -o -name '*.toml' \
+  | sort | tr '\n' '\0' | xargs -0 cat; echo "$base") | sha256sum | cut -c1-12)
 image=localhost/aibrix/runtime:$key
 if ! buildah images -q "$image" >/dev/null 2>&1; then
   ctx=$(mktemp -d)
   trap 'rm -rf "$ctx"' EXIT
-  cp -r pyproject.toml README.md src .dockerignore "$ctx/"
+  cp -r pyproject.toml README.md src plugins .dockerignore "$ctx/"
   rm -rf "$ctx"/src/*.egg-info
   .venv/bin/python -m pip wheel -q --disable-pip-version-check --wheel-dir "$ctx/wheels" "$ctx[controller,gcs]"
   echo "build_image: buildah bud on $base" >&2

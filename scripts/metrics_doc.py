@@ -73,6 +73,10 @@ OWN_ROWS = [
     ("aibrix:runtime_adapter_reloads_total", "counter", "", "adapters loaded again after the engine lost them"),
     ("aibrix:runtime_download_bytes_total", "counter", "", "bytes downloaded by the runtime"),
     ("aibrix:runtime_download_duration_seconds", "histogram", "", "download durations"),
+    ("aibrix:lora_adapter_resolves_total", "counter", "`result`",
+     "adapters vLLM's resolver asked for on first request, by `result`: `resolved` (fetched now, or waited for the "
+     "fetch another request started), `already`, `not_found`, `failed`, `recent_miss` (answered from the miss cache)"),
+    ("aibrix:lora_adapter_resolve_seconds", "histogram", "", "time to answer the resolver, download included"),
     ("aibrix:runtime_metrics_scrape_duration_seconds", "histogram", "",
      "time to fetch and standardize the engine's metrics"),
     ("aibrix:runtime_metrics_transform_fallbacks_total", "counter", "",

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
 # Lint and formatting first: a style error fails the run in seconds, before anything slow starts.
-.venv/bin/ruff check src tests scripts bench
-.venv/bin/ruff format --check --quiet src tests scripts bench
+.venv/bin/ruff check src tests scripts bench plugins
+.venv/bin/ruff format --check --quiet src tests scripts bench plugins
 .venv/bin/mypy  # strict, on src/ (pyproject [tool.mypy])
 scripts/fetch_promtool.sh
 scripts/install_services.sh

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
-.venv/bin/ruff check src tests scripts bench
-.venv/bin/ruff format --check --quiet src tests scripts bench
+.venv/bin/ruff check src tests scripts bench plugins
+.venv/bin/ruff format --check --quiet src tests scripts bench plugins
 .venv/bin/mypy
 # Six workers on two cores: most of these tests wait on the processes they start.
 exec scripts/in_netns.sh .venv/bin/python -m pytest -q --ignore=tests/e2e -n 6 "$@"

@@ -109,3 +109,17 @@ def test_modules_inside_a_package_import_each_other_without_a_circle():
     for module in sorted(graph):
         visit(module, [module])
     assert not circles, sorted({" -> ".join(c) for c in circles})
+
+
+def test_the_metrics_doc_names_every_metric_the_runtime_serves():
+    """The runtime's own families are listed by hand in scripts/metrics_doc.py: a new one must not go unlisted."""
+    from aibrix.runtime.telemetry import Telemetry
+
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    types = [
+        line.split()[2:4] for line in Telemetry("vllm").render().decode().splitlines() if line.startswith("# TYPE")
+    ]
+    names = [name + "_total" if kind == "counter" and not name.endswith("_total") else name for name, kind in types]
+    assert len(names) >= 10
+    missing = [name for name in names if f"`{name}`" not in doc]
+    assert not missing, f"docs/metrics.md does not name {missing}"

@@ -151,3 +151,19 @@ def test_the_images_own_controller_serves_the_injection_webhook(image_root, tmp_
         controller.wait(timeout=10)
         kube.stop()
         shutil.rmtree(folder)
+
+
+def test_the_image_carries_the_vllm_resolver_plugin_for_engine_images(image_root, tmp_path: Path) -> None:
+    """An engine image copies the plugin out of ours and installs it with its own pip: no dependencies, and vLLM
+    finds its entry point."""
+    from tests.helpers.real_vllm import install_resolver_plugin, vllm_python
+
+    _, root = image_root
+    plugin = root / "opt" / "aibrix" / "plugins" / "vllm-lora-resolver"
+    assert (plugin / "pyproject.toml").is_file()
+    site = install_resolver_plugin(tmp_path / "site", source=plugin)
+    group = "vllm.general_plugins"
+    probe = f"from importlib.metadata import entry_points as e; print([p.value for p in e(group={group!r})])"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    found = subprocess.run([vllm_python(), "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert "aibrix_lora_resolver:register" in found.stdout, found.stderr

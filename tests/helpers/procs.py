@@ -102,10 +102,15 @@ SGLANG_SERVING = ("--enable-lora", "--max-lora-rank", "64", "--lora-target-modul
 
 
 def start_runtime(
-    engine: str, engine_url: str, *args: str, env: dict[str, str] | None = None, host: str = HOST
+    engine: str,
+    engine_url: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    host: str = HOST,
+    port: int | None = None,
 ) -> Proc:
     """A runtime process; each gets its own adapter directory unless ``env`` names one (AIBRIX_ADAPTER_DIR)."""
-    port = free_port()
+    port = port or free_port()
     base = {
         "INFERENCE_ENGINE": engine,
         "INFERENCE_ENGINE_ENDPOINT": engine_url,
@@ -132,8 +137,10 @@ class ProcGroup:
     def sim(self, engine: str = "vllm", *args: str, port: int | None = None, env: dict[str, str] | None = None) -> Proc:
         return self.add(start_sim(engine, *args, port=port, env=env, host=self.host))
 
-    def runtime(self, engine: str, engine_url: str, *args: str, env: dict[str, str] | None = None) -> Proc:
-        return self.add(start_runtime(engine, engine_url, *args, env=env, host=self.host))
+    def runtime(
+        self, engine: str, engine_url: str, *args: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> Proc:
+        return self.add(start_runtime(engine, engine_url, *args, env=env, host=self.host, port=port))
 
     def add(self, proc: Proc) -> Proc:
         self.started.append(proc)

@@ -7,7 +7,10 @@ AIBRIX_VLLM_PYTHON and AIBRIX_TINY_MODELS; without them these tests skip (and fa
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +47,10 @@ def serving_args(models: Path) -> list[str]:
 class RealVLLM:
     """``python -m vllm.entrypoints.openai.api_server`` (the wheel's ``vllm serve`` cannot find its distribution)."""
 
-    def __init__(self, *, api_key: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.extra_env = env or {}
         self.models = tiny_models()
         self.python = vllm_python()
         self.api_key = api_key
@@ -80,6 +86,7 @@ class RealVLLM:
             "HF_HUB_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
+            **self.extra_env,
         }
         started = time.monotonic()
         self.proc = Proc(argv, self.port, env)
@@ -130,6 +137,19 @@ class RealVLLM:
     def complete(self, model: str, prompt: str = "Hello", max_tokens: int = 4) -> httpx.Response:
         body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
         return httpx.post(self.url + "/v1/completions", json=body, headers=self.headers(), timeout=60)
+
+
+PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "vllm-lora-resolver"
+
+
+def install_resolver_plugin(target: Path, source: Path = PLUGIN) -> Path:
+    """Our vLLM plugin (plugins/vllm-lora-resolver) installed with vLLM's own pip into ``target``, as an engine image
+    would install it; put ``target`` on the engine's PYTHONPATH to use it. vLLM's cached environment is left as is."""
+    with tempfile.TemporaryDirectory() as scratch:  # setuptools builds in the source tree: never in ours
+        plugin = shutil.copytree(source, Path(scratch) / "plugin")
+        argv = [vllm_python(), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+        subprocess.run([*argv, "--target", str(target), str(plugin)], check=True, capture_output=True, timeout=300)
+    return target
 
 
 def start_twin_sim(*args: str, api_key: str | None = None) -> Proc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -28,10 +29,12 @@ from aibrix.runtime.models import (
     DownloadModelRequest,
     ListModelsRequest,
     LoadAdapterRequest,
+    ResolveAdapterRequest,
     UnloadAdapterRequest,
     parse_body,
 )
 from aibrix.runtime.readiness import ReadinessProbe
+from aibrix.runtime.resolver import Resolver
 from aibrix.runtime.scrape import CONTENT_TYPE, MetricsScraper
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.state import RuntimeState, runtime_of
@@ -108,6 +111,22 @@ async def unload_adapter(request: Request) -> Response:
     return JSONResponse({"status": "unloaded", "lora_name": body.lora_name, "message": message})
 
 
+async def resolve_adapter(request: Request) -> Response:
+    """vLLM's resolver asks for an adapter nobody loaded (plugins/vllm-lora-resolver): 200 with a folder, or 404."""
+    body = parse_body(await read_body(request), ResolveAdapterRequest)
+    started = time.monotonic()
+    resolved = await runtime_of(request).resolver.resolve(body.lora_name)
+    reply = {
+        "status": "resolved",
+        "lora_name": body.lora_name,
+        "lora_path": resolved.lora_path,
+        "source": resolved.source,
+        "result": resolved.result.value,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    return JSONResponse(reply)
+
+
 async def download_model_route(request: Request) -> Response:
     body = parse_body(await read_body(request), DownloadModelRequest)
     downloads = runtime_of(request).downloads
@@ -138,6 +157,7 @@ ROUTES = [
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/lora_adapter/load", load_adapter, methods=["POST"]),
     Route("/v1/lora_adapter/unload", unload_adapter, methods=["POST"]),
+    Route("/v1/lora_adapter/resolve", resolve_adapter, methods=["POST"]),
     Route("/v1/lora_adapter", list_adapters, methods=["GET"]),
     Route("/v1/model/download", download_model_route, methods=["POST"]),
     Route("/v1/model/list", list_models_on_disk, methods=["GET"]),
@@ -219,12 +239,14 @@ def build_app(settings: Settings) -> Starlette:
     readiness = ReadinessProbe(
         engine, timeout=settings.ready_timeout or engine.ready_timeout, cache_seconds=settings.ready_cache_seconds
     )
+    adapters = AdapterService(engine, Path(settings.adapter_dir))
     app.state.runtime = RuntimeState(
         settings=settings,
-        adapters=AdapterService(engine, Path(settings.adapter_dir)),
+        adapters=adapters,
         downloads=ModelDownloads(Path(settings.model_dir), policy=model_policy),
         telemetry=telemetry,
         scraper=scraper,
         readiness=readiness,
+        resolver=Resolver(settings, telemetry, adapters),
     )
     return app

@@ -53,6 +53,15 @@ class LoadAdapterRequest(BaseModel):
         return self
 
 
+class ResolveAdapterRequest(BaseModel):
+    """What vLLM's resolver asks (plugins/vllm-lora-resolver): an adapter by name, for the engine's base model."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lora_name: AdapterName
+    base_model: Text | None = None
+
+
 class UnloadAdapterRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

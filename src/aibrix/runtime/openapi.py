@@ -9,7 +9,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from aibrix import __version__
-from aibrix.runtime.models import DownloadModelRequest, LoadAdapterRequest, UnloadAdapterRequest
+from aibrix.runtime.models import DownloadModelRequest, LoadAdapterRequest, ResolveAdapterRequest, UnloadAdapterRequest
 
 _ERROR = {
     "type": "object",
@@ -71,6 +71,14 @@ def openapi_schema() -> dict[str, Any]:
                     "Unload a LoRA adapter", "unloaded", {**adapter_errors, "404": "not loaded"}, UnloadAdapterRequest
                 )
             },
+            "/v1/lora_adapter/resolve": {
+                "post": _op(
+                    "Fetch an adapter nobody loaded from AIBRIX_LORA_SOURCE, for vLLM's resolver to load",
+                    "the adapter's folder",
+                    {"400": "body is not JSON", "422": "invalid field", "404": "no such adapter, or it failed"},
+                    ResolveAdapterRequest,
+                )
+            },
             "/v1/lora_adapter": {"get": _op("Adapters this runtime manages, with their state", "adapter list", {})},
             "/v1/model/download": {
                 "post": _op(
@@ -90,6 +98,7 @@ def openapi_schema() -> dict[str, Any]:
                 "Error": _ERROR,
                 "LoadAdapterRequest": LoadAdapterRequest.model_json_schema(),
                 "UnloadAdapterRequest": UnloadAdapterRequest.model_json_schema(),
+                "ResolveAdapterRequest": ResolveAdapterRequest.model_json_schema(),
                 "DownloadModelRequest": DownloadModelRequest.model_json_schema(),
             }
         },

@@ -10,6 +10,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from aibrix.engines import ENGINES
+from aibrix.storage.uri import REMOTE_SCHEMES
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -37,6 +38,9 @@ ENV_VARS = {
     "max_model_bytes": "AIBRIX_MAX_MODEL_BYTES",
     "model_dir": "DOWNLOADER_LOCAL_DIR",
     "max_body_bytes": "AIBRIX_MAX_BODY_BYTES",
+    "lora_source": "AIBRIX_LORA_SOURCE",
+    "lora_source_secret": "AIBRIX_LORA_SOURCE_SECRET",
+    "resolve_miss_seconds": "AIBRIX_LORA_RESOLVE_MISS_SECONDS",
 }
 
 
@@ -68,6 +72,9 @@ class Settings(BaseModel):
     max_model_bytes: int = Field(1 << 40, gt=0)
     model_dir: str = "/tmp/aibrix/models/"
     max_body_bytes: int = Field(1 << 20, gt=0)
+    lora_source: str | None = None  # where vLLM's resolver finds an adapter nobody loaded: a URL with {name}
+    lora_source_secret: str | None = Field(None, max_length=253)
+    resolve_miss_seconds: float = Field(10.0, ge=0, le=3600)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "info"
@@ -97,6 +104,18 @@ class Settings(BaseModel):
             return None
         if not value.startswith("/"):
             raise ValueError("expected a path starting with '/', such as /metrics")
+        return value
+
+    @field_validator("lora_source")
+    @classmethod
+    def _source_template(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        value = value.strip()
+        if "{name}" not in value:
+            raise ValueError("expected a URL holding {name}, such as s3://bucket/adapters/{name}/")
+        if not value.startswith(REMOTE_SCHEMES):
+            raise ValueError(f"expected a URL starting with one of {', '.join(REMOTE_SCHEMES)}")
         return value
 
     @property

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from aibrix.runtime.adapters import AdapterService
 from aibrix.runtime.downloads import ModelDownloads
 from aibrix.runtime.readiness import ReadinessProbe
+from aibrix.runtime.resolver import Resolver
 from aibrix.runtime.scrape import MetricsScraper
 from aibrix.runtime.settings import Settings
 from aibrix.runtime.telemetry import Telemetry
@@ -22,6 +23,7 @@ class RuntimeState:
     telemetry: Telemetry
     scraper: MetricsScraper
     readiness: ReadinessProbe
+    resolver: Resolver
 
 
 def runtime_of(request: Request) -> RuntimeState:

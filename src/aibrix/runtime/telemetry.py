@@ -51,6 +51,17 @@ class Telemetry:
         self.download_seconds = Histogram(
             "aibrix:runtime_download_duration_seconds", "Time a download took.", buckets=SLOW_BUCKETS
         )
+        self.resolves = Counter(
+            "aibrix:lora_adapter_resolves",
+            "Adapters asked for by the engine's resolver on first request, by result (resolved, already, "
+            "not_found, failed, recent_miss).",
+            ["result"],
+        )
+        self.resolve_seconds = Histogram(
+            "aibrix:lora_adapter_resolve_seconds",
+            "Time to answer the engine's resolver, download included.",
+            buckets=FAST_BUCKETS,
+        )
         self.scrape_seconds = Histogram(
             "aibrix:runtime_metrics_scrape_duration_seconds",
             "Time to fetch and standardize the engine's metrics.",
@@ -69,6 +80,8 @@ class Telemetry:
             self.adapter_reloads,
             self.download_bytes,
             self.download_seconds,
+            self.resolves,
+            self.resolve_seconds,
             self.scrape_seconds,
             self.fallbacks,
         ):
