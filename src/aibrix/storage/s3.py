@@ -12,6 +12,7 @@ outbound policy before botocore talks to it; the presigned bytes go through the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,6 +30,15 @@ from aibrix.storage.base import (
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
 
 URL_LIFETIME = 12 * 3600
+
+
+@functools.cache
+def _data_loader() -> Any:
+    """botocore's service descriptions, read once per process: each new session would parse them again (~80 ms of
+    JSON per download, most of a small adapter's fetch). Sessions stay separate: credentials are per source."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
 
 
 class S3Source:
@@ -58,6 +68,7 @@ class S3Source:
         if endpoint:
             policy.check_url(endpoint)
         session = botocore.session.get_session()
+        session.register_component("data_loader", _data_loader())
         if access_key and secret_key:
             session.set_credentials(access_key, secret_key, session_token)
             signed = True
