@@ -29,6 +29,16 @@ def run_runtime(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
         ({"INFERENCE_ENGINE_TIMEOUT": "-1"}, [], "INFERENCE_ENGINE_TIMEOUT"),
         ({"METRIC_SCRAPE_PATH": "metrics"}, [], "METRIC_SCRAPE_PATH"),
         ({}, ["--port", "70000"], "--port"),
+        (
+            {"AIBRIX_LORA_SOURCE": "s3://bucket/adapters/"},
+            [],
+            "AIBRIX_LORA_SOURCE='s3://bucket/adapters/': expected a URL holding {name}",
+        ),
+        (
+            {"AIBRIX_LORA_SOURCE": "/models/{name}"},
+            [],
+            "AIBRIX_LORA_SOURCE='/models/{name}': expected a URL starting with",
+        ),
     ],
 )
 def test_bad_setting_exits_2_naming_it(env, args, named):
