@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import httpx
 import pytest
@@ -57,8 +58,7 @@ def test_load_is_idempotent_for_same_path(stack, client, adapter_dir):
 
 def test_same_name_other_path_conflicts(stack, client, adapter_dir, tmp_path):
     _, _, runtime = stack
-    other = tmp_path / "other"
-    other.mkdir()
+    other = shutil.copytree(adapter_dir, tmp_path / "other")  # a good adapter, from another path
     load(client, runtime, "clash", adapter_dir)
     assert_error(load(client, runtime, "clash", other), 409, "already loaded", str(other))
     assert model_ids(client, runtime)["clash"] == "base-model"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import httpx
@@ -81,8 +82,7 @@ def test_vllm_flat_error_bodies_are_understood(procs, client, adapter_dir, tmp_p
     """vLLM up to ~0.9 answered flat ErrorResponse bodies; duplicates and unknown names still map right."""
     sim = procs.sim("vllm", "--error-style", "flat")
     runtime = procs.runtime("vllm", sim.url)
-    other = tmp_path / "other"
-    other.mkdir()
+    other = shutil.copytree(adapter_dir, tmp_path / "other")  # a good adapter, from another path
     assert load(client, runtime, "flat", adapter_dir).status_code == 200
     assert load(client, runtime, "flat", adapter_dir).json()["already_loaded"] is True
     assert_error(load(client, runtime, "flat", other), 409)

@@ -22,6 +22,7 @@ from aibrix.engines.base import same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
 from aibrix.errors import capped
 from aibrix.names import is_adapter_name
+from aibrix.runtime.admission import AdapterAdmission
 from aibrix.runtime.artifacts import adapter_folder
 from aibrix.runtime.errors import APIError
 from aibrix.runtime.fetching import folder_size, run_download
@@ -53,6 +54,7 @@ class LoadResult:
     lora_path: str
     download_seconds: float | None = None
     load_seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -72,8 +74,10 @@ class ManagedAdapter:
 class AdapterService:
     """Loads and unloads adapters in the engine and remembers them (in memory and under ``adapter_dir``)."""
 
-    def __init__(self, engine: Engine, adapter_dir: Path | None = None) -> None:
-        self.engine = engine
+    def __init__(
+        self, engine: Engine, adapter_dir: Path | None = None, admission: AdapterAdmission | None = None
+    ) -> None:
+        self.engine, self.admission = engine, admission
         self.locks = KeyedLocks()
         self.adapter_dir = adapter_dir
         self._engine_lists_adapters = False
@@ -99,7 +103,9 @@ class AdapterService:
         self, name: str, path: str, *, auth: str | None = None, source: str | None = None, delegated: bool = False
     ) -> LoadResult:
         async with self.locks.hold(name):
-            return await self._load_locked(name, path, auth=auth, source=source or path, delegated=delegated)
+            warnings = await self._admit(name, path, auth, downloaded=False)
+            result = await self._load_locked(name, path, auth=auth, source=source or path, delegated=delegated)
+            return dataclasses.replace(result, warnings=warnings)
 
     async def load_artifact(
         self,
@@ -126,6 +132,7 @@ class AdapterService:
             try:
                 await run_download(fetch, self._downloads)
                 downloaded = time.monotonic() - started
+                warnings = await self._admit(name, str(folder), auth, downloaded=True)
                 self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.LOADING))
                 result = await self._load_locked(name, str(folder), auth=auth, source=source, delegated=True)
             except BaseException as exc:
@@ -137,7 +144,9 @@ class AdapterService:
                         ManagedAdapter(name, str(folder), source, True, state=AdapterState.FAILED, reason=_reason(exc))
                     )
                 raise
-            return LoadResult(result.message, result.already_loaded, str(folder), downloaded, result.load_seconds)
+            return LoadResult(
+                result.message, result.already_loaded, str(folder), downloaded, result.load_seconds, warnings
+            )
 
     async def prepare(self, name: str, source: str, fetch: Callable[[threading.Event], Any]) -> str:
         """Download an adapter the engine loads itself (vLLM's resolver loads the folder this returns). It is recorded
@@ -152,6 +161,7 @@ class AdapterService:
             self._set(ManagedAdapter(name, folder, source, True, state=AdapterState.DOWNLOADING))
             try:
                 await run_download(fetch, self._downloads)
+                await self._admit(name, folder, None, downloaded=True)
             except BaseException as exc:
                 shutil.rmtree(folder, ignore_errors=True)
                 self._set(ManagedAdapter(name, folder, source, True, state=AdapterState.FAILED, reason=_reason(exc)))
@@ -160,6 +170,12 @@ class AdapterService:
             self._set(ManagedAdapter(name, folder, source, True, size_bytes=size, reason="resolved on first request"))
             await self.record.flush()
             return folder
+
+    async def _admit(self, name: str, path: str, auth: str | None, *, downloaded: bool) -> tuple[str, ...]:
+        """The admission checks (aibrix.peft): InvalidAdapter before the engine is asked, else the warnings."""
+        if self.admission is None:
+            return ()
+        return tuple(await self.admission.check(name, path, auth=auth, downloaded=downloaded))
 
     async def _refuse_other_path(self, name: str, path: str, auth: str | None) -> None:
         """409 before any byte is downloaded when ``name`` is already served from somewhere else; the live record
@@ -183,8 +199,10 @@ class AdapterService:
                 message, already = await self.engine.load_adapter(name, path, auth=auth), False
             except AdapterAlreadyLoaded as exc:
                 message, already = await self._already_loaded(name, path, auth, exc), True
-        except BaseException:
+        except BaseException as exc:
             self.record.save(self._entries())
+            if isinstance(exc, EngineError) and self.admission is not None:
+                self.admission.learn(exc.message)
             raise
         finally:
             await self.record.flush()

@@ -20,6 +20,7 @@ from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
 from aibrix.engines.transport import check_header
 from aibrix.runtime.adapters import AdapterService
+from aibrix.runtime.admission import AdapterAdmission
 from aibrix.runtime.artifacts import is_local_path, local_path_of
 from aibrix.runtime.delegation import artifact_fetcher
 from aibrix.runtime.downloads import ModelDownloads
@@ -100,6 +101,7 @@ async def load_adapter(request: Request) -> Response:
         "download_seconds": None if result.download_seconds is None else round(result.download_seconds, 3),
         "load_seconds": round(result.load_seconds, 3),
         "message": result.message,
+        "warnings": list(result.warnings),
     }
     return JSONResponse(reply)
 
@@ -239,7 +241,15 @@ def build_app(settings: Settings) -> Starlette:
     readiness = ReadinessProbe(
         engine, timeout=settings.ready_timeout or engine.ready_timeout, cache_seconds=settings.ready_cache_seconds
     )
-    adapters = AdapterService(engine, Path(settings.adapter_dir))
+    admission = AdapterAdmission(
+        engine,
+        max_rank=settings.engine_max_lora_rank,
+        base_model_check=settings.base_model_check,
+        allow_pickle=settings.allow_pickle_adapters,
+        max_files=settings.max_adapter_files,
+        max_bytes=settings.max_artifact_bytes,
+    )
+    adapters = AdapterService(engine, Path(settings.adapter_dir), admission)
     app.state.runtime = RuntimeState(
         settings=settings,
         adapters=adapters,

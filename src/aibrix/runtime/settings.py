@@ -10,6 +10,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from aibrix.engines import ENGINES
+from aibrix.peft import DEFAULT_MAX_FILES, BaseModelCheck
 from aibrix.storage.uri import REMOTE_SCHEMES
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -41,6 +42,10 @@ ENV_VARS = {
     "lora_source": "AIBRIX_LORA_SOURCE",
     "lora_source_secret": "AIBRIX_LORA_SOURCE_SECRET",
     "resolve_miss_seconds": "AIBRIX_LORA_RESOLVE_MISS_SECONDS",
+    "engine_max_lora_rank": "AIBRIX_ENGINE_MAX_LORA_RANK",
+    "base_model_check": "AIBRIX_BASE_MODEL_CHECK",
+    "allow_pickle_adapters": "AIBRIX_ALLOW_PICKLE_ADAPTERS",
+    "max_adapter_files": "AIBRIX_MAX_ADAPTER_FILES",
 }
 
 
@@ -75,6 +80,10 @@ class Settings(BaseModel):
     lora_source: str | None = None  # where vLLM's resolver finds an adapter nobody loaded: a URL with {name}
     lora_source_secret: str | None = Field(None, max_length=253)
     resolve_miss_seconds: float = Field(10.0, ge=0, le=3600)
+    engine_max_lora_rank: int | None = Field(None, gt=0, le=65536)
+    base_model_check: BaseModelCheck = BaseModelCheck.WARN
+    allow_pickle_adapters: bool = False
+    max_adapter_files: int = Field(DEFAULT_MAX_FILES, gt=0, le=1_000_000)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "info"

@@ -1,0 +1,151 @@
+"""An adapter folder judged before any engine sees it: its PEFT config, rank, base model and weight files.
+
+The rules follow vLLM 0.32 and say at least as much: ``lora/peft_helper.py`` (``PEFTHelper.__post_init__``: ``r`` and
+every ``rank_pattern`` value a positive integer; ``validate_legal``: the rank checked is the largest of them, "LoRA
+rank N is greater than max_lora_rank M"), ``lora/lora_model.py`` (``adapter_model.safetensors``, else
+``adapter_model.bin``/``.pt`` read with ``torch.load``), and ``plugins/lora_resolvers/filesystem_resolver.py``
+(``peft_type`` must be ``LORA``). On top, what a platform wants refused up front: weights in a format that can run
+code when loaded (pickle), too many files or bytes, and, when asked, an adapter trained for another base model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from aibrix.errors import AibrixError, capped
+
+CONFIG = "adapter_config.json"
+MAX_CONFIG_BYTES = 1 << 20
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+DEFAULT_MAX_FILES = 1000
+# vLLM's refusal names its limit: "LoRA rank 64 is greater than max_lora_rank 8." (lora/peft_helper.py)
+_VLLM_RANK_LIMIT = re.compile(r"greater than max_lora_rank (\d+)")
+
+
+class InvalidAdapter(AibrixError):
+    """An adapter no engine should be asked to load; the body type is the one engine refusals carry."""
+
+    status = 422
+    type = "AdapterRejected"
+
+
+class BaseModelCheck(StrEnum):
+    REFUSE = "refuse"
+    WARN = "warn"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rank: int | None = None  # None: not known (yet)
+    allow_pickle: bool = False
+    max_files: int = DEFAULT_MAX_FILES
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class AdapterFacts:
+    rank: int | None  # the largest of r and rank_pattern; None when the config gives no rank
+    base_model: str | None  # base_model_name_or_path as written
+    files: int
+    size_bytes: int
+
+
+def inspect(folder: Path, limits: Limits) -> AdapterFacts:
+    """The adapter's facts, or InvalidAdapter saying exactly what is wrong (one problem per refusal, config first)."""
+    if not folder.is_dir():
+        raise InvalidAdapter(f"{folder} is not a folder: an adapter is a folder holding {CONFIG} and its weights")
+    files = _files(folder, limits.max_files)
+    config = _config(folder / CONFIG)
+    rank = _rank(config)
+    if rank is not None and limits.max_rank is not None and rank > limits.max_rank:
+        raise InvalidAdapter(f"LoRA rank {rank} is greater than the engine's max_lora_rank {limits.max_rank}")
+    pickled = sorted(str(path.relative_to(folder)) for path, _ in files if path.name.endswith(PICKLE_SUFFIXES))
+    if pickled and not limits.allow_pickle:
+        raise InvalidAdapter(
+            f"weights in a pickle-based format can run code when loaded: {', '.join(pickled[:5])}; use safetensors "
+            "(or set AIBRIX_ALLOW_PICKLE_ADAPTERS=1)"
+        )
+    size = sum(size for _, size in files)
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        raise InvalidAdapter(f"the adapter holds {size} bytes, over the limit of {limits.max_bytes}")
+    base = config.get("base_model_name_or_path")
+    return AdapterFacts(rank, base if isinstance(base, str) and base else None, len(files), size)
+
+
+def _files(folder: Path, max_files: int) -> list[tuple[Path, int]]:
+    """Every regular file below ``folder`` with its size, hidden top-level entries (the downloader's) left out."""
+    found: list[tuple[Path, int]] = []
+    pending = [folder]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and Path(entry.path).parent == folder:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((Path(entry.path), entry.stat(follow_symlinks=False).st_size))
+                if len(found) > max_files:
+                    raise InvalidAdapter(f"the adapter holds more than {max_files} files")
+    return found
+
+
+def _config(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise InvalidAdapter(f"no {CONFIG} in {path.parent}: not a PEFT adapter folder") from None
+    except OSError as exc:
+        raise InvalidAdapter(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InvalidAdapter(f"{CONFIG} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        config = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidAdapter(f"{CONFIG} is not JSON: {capped(str(exc), 200)}") from None
+    if not isinstance(config, dict):
+        raise InvalidAdapter(f"{CONFIG} must hold a JSON object, not {type(config).__name__}")
+    peft_type = config.get("peft_type")
+    if peft_type is not None and str(peft_type).upper() != "LORA":
+        raise InvalidAdapter(f"{CONFIG} says peft_type {capped(str(peft_type), 40)!r}: only LORA adapters are served")
+    return config
+
+
+def _rank(config: dict[str, Any]) -> int | None:
+    pattern = config.get("rank_pattern") or {}
+    if not isinstance(pattern, dict):
+        raise InvalidAdapter(f"rank_pattern in {CONFIG} must be an object of module patterns to ranks")
+    ranks = [("r", config["r"])] if "r" in config else []
+    ranks += [(f"rank_pattern[{key!r}]", value) for key, value in pattern.items()]
+    for where, value in ranks:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InvalidAdapter(
+                f"LoRA rank {capped(where, 80)} must be a positive integer, got {capped(repr(value), 40)}"
+            )
+    return max((value for _, value in ranks), default=None)
+
+
+def same_base(adapter_base: str, engine_names: Iterable[str]) -> bool:
+    """Whether the adapter's base model is one the engine serves, compared as users write names: a local path and a
+    hub id (``org/name``) match on their last component, case aside."""
+    last = _last(adapter_base)
+    return any(_last(name) == last for name in engine_names if name)
+
+
+def _last(name: str) -> str:
+    return name.strip().rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def rank_limit_in(message: str) -> int | None:
+    """The rank limit an engine's refusal names, so the next adapter above it is refused before the engine is asked."""
+    match = _VLLM_RANK_LIMIT.search(message)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,76 @@
+"""Admission: an adapter is checked before the engine is asked to load it (``aibrix.peft`` holds the rules), so a
+bad one gets one precise 422 and the engine never sees it. The rank limit comes from ``AIBRIX_ENGINE_MAX_LORA_RANK``
+(the injection webhook sets it from the engine's arguments) or is learned from the engine's first refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from aibrix.engines import Engine
+from aibrix.engines.errors import EngineError
+from aibrix.peft import AdapterFacts, BaseModelCheck, InvalidAdapter, Limits, inspect, rank_limit_in, same_base
+
+log = logging.getLogger("aibrix.runtime")
+
+
+class AdapterAdmission:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_rank: int | None,
+        base_model_check: BaseModelCheck,
+        allow_pickle: bool,
+        max_files: int,
+        max_bytes: int | None,
+    ) -> None:
+        self.engine, self.base_model_check = engine, base_model_check
+        self.limits = Limits(max_rank, allow_pickle, max_files, max_bytes)
+        self._base_names: tuple[str, ...] | None = None  # the engine's base model: served names and paths
+
+    async def check(self, name: str, path: str, *, auth: str | None = None, downloaded: bool = False) -> list[str]:
+        """Refuse the adapter at ``path`` with InvalidAdapter, or return warnings for the load's answer. A path the
+        runtime cannot see (the engine's own filesystem) is left to the engine, unless the runtime downloaded it."""
+        facts = await asyncio.to_thread(self._inspect, Path(path), downloaded)
+        return [] if facts is None else await self._base_model(name, facts, auth)
+
+    def _inspect(self, folder: Path, downloaded: bool) -> AdapterFacts | None:
+        if not downloaded and not os.path.exists(folder):
+            return None
+        return inspect(folder, self.limits)
+
+    async def _base_model(self, name: str, facts: AdapterFacts, auth: str | None) -> list[str]:
+        if self.base_model_check is BaseModelCheck.OFF or facts.base_model is None:
+            return []
+        served = await self._served(auth)
+        if not served or same_base(facts.base_model, served):
+            return []
+        problem = (
+            f"adapter {name!r} was trained for base model {facts.base_model!r}; this engine serves "
+            f"{', '.join(sorted(set(served)))}"
+        )
+        if self.base_model_check is BaseModelCheck.REFUSE:
+            raise InvalidAdapter(problem + " (AIBRIX_BASE_MODEL_CHECK=refuse)")
+        log.warning("%s", problem)
+        return [problem]
+
+    async def _served(self, auth: str | None) -> tuple[str, ...]:
+        """The engine's base model names, asked once: the base model does not change while the engine runs."""
+        if self._base_names is None:
+            try:
+                cards = await self.engine.list_models(auth=auth)
+            except EngineError:
+                return ()  # cannot tell now: the engine will judge, and the next load asks again
+            bases = [card for card in cards if not card.get("parent")]
+            self._base_names = tuple(str(card[key]) for card in bases for key in ("id", "root") if card.get(key))
+        return self._base_names
+
+    def learn(self, message: str) -> None:
+        """Take the rank limit from an engine's refusal, when it names one and none was configured."""
+        limit = rank_limit_in(message)
+        if limit is not None and self.limits.max_rank is None:
+            self.limits = Limits(limit, self.limits.allow_pickle, self.limits.max_files, self.limits.max_bytes)
+            log.info("learned the engine's max_lora_rank %d from its refusal", limit)
