@@ -66,7 +66,7 @@ def inspect(folder: Path, limits: Limits) -> AdapterFacts:
     config = _config(folder / CONFIG)
     rank = _rank(config)
     if rank is not None and limits.max_rank is not None and rank > limits.max_rank:
-        raise InvalidAdapter(f"LoRA rank {rank} is greater than the engine's max_lora_rank {limits.max_rank}")
+        raise InvalidAdapter(f"LoRA rank {rank} is greater than max_lora_rank {limits.max_rank} (the engine's limit)")
     pickled = sorted(str(path.relative_to(folder)) for path, _ in files if path.name.endswith(PICKLE_SUFFIXES))
     if pickled and not limits.allow_pickle:
         raise InvalidAdapter(

@@ -136,6 +136,9 @@ def test_dashboard_and_alerts_work_for_every_engine_on_a_real_prometheus(procs, 
             kinds = {series["metric"].get("inference_engine") for series in prometheus.query(expr)}
             assert kinds >= {"vllm", "sglang"}, (expr, kinds)
         instances = {host(r): kind for kind, r in runtimes.items()}
+        loaded = prometheus.query("aibrix:lora_adapter_loaded == 1")
+        on = {(s["metric"]["lora_name"], instances.get(s["metric"]["instance"])) for s in loaded}
+        assert on == {("vllm-lora", "vllm"), ("sglang-lora", "sglang")}, loaded
         for rule in alert_rules():
             prometheus.query(rule["expr"])  # the whole expression is valid PromQL
             signal = THRESHOLD.sub("", rule["expr"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,16 +71,17 @@ def test_the_runtime_api_against_real_vllm(real_vllm: RealVLLM, runtime: Proc) -
     "folder, status, kind, says",
     [
         ("lora-r64", 422, "AdapterRejected", "LoRA rank 64 is greater than max_lora_rank 8"),
-        ("lora-r8/adapter_config.json", 422, "AdapterRejected", "Not a directory"),
-        ("no-such-adapter", 404, "NotFoundError", "No adapter found"),
-        ("model", 404, "NotFoundError", "No adapter found"),
+        ("lora-r8/adapter_config.json", 422, "AdapterRejected", "is not a folder"),
+        ("no-such-adapter", 404, "NotFoundError", "No adapter found"),  # a path the runtime cannot see: vLLM's word
+        ("model", 422, "AdapterRejected", "no adapter_config.json"),
     ],
 )
 def test_adapters_vllm_can_never_load_are_client_errors(
     runtime: Proc, folder: str, status: int, kind: str, says: str
 ) -> None:
-    """vLLM answers 500 for a rank above --max-lora-rank or a file given as the folder; that can never pass, so the
-    runtime says 422 with the reason (the controller then fails fast instead of retrying from pod to pod)."""
+    """vLLM answers 500 for a rank above --max-lora-rank or a file given as the folder, and 404 for a folder that is not
+    an adapter; none can ever pass, so the runtime says 422 with the reason (the controller then fails fast instead of
+    retrying from pod to pod): from the engine's refusal the first time, from its own check after that."""
     response = load(runtime, lora_name="rt-bad", lora_path=str(tiny_models() / folder))
     assert error_of(response) == (status, kind)
     assert says in response.json()["error"]["message"]
@@ -165,3 +168,33 @@ def test_a_delegated_adapter_vllm_refuses_leaves_no_files(
     listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
     assert [(a["name"], a["state"]) for a in listing] == [("big", "failed")]
     assert "greater than max_lora_rank" in listing[0]["reason"]
+
+
+def test_admission_refuses_before_vllm_is_asked(procs, real_vllm: RealVLLM, tmp_path: Path) -> None:
+    """Each rule real vLLM would otherwise meet: vLLM's access log shows no load request for any of them."""
+    good = tiny_models() / "lora-r8"
+    env = {"AIBRIX_ENGINE_MAX_LORA_RANK": "8", "AIBRIX_BASE_MODEL_CHECK": "refuse"}
+    runtime = procs.runtime("vllm", real_vllm.url, env=env)
+
+    def variant(name: str, change: dict, extra: str | None = None) -> Path:
+        folder = shutil.copytree(good, tmp_path / name)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        (folder / "adapter_config.json").write_text(json.dumps({**config, **change}))
+        if extra:
+            shutil.copy(folder / "adapter_model.safetensors", folder / extra)
+        return folder
+
+    cases = {
+        "adm-rank": (tiny_models() / "lora-r64", "LoRA rank 64 is greater than max_lora_rank 8"),
+        "adm-peft": (variant("adm-peft", {"peft_type": "IA3"}), "only LORA adapters"),
+        "adm-base": (variant("adm-base", {"base_model_name_or_path": "Qwen/Qwen2-7B"}), "trained for base model"),
+        "adm-pickle": (variant("adm-pickle", {}, "adapter_model.bin"), "pickle-based format"),
+    }
+    assert real_vllm.proc is not None
+    asked = real_vllm.proc.output(10**8).count("POST /v1/load_lora_adapter")
+    for name, (folder, says) in cases.items():
+        response = load(runtime, lora_name=name, lora_path=str(folder))
+        assert error_of(response) == (422, "AdapterRejected"), response.text
+        assert says in response.json()["error"]["message"]
+    assert real_vllm.proc.output(10**8).count("POST /v1/load_lora_adapter") == asked
+    assert not set(cases) & real_vllm.adapters()

@@ -43,7 +43,12 @@ def adapter(root: Path, config: object = GOOD, files: dict[str, bytes] | None = 
         ({**GOOD, "peft_type": "PREFIX_TUNING"}, None, Limits(), "peft_type 'PREFIX_TUNING': only LORA"),
         ({**GOOD, "r": 0}, None, Limits(), "LoRA rank r must be a positive integer, got 0"),
         ({**GOOD, "rank_pattern": {"q_proj": "8"}}, None, Limits(), "rank_pattern['q_proj'] must be a positive"),
-        ({**GOOD, "r": 16}, None, Limits(max_rank=8), "LoRA rank 16 is greater than the engine's max_lora_rank 8"),
+        (
+            {**GOOD, "r": 16},
+            None,
+            Limits(max_rank=8),
+            "LoRA rank 16 is greater than max_lora_rank 8 (the engine's limit)",
+        ),
         ({**GOOD, "rank_pattern": {"v_proj": 64}}, None, Limits(max_rank=16), "LoRA rank 64 is greater"),
         (
             GOOD,

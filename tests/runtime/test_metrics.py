@@ -140,6 +140,30 @@ def test_runtime_counts_its_own_api_and_adapter_operations(procs, client, adapte
     assert families["aibrix:runtime_download_bytes"]["type"] == "counter"
 
 
+def test_per_adapter_metrics_follow_loads_failures_and_unloads(procs, client, adapter_dir, tmp_path):
+    sim = procs.sim("vllm", "--max-lora-rank", "16")
+    runtime = procs.runtime("vllm", sim.url, env={"AIBRIX_ENGINE_MAX_ADAPTERS": "8"})
+    load = f"{runtime.url}/v1/lora_adapter/load"
+    assert client.post(load, json={"lora_name": "kept", "lora_path": str(adapter_dir)}).status_code == 200
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "adapter_config.json").write_text('{"r": 64}')
+    assert client.post(load, json={"lora_name": "big", "lora_path": str(big)}).status_code == 422
+    families = parsed(scrape(client, runtime.url).text)
+    loaded = families["aibrix:lora_adapter_loaded"]["samples"]
+    assert loaded == {("aibrix:lora_adapter_loaded", (("lora_name", "kept"),)): 1.0}
+    assert sample(families, "aibrix:lora_slots_used", "aibrix:lora_slots_used") == 1.0
+    assert sample(families, "aibrix:lora_slots_total", "aibrix:lora_slots_total") == 8.0
+    seconds = "aibrix:lora_adapter_load_seconds"
+    assert sample(families, seconds, seconds + "_count", phase="engine") == 1.0
+    failures = "aibrix:lora_adapter_load_failures"
+    assert sample(families, failures, failures + "_total", reason="AdapterRejected") == 1.0
+    assert client.post(f"{runtime.url}/v1/lora_adapter/unload", json={"lora_name": "kept"}).status_code == 200
+    families = parsed(scrape(client, runtime.url).text)
+    assert families["aibrix:lora_adapter_loaded"]["samples"] == {}
+    assert sample(families, "aibrix:lora_slots_used", "aibrix:lora_slots_used") == 0.0
+
+
 def test_derived_throughput_moves_with_simulated_traffic(procs, client):
     sim = procs.sim("vllm")
     runtime = procs.runtime("vllm", sim.url)

@@ -80,6 +80,10 @@ class Family(Generic[Child]):
     def _new(self, values: tuple[str, ...]) -> Child:
         raise NotImplementedError
 
+    def clear(self) -> None:
+        """Drop every series (a gauge that mirrors a set which shrinks)."""
+        self.children.clear()
+
     def render(self, lines: list[str]) -> None:
         lines.append(f"# HELP {self.exposed} {self.help}")
         lines.append(f"# TYPE {self.exposed} {self.kind}")

@@ -92,6 +92,9 @@ async def load_adapter(request: Request) -> Response:
             # reads the mounted secret: off the event loop
             fetch = await asyncio.to_thread(artifact_fetcher, runtime.settings, runtime.telemetry, body)
             result = await service.load_artifact(body.lora_name, source, fetch, auth=auth)
+    if result.download_seconds is not None:
+        runtime.telemetry.lora_load_seconds.labels("download").observe(result.download_seconds)
+    runtime.telemetry.lora_load_seconds.labels("engine").observe(result.load_seconds)
     reply = {
         "status": "loaded",
         "lora_name": body.lora_name,
@@ -150,7 +153,9 @@ async def list_adapters(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(await runtime_of(request).scraper.scrape(), media_type=CONTENT_TYPE)
+    runtime = runtime_of(request)
+    runtime.telemetry.show_adapters(runtime.adapters.loaded, runtime.settings.engine_max_adapters)
+    return Response(await runtime.scraper.scrape(), media_type=CONTENT_TYPE)
 
 
 ROUTES = [
@@ -188,7 +193,7 @@ async def _keep_adapters_loaded(runtime: RuntimeState) -> None:
             ready = await runtime.readiness.reason_not_ready(fresh=watching) is None
             if ready and service.wanted:
                 reloaded = await service.reconcile(engine_came_back=not was_ready)
-                runtime.telemetry.adapter_reloads.inc(reloaded)
+                runtime.telemetry.reloaded(reloaded)
             was_ready = ready
         except EngineError as exc:
             problem = f"{exc.message} ({exc.status})"

@@ -43,6 +43,7 @@ ENV_VARS = {
     "lora_source_secret": "AIBRIX_LORA_SOURCE_SECRET",
     "resolve_miss_seconds": "AIBRIX_LORA_RESOLVE_MISS_SECONDS",
     "engine_max_lora_rank": "AIBRIX_ENGINE_MAX_LORA_RANK",
+    "engine_max_adapters": "AIBRIX_ENGINE_MAX_ADAPTERS",
     "base_model_check": "AIBRIX_BASE_MODEL_CHECK",
     "allow_pickle_adapters": "AIBRIX_ALLOW_PICKLE_ADAPTERS",
     "max_adapter_files": "AIBRIX_MAX_ADAPTER_FILES",
@@ -81,6 +82,7 @@ class Settings(BaseModel):
     lora_source_secret: str | None = Field(None, max_length=253)
     resolve_miss_seconds: float = Field(10.0, ge=0, le=3600)
     engine_max_lora_rank: int | None = Field(None, gt=0, le=65536)
+    engine_max_adapters: int | None = Field(None, gt=0, le=1_000_000)
     base_model_check: BaseModelCheck = BaseModelCheck.WARN
     allow_pickle_adapters: bool = False
     max_adapter_files: int = Field(DEFAULT_MAX_FILES, gt=0, le=1_000_000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Scope
@@ -62,6 +63,25 @@ class Telemetry:
             "Time to answer the engine's resolver, download included.",
             buckets=FAST_BUCKETS,
         )
+        self.lora_loaded = Gauge(
+            "aibrix:lora_adapter_loaded", "1 for each adapter this runtime keeps loaded in the engine.", ["lora_name"]
+        )
+        self.lora_load_seconds = Histogram(
+            "aibrix:lora_adapter_load_seconds",
+            "Time an adapter load took, by phase: download (the artifact) and engine (the engine's load call).",
+            ["phase"],
+            buckets=FAST_BUCKETS,
+        )
+        self.lora_load_failures = Counter(
+            "aibrix:lora_adapter_load_failures", "Adapter loads that failed, by reason (the error type).", ["reason"]
+        )
+        self.lora_reloads = Counter(
+            "aibrix:lora_adapter_reloads", "Adapters loaded again after the engine lost them (self-healing)."
+        )
+        self.slots_used = Gauge("aibrix:lora_slots_used", "Adapters this runtime keeps loaded in the engine.")
+        self.slots_total = Gauge(
+            "aibrix:lora_slots_total", "Adapters the engine can keep loaded (AIBRIX_ENGINE_MAX_ADAPTERS), when known."
+        )
         self.scrape_seconds = Histogram(
             "aibrix:runtime_metrics_scrape_duration_seconds",
             "Time to fetch and standardize the engine's metrics.",
@@ -82,6 +102,12 @@ class Telemetry:
             self.download_seconds,
             self.resolves,
             self.resolve_seconds,
+            self.lora_loaded,
+            self.lora_load_seconds,
+            self.lora_load_failures,
+            self.lora_reloads,
+            self.slots_used,
+            self.slots_total,
             self.scrape_seconds,
             self.fallbacks,
         ):
@@ -90,6 +116,22 @@ class Telemetry:
         self.download_bytes.inc(0)
         self.fallbacks.inc(0)
         self.adapter_reloads.inc(0)
+        self.lora_reloads.inc(0)
+        self.slots_used.set(0)
+
+    def show_adapters(self, loaded: Iterable[str], slots: int | None) -> None:
+        """The per-adapter gauges as they stand, set just before a scrape renders them."""
+        self.lora_loaded.clear()
+        names = sorted(loaded)
+        for name in names:
+            self.lora_loaded.labels(name).set(1)
+        self.slots_used.set(len(names))
+        if slots is not None:
+            self.slots_total.set(slots)
+
+    def reloaded(self, count: int) -> None:
+        self.adapter_reloads.inc(count)
+        self.lora_reloads.inc(count)
 
     def render(self) -> bytes:
         return self.registry.render().encode()
@@ -129,4 +171,6 @@ class track_adapter_operation:  # noqa: N801 - used as a context manager, reads 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         outcome = "ok" if exc is None else exc.kind if isinstance(exc, AibrixError) else type(exc).__name__
         self.telemetry.adapter_ops.labels(self.operation, outcome).inc()
+        if exc is not None and self.operation == "load":
+            self.telemetry.lora_load_failures.labels(outcome).inc()
         self.telemetry.adapter_seconds.labels(self.operation).observe(time.perf_counter() - self.started)
