@@ -30,17 +30,23 @@ def resolves(runtime: Proc) -> dict[str, float]:
     return found
 
 
-@pytest.fixture
-def resolving(procs, hub, tmp_path: Path) -> tuple[Proc, Proc, Path]:
+def start(procs, hub, tmp_path: Path, reconcile: float) -> tuple[Proc, Proc, Path]:
+    """A simulator (which has no resolver: the runtime's keeper loads what it resolved, every ``reconcile`` s) and a
+    runtime resolving from the Hub."""
     sim = procs.sim("vllm")
     adapters = tmp_path / "adapters"
     env = {
         "AIBRIX_ADAPTER_DIR": str(adapters),
         "HF_ENDPOINT": hub.url,
         "AIBRIX_LORA_SOURCE": "huggingface://org/{name}",
-        "AIBRIX_ADAPTER_RECONCILE_SECONDS": "0.2",
+        "AIBRIX_ADAPTER_RECONCILE_SECONDS": str(reconcile),
     }
     return sim, procs.runtime("vllm", sim.url, env=env), adapters
+
+
+@pytest.fixture
+def resolving(procs, hub, tmp_path: Path) -> tuple[Proc, Proc, Path]:
+    return start(procs, hub, tmp_path, reconcile=60)  # the keeper stays out of the way
 
 
 def test_concurrent_asks_for_an_adapter_nobody_loaded_cause_one_download(resolving, hub) -> None:
@@ -53,15 +59,16 @@ def test_concurrent_asks_for_an_adapter_nobody_loaded_cause_one_download(resolvi
     fetched = [path for method, path in hub.requests if method == "GET" and "/resolve/" in path]
     assert sorted(fetched) == sorted(set(fetched)) and len(fetched) == len(ADAPTER)  # each file once
     listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
-    assert [(a["name"], a["state"], a["reason"]) for a in listing] == [
-        ("sql-lora", "loaded", "resolved on first request")
+    assert [(a["name"], a["state"], a["source"]) for a in listing] == [
+        ("sql-lora", "loaded", "huggingface://org/sql-lora")
     ]
     assert resolve(runtime, "sql-lora").json()["result"] == "already"
-    assert resolves(runtime) == {"resolved": 8.0, "already": 1.0}
+    counted = resolves(runtime)  # asks that came after the download finished found it held
+    assert counted["resolved"] >= 1 and counted["resolved"] + counted.get("already", 0) == 9, counted
 
 
-def test_a_resolved_adapter_is_kept_and_unloaded_like_any_other(resolving) -> None:
-    sim, runtime, adapters = resolving
+def test_a_resolved_adapter_is_kept_and_unloaded_like_any_other(procs, hub, tmp_path: Path) -> None:
+    sim, runtime, adapters = start(procs, hub, tmp_path, reconcile=0.2)
     assert resolve(runtime, "sql-lora").status_code == 200
     deadline = time.monotonic() + 10  # an engine without a resolver never loaded it: the keeper does
     while "sql-lora" not in httpx.get(sim.url + "/v1/models", timeout=5).text:
@@ -79,7 +86,7 @@ def test_an_unknown_name_is_refused_and_the_next_ask_is_answered_at_once(resolvi
     asked = len(hub.requests)
     started = time.monotonic()
     second = resolve(runtime, "no-such-lora")
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.5  # 100 ms against real vLLM in tests/e2e; here six workers share 2 cores
     assert second.json() == first.json()
     assert len(hub.requests) == asked  # the source was not asked again
     listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
