@@ -10,6 +10,7 @@ code when loaded (pickle), too many files or bytes, and, when asked, an adapter 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -34,6 +35,12 @@ class InvalidAdapter(AibrixError):
 
     status = 422
     type = "AdapterRejected"
+
+
+class DigestMismatch(InvalidAdapter):
+    """The files are not the ones ``artifact_digest`` names: the artifact changed, or something in between did."""
+
+    type = "DigestMismatch"
 
 
 class BaseModelCheck(StrEnum):
@@ -149,3 +156,31 @@ def rank_limit_in(message: str) -> int | None:
     """The rank limit an engine's refusal names, so the next adapter above it is refused before the engine is asked."""
     match = _VLLM_RANK_LIMIT.search(message)
     return int(match.group(1)) if match else None
+
+
+def folder_digest(folder: Path, max_files: int = DEFAULT_MAX_FILES) -> str:
+    """``sha256:<hex>`` of the folder's manifest: one line ``<sha256 of the file>  <path>`` per file, paths relative
+    and with ``/``, sorted by path, each line ending in a newline (what ``sha256sum`` prints, run from the folder
+    over the sorted file list); hidden top-level entries (the downloader's own) are left out."""
+    lines = []
+    for path, _ in sorted(_files(folder, max_files), key=lambda item: item[0].relative_to(folder).as_posix()):
+        lines.append(f"{_file_sha256(path)}  {path.relative_to(folder).as_posix()}\n")
+    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def verify_digest(folder: Path, expected: str, max_files: int = DEFAULT_MAX_FILES) -> None:
+    """DigestMismatch unless ``expected`` is the folder's manifest digest or, for a folder of one file, that file's."""
+    files = _files(folder, max_files)
+    if len(files) == 1 and expected == "sha256:" + _file_sha256(files[0][0]):
+        return
+    actual = folder_digest(folder, max_files)
+    if actual != expected:
+        raise DigestMismatch(f"the artifact's digest is {actual}, not the expected {expected}")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -49,6 +49,8 @@ def pod(name: str, *, ready_since: str | None = "2025-01-01T00:00:00Z", **meta: 
         ("lora", {"podSelector": {}}, "podSelector"),
         ("lora", {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}, "needs values"),
         ("lora", {"schedulerName": "random"}, "schedulerName"),
+        ("lora", {"artifactDigest": "sha256:ABC"}, "artifactDigest"),
+        ("lora", {"artifactDigest": "md5:" + "0" * 32}, "artifactDigest"),
     ],
 )
 def test_bad_specs_are_refused_with_the_field_named(name: str, spec: dict, complaint: str) -> None:

@@ -252,3 +252,39 @@ def test_a_service_deleted_by_hand_is_written_again_at_once(kube: FakeKube, runn
         while kube.get(path) is None:
             assert time.monotonic() < deadline, f"{path} was not written again"
             time.sleep(0.05)
+
+
+def test_an_artifact_digest_is_checked_on_the_pod_and_a_change_reloads(kube: FakeKube, tmp_path: Path) -> None:
+    """spec.artifactDigest reaches the runtime, which refuses files that do not match it (Failed at once, the reason
+    said); the right digest loads; editing the digest loads the adapter again and the status records it."""
+    import httpx
+
+    from aibrix.peft import folder_digest
+    from tests.helpers.procs import start_runtime, start_sim
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "adapter_config.json").write_text('{"r": 8}')
+    sim = start_sim("vllm")
+    runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
+    controller = None
+    try:
+        kube.add_pod("base-0", runtime=runtime, engine=sim)
+        controller = kube.start_controller(*FAST)
+        kube.add_adapter("pinned", artifactURL=str(weights), replicas=1, artifactDigest="sha256:" + "0" * 64)
+        failed = kube.wait_adapter("pinned", lambda o: phase(o) == "Failed", timeout=20)
+        ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+        assert "not the expected sha256:0000" in ready["message"], ready
+        digest = folder_digest(weights)
+        kube.patch_adapter("pinned", {"spec": {"artifactDigest": digest}})
+        loaded = kube.wait_adapter("pinned", running, timeout=20)
+        assert loaded["status"]["artifactDigest"] == digest
+        (weights / "README.md").write_text("a new version")
+        digest = folder_digest(weights)
+        kube.patch_adapter("pinned", {"spec": {"artifactDigest": digest}})
+        kube.wait_adapter("pinned", lambda o: (o.get("status") or {}).get("artifactDigest") == digest, timeout=20)
+        assert "pinned" in httpx.get(sim.url + "/v1/models", timeout=10).text
+    finally:
+        for proc in (controller, runtime, sim):
+            if proc is not None:
+                proc.stop()

@@ -24,6 +24,7 @@ from tests.helpers.procs import Proc, free_port
         ({"podSelector": None}, "podSelector"),
         ({"podSelector": {}}, "podSelector"),
         ({"schedulerName": "random"}, "schedulerName"),
+        ({"artifactDigest": "sha256:nothex"}, "artifactDigest"),
     ],
 )
 def test_crd_schema_rejects_bad_objects(kube: FakeKube, spec: dict[str, Any], complaint: str) -> None:

@@ -161,6 +161,11 @@ class FakeKube:
         }
         return self.create(ADAPTERS.format(ns=namespace), body)
 
+    def patch_adapter(self, name: str, patch: dict[str, Any], namespace: str = "default") -> None:
+        """A merge patch of the ModelAdapter, as ``kubectl patch --type merge`` sends it."""
+        merge = {"content-type": "application/merge-patch+json"}
+        self.http.patch(ADAPTERS.format(ns=namespace) + f"/{name}", json=patch, headers=merge).raise_for_status()
+
     def adapter(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
         return self.get(ADAPTERS.format(ns=namespace) + f"/{name}")
 

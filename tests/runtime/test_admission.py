@@ -147,3 +147,52 @@ def test_a_base_model_mismatch_is_only_a_warning_by_default(procs, tmp_path: Pat
     )
     assert loaded.status_code == 200, loaded.text
     assert "trained for base model 'Qwen/Qwen2-7B'" in loaded.json()["warnings"][0]
+
+
+def test_a_folder_digest_is_the_sha256_of_its_sorted_manifest(tmp_path: Path) -> None:
+    """The definition docs/runtime.md gives, computed here the long way: ``sha256sum`` lines over sorted paths."""
+    import hashlib
+
+    from aibrix.peft import DigestMismatch, folder_digest, verify_digest
+
+    folder = adapter(tmp_path / "a", GOOD, {"b/w.safetensors": b"weights", "a.txt": b"readme"})
+    (folder / ".aibrix").mkdir()
+    (folder / ".aibrix" / "state").write_bytes(b"the downloader's own")
+    files = sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".aibrix" not in p.parts
+    )
+    manifest = "".join(f"{hashlib.sha256((folder / f).read_bytes()).hexdigest()}  {f}\n" for f in files)
+    assert folder_digest(folder) == "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+    verify_digest(folder, folder_digest(folder))
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "adapter.tar").write_bytes(b"one file")
+    verify_digest(single, "sha256:" + hashlib.sha256(b"one file").hexdigest())  # one file: its own digest counts
+    with pytest.raises(DigestMismatch) as wrong:
+        verify_digest(folder, "sha256:" + "0" * 64)
+    assert wrong.value.status == 422 and "not the expected sha256:000" in wrong.value.message
+
+
+def test_a_downloaded_artifact_whose_digest_differs_is_refused_and_leaves_nothing(hub_stack) -> None:
+    from aibrix.peft import folder_digest
+    from tests.helpers.artifacts import ADAPTER
+    from tests.helpers.runtime_api import load_body
+
+    sim, runtime, adapters = hub_stack
+    body = {
+        "lora_name": "pinned",
+        "artifact_url": "huggingface://org/sql-lora",
+        "artifact_digest": "sha256:" + "a" * 64,
+    }
+    refused = load_body(runtime, body)
+    assert_error(refused, 422, "not the expected sha256:aaaa")
+    assert refused.json()["error"]["type"] == "DigestMismatch"
+    assert not (adapters / "pinned").exists()
+    listing = httpx.get(runtime.url + "/v1/lora_adapter", timeout=10).json()["data"]
+    assert [(a["name"], a["state"]) for a in listing] == [("pinned", "failed")]
+    expected = adapter(adapters.parent / "expected", None, ADAPTER)
+    loaded = load_body(runtime, {**body, "artifact_digest": folder_digest(expected)})
+    assert loaded.status_code == 200, loaded.text
+    assert "pinned" in httpx.get(sim.url + "/v1/models", timeout=5).text
+    malformed = load_body(runtime, {**body, "lora_name": "bad", "artifact_digest": "md5:abc"})
+    assert malformed.status_code == 422 and "artifact_digest" in malformed.text

@@ -120,8 +120,11 @@ class AdapterPass:
     async def refresh(self, spec: AdapterSpec, seen: Observation) -> list[Pod]:
         """Unload where the adapter should no longer be; drop the instances whose engine lost it, and return them."""
         unwanted = list(seen.strays)
-        if self.instances and self.status.get("artifactURL") not in (None, redact(spec.artifact_url)):
-            self.event("Normal", "ArtifactChanged", "spec.artifactURL changed; loading the new artifact")
+        loaded_from = self.status.get("artifactURL")
+        moved = loaded_from not in (None, redact(spec.artifact_url))
+        if self.instances and (moved or (loaded_from and self.status.get("artifactDigest") != spec.artifact_digest)):
+            what = "spec.artifactURL" if moved else "spec.artifactDigest"
+            self.event("Normal", "ArtifactChanged", f"{what} changed; loading the new artifact")
             unwanted += self.instances
             self.instances = []
         if unwanted:
@@ -273,6 +276,7 @@ class AdapterPass:
         self.status["nextAttemptTime"] = None if verdict.hold_until is None else timestamp(verdict.hold_until)
         if self.instances:
             self.status["artifactURL"] = redact(spec.artifact_url)
+            self.status["artifactDigest"] = spec.artifact_digest
         if verdict.unbound and condition(self.conditions, ConditionType.BOUND) is not None:
             self.condition(ConditionType.BOUND, ConditionStatus.FALSE, "NoInstances", "No pod holds the adapter")
         self.condition(ConditionType.READY, *verdict.ready)

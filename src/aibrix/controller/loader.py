@@ -135,6 +135,8 @@ class Loader:
             raise LoadError(
                 "credentialsSecretRef needs the runtime sidecar: engines cannot take storage credentials", Outcome.FATAL
             )
+        elif spec.artifact_digest:
+            raise LoadError("artifactDigest needs the runtime sidecar: engines cannot check a digest", Outcome.FATAL)
         else:
             attempt = partial(self._load_direct, pod, spec, engine_path(spec.artifact_url))
         if not await attempt():
@@ -146,6 +148,8 @@ class Loader:
     async def _load_via_runtime(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> bool:
         """True once the runtime holds this artifact; False when it holds the name from elsewhere (409)."""
         body: dict[str, Any] = {"lora_name": spec.name, "artifact_url": spec.artifact_url}
+        if spec.artifact_digest:
+            body["artifact_digest"] = spec.artifact_digest
         if credentials:
             body["credentials"] = credentials
         if spec.api_key:

@@ -13,6 +13,7 @@ SCHEDULERS = tuple(POLICIES)
 SCHEMES = tuple(STORAGE_SCHEMES)
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # what a Service name must be
 
 
@@ -58,6 +59,7 @@ class AdapterSpec:
     base_model: str | None
     secret_name: str | None
     additional_config: dict[str, str] = field(default_factory=dict)
+    artifact_digest: str | None = None  # sha256:<hex> the runtime checks before the engine load
 
     @property
     def api_key(self) -> str | None:
@@ -108,6 +110,9 @@ def parse_spec(obj: dict[str, Any]) -> AdapterSpec:
     scheduler = spec.get("schedulerName") or "default"
     if scheduler not in SCHEDULERS:
         raise SpecError(f"spec.schedulerName {scheduler!r} is unknown; use one of {', '.join(SCHEDULERS)}")
+    digest = spec.get("artifactDigest") or None
+    if digest is not None and (not isinstance(digest, str) or not _DIGEST.fullmatch(digest)):
+        raise SpecError(f"spec.artifactDigest {digest!r} must be sha256: and 64 lowercase hex digits")
     secret = (spec.get("credentialsSecretRef") or {}).get("name") or None
     config = {str(k): str(v) for k, v in (spec.get("additionalConfig") or {}).items()}
     return AdapterSpec(
@@ -120,4 +125,5 @@ def parse_spec(obj: dict[str, Any]) -> AdapterSpec:
         base_model=spec.get("baseModel"),
         secret_name=secret,
         additional_config=config,
+        artifact_digest=digest,
     )

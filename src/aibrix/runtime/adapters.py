@@ -100,10 +100,17 @@ class AdapterService:
         return {a.name: a.lora_path for a in self.managed.values() if a.state in WANTED}
 
     async def load(
-        self, name: str, path: str, *, auth: str | None = None, source: str | None = None, delegated: bool = False
+        self,
+        name: str,
+        path: str,
+        *,
+        auth: str | None = None,
+        source: str | None = None,
+        delegated: bool = False,
+        digest: str | None = None,
     ) -> LoadResult:
         async with self.locks.hold(name):
-            warnings = await self._admit(name, path, auth, downloaded=False)
+            warnings = await self._admit(name, path, auth, downloaded=False, digest=digest)
             result = await self._load_locked(name, path, auth=auth, source=source or path, delegated=delegated)
             return dataclasses.replace(result, warnings=warnings)
 
@@ -114,6 +121,7 @@ class AdapterService:
         fetch: Callable[[threading.Event], Any],
         *,
         auth: str | None = None,
+        digest: str | None = None,
     ) -> LoadResult:
         """Download with ``fetch`` (blocking; run in a thread that stops when the event it is given is set) into the
         adapter directory, then load from there.
@@ -132,7 +140,7 @@ class AdapterService:
             try:
                 await run_download(fetch, self._downloads)
                 downloaded = time.monotonic() - started
-                warnings = await self._admit(name, str(folder), auth, downloaded=True)
+                warnings = await self._admit(name, str(folder), auth, downloaded=True, digest=digest)
                 self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.LOADING))
                 result = await self._load_locked(name, str(folder), auth=auth, source=source, delegated=True)
             except BaseException as exc:
@@ -171,11 +179,13 @@ class AdapterService:
             await self.record.flush()
             return folder
 
-    async def _admit(self, name: str, path: str, auth: str | None, *, downloaded: bool) -> tuple[str, ...]:
+    async def _admit(
+        self, name: str, path: str, auth: str | None, *, downloaded: bool, digest: str | None = None
+    ) -> tuple[str, ...]:
         """The admission checks (aibrix.peft): InvalidAdapter before the engine is asked, else the warnings."""
         if self.admission is None:
             return ()
-        return tuple(await self.admission.check(name, path, auth=auth, downloaded=downloaded))
+        return tuple(await self.admission.check(name, path, auth=auth, downloaded=downloaded, digest=digest))
 
     async def _refuse_other_path(self, name: str, path: str, auth: str | None) -> None:
         """409 before any byte is downloaded when ``name`` is already served from somewhere else; the live record

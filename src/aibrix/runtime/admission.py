@@ -11,7 +11,16 @@ from pathlib import Path
 
 from aibrix.engines import Engine
 from aibrix.engines.errors import EngineError
-from aibrix.peft import AdapterFacts, BaseModelCheck, InvalidAdapter, Limits, inspect, rank_limit_in, same_base
+from aibrix.peft import (
+    AdapterFacts,
+    BaseModelCheck,
+    InvalidAdapter,
+    Limits,
+    inspect,
+    rank_limit_in,
+    same_base,
+    verify_digest,
+)
 
 log = logging.getLogger("aibrix.runtime")
 
@@ -31,15 +40,22 @@ class AdapterAdmission:
         self.limits = Limits(max_rank, allow_pickle, max_files, max_bytes)
         self._base_names: tuple[str, ...] | None = None  # the engine's base model: served names and paths
 
-    async def check(self, name: str, path: str, *, auth: str | None = None, downloaded: bool = False) -> list[str]:
-        """Refuse the adapter at ``path`` with InvalidAdapter, or return warnings for the load's answer. A path the
-        runtime cannot see (the engine's own filesystem) is left to the engine, unless the runtime downloaded it."""
-        facts = await asyncio.to_thread(self._inspect, Path(path), downloaded)
+    async def check(
+        self, name: str, path: str, *, auth: str | None = None, downloaded: bool = False, digest: str | None = None
+    ) -> list[str]:
+        """Refuse the adapter at ``path`` with InvalidAdapter (DigestMismatch when its files are not the ones
+        ``digest`` names), or return warnings for the load's answer. A path the runtime cannot see (the engine's own
+        filesystem) is left to the engine, unless the runtime downloaded it or a digest asks for a check."""
+        facts = await asyncio.to_thread(self._inspect, Path(path), downloaded, digest)
         return [] if facts is None else await self._base_model(name, facts, auth)
 
-    def _inspect(self, folder: Path, downloaded: bool) -> AdapterFacts | None:
+    def _inspect(self, folder: Path, downloaded: bool, digest: str | None) -> AdapterFacts | None:
         if not downloaded and not os.path.exists(folder):
+            if digest is not None:
+                raise InvalidAdapter(f"artifact_digest cannot be checked: the runtime cannot read {folder}")
             return None
+        if digest is not None:
+            verify_digest(folder, digest, self.limits.max_files)
         return inspect(folder, self.limits)
 
     async def _base_model(self, name: str, facts: AdapterFacts, auth: str | None) -> list[str]:

@@ -85,13 +85,13 @@ async def load_adapter(request: Request) -> Response:
     async with track_adapter_operation(runtime.telemetry, "load"):
         if body.artifact_url is None or is_local_path(body.artifact_url):
             path = body.lora_path or local_path_of(body.artifact_url or "")
-            result = await service.load(body.lora_name, path, auth=auth)
+            result = await service.load(body.lora_name, path, auth=auth, digest=body.artifact_digest)
             source = path
         else:
             source = redact(body.artifact_url)
             # reads the mounted secret: off the event loop
             fetch = await asyncio.to_thread(artifact_fetcher, runtime.settings, runtime.telemetry, body)
-            result = await service.load_artifact(body.lora_name, source, fetch, auth=auth)
+            result = await service.load_artifact(body.lora_name, source, fetch, auth=auth, digest=body.artifact_digest)
     if result.download_seconds is not None:
         runtime.telemetry.lora_load_seconds.labels("download").observe(result.download_seconds)
     runtime.telemetry.lora_load_seconds.labels("engine").observe(result.load_seconds)

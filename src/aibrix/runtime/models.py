@@ -42,6 +42,8 @@ class LoadAdapterRequest(BaseModel):
     lora_name: AdapterName
     lora_path: Text | None = None
     artifact_url: Text | None = None
+    # sha256 of the folder's manifest, or of the one file (aibrix.peft.folder_digest); checked before the engine load
+    artifact_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
     credentials: dict[str, str] | None = None
     credentials_secret: Annotated[str, Field(max_length=253)] | None = None
     additional_config: dict[str, Any] | None = None
