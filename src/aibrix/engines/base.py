@@ -80,6 +80,19 @@ class Engine:
         """Unload an adapter; return the engine's success message."""
         raise NotSupported(f"{self.name}: {self.lora_hint}")
 
+    # Whether replace_adapter swaps the weights with no moment in which the name is unknown (vLLM's load_inplace).
+    replaces_in_place = False
+
+    async def replace_adapter(self, lora_name: str, new_path: str, old_path: str, *, auth: str | None = None) -> str:
+        """Serve ``lora_name`` from ``new_path`` instead of ``old_path``. Without an in-place load this unloads first
+        (requests naming it fail meanwhile); when the new load fails, the old one is loaded back before the error."""
+        await self.unload_adapter(lora_name, auth=auth)
+        try:
+            return await self.load_adapter(lora_name, new_path, auth=auth)
+        except BaseException:
+            await self.load_adapter(lora_name, old_path, auth=auth)
+            raise
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

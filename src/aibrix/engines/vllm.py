@@ -42,10 +42,22 @@ class VLLMEngine(Engine):
     name = "vllm"
     lists_adapters = True
 
+    replaces_in_place = True  # load_inplace (serve/lora/protocol.py), in 0.32
+
     async def load_adapter(self, lora_name: str, lora_path: str, *, auth: str | None = None) -> str:
-        response = await self.client.request(
-            "POST", "/v1/load_lora_adapter", json={"lora_name": lora_name, "lora_path": lora_path}, auth=auth
-        )
+        return await self._load(lora_name, lora_path, auth=auth, in_place=False)
+
+    async def replace_adapter(self, lora_name: str, new_path: str, old_path: str, *, auth: str | None = None) -> str:
+        """One load with load_inplace: vLLM swaps the weights under its lock for the name, with no gap. A new path,
+        never the old one: vLLM keeps prefix-cache blocks computed with the old weights for the same path
+        (entrypoints/openai/models/serving.py warns so)."""
+        return await self._load(lora_name, new_path, auth=auth, in_place=True)
+
+    async def _load(self, lora_name: str, lora_path: str, *, auth: str | None, in_place: bool) -> str:
+        body: dict[str, object] = {"lora_name": lora_name, "lora_path": lora_path}
+        if in_place:
+            body["load_inplace"] = True
+        response = await self.client.request("POST", "/v1/load_lora_adapter", json=body, auth=auth)
         if response.is_success:
             return response.text
         self._raise_if_route_missing(response)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +19,17 @@ from aibrix.engines import Engine, ModelCard
 from aibrix.engines.base import same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
 from aibrix.errors import capped
-from aibrix.names import is_adapter_name
 from aibrix.runtime.admission import AdapterAdmission
-from aibrix.runtime.artifacts import adapter_folder
+from aibrix.runtime.artifacts import adapter_folders
 from aibrix.runtime.errors import APIError
 from aibrix.runtime.fetching import folder_size, run_download
 from aibrix.runtime.keyed_locks import KeyedLocks
+from aibrix.runtime.managed import WANTED, AdapterState, ManagedAdapter, owned_folder, record_problem
 from aibrix.runtime.record import AdapterRecord
-from aibrix.storage.base import BadURI
 
 log = logging.getLogger("aibrix.runtime")
 
 
-class AdapterState(StrEnum):
-    """Where an adapter the runtime manages stands (``state`` in /v1/lora_adapter and the record)."""
-
-    DOWNLOADING = "downloading"
-    LOADING = "loading"
-    LOADED = "loaded"
-    RELOADING = "reloading"  # the engine lost it; being loaded again
-    FAILED = "failed"
-
-
-WANTED = (AdapterState.LOADED, AdapterState.RELOADING)  # kept in the engine (and on disk)
 MAX_DOWNLOADS = 4  # artifact downloads at once; further loads wait for a thread
 
 
@@ -55,20 +41,6 @@ class LoadResult:
     download_seconds: float | None = None
     load_seconds: float = 0.0
     warnings: tuple[str, ...] = ()
-
-
-@dataclass
-class ManagedAdapter:
-    """What the runtime knows of one adapter; persisted without credentials."""
-
-    name: str
-    lora_path: str
-    source: str  # redacted artifact URL, or the path the engine was given
-    delegated: bool  # files downloaded by the runtime into the adapter directory
-    state: AdapterState = AdapterState.LOADED
-    reason: str = ""
-    size_bytes: int = 0
-    updated: float = field(default_factory=time.time)
 
 
 class AdapterService:
@@ -178,6 +150,55 @@ class AdapterService:
             self._set(ManagedAdapter(name, folder, source, True, size_bytes=size, reason="resolved on first request"))
             await self.record.flush()
             return folder
+
+    async def replace(
+        self,
+        name: str,
+        source: str,
+        fetch_into: Callable[[str], Callable[[threading.Event], Any]] | None,
+        *,
+        path: str | None = None,
+        auth: str | None = None,
+        digest: str | None = None,
+    ) -> LoadResult:
+        """Serve ``name`` from a new version while the old one keeps serving: downloaded beside it (``fetch_into``
+        a folder name) or read from ``path``, checked, swapped in (vLLM: in place, no gap), then the old files go.
+        A failure anywhere leaves the old version serving and its record as it was."""
+        async with self.locks.hold(name):
+            current = self.managed.get(name)
+            if current is None or current.state not in WANTED:
+                raise AdapterNotFound(f"adapter {name!r} is not loaded: nothing to replace (load it without replace)")
+            new, downloaded = path, None
+            if fetch_into is not None:
+                if self.adapter_dir is None:
+                    raise APIError(501, "this runtime has no adapter directory to download into", "NotSupported")
+                primary, spare = adapter_folders(self.adapter_dir, name)
+                new = str(spare if current.lora_path == str(primary) else primary)
+            assert new is not None
+            started = time.monotonic()
+            try:
+                if fetch_into is not None:
+                    await run_download(fetch_into(Path(new).name), self._downloads)
+                    downloaded = time.monotonic() - started
+                warnings = await self._admit(name, new, auth, downloaded=fetch_into is not None, digest=digest)
+                size = await asyncio.to_thread(folder_size, new) if fetch_into is not None else 0
+                record = ManagedAdapter(name, new, source, fetch_into is not None, size_bytes=size)
+                self.record.save(self._entries(record))
+                message = await self.engine.replace_adapter(name, new, current.lora_path, auth=auth)
+            except BaseException:
+                self.record.save(self._entries())
+                await self.record.flush()
+                if fetch_into is not None:
+                    shutil.rmtree(new, ignore_errors=True)
+                raise
+            self._set(record)
+            await self.record.flush()
+            self._auth[name] = auth
+            old = self._owned_folder(current)
+            if old is not None and str(old) != new:
+                await asyncio.to_thread(shutil.rmtree, old, True)
+            seconds = time.monotonic() - started - (downloaded or 0.0)
+            return LoadResult(message, False, new, downloaded, seconds, warnings)
 
     async def _admit(
         self, name: str, path: str, auth: str | None, *, downloaded: bool, digest: str | None = None
@@ -358,36 +379,15 @@ class AdapterService:
                 adapter = ManagedAdapter(**entry)
             except TypeError:
                 continue
-            problem = self._record_problem(adapter)
+            problem = record_problem(self.adapter_dir, adapter)
             if problem:
                 log.warning("adapter record: entry %r ignored: %s", capped(str(adapter.name), 100), problem)
             elif adapter.state in WANTED:
                 adapters[adapter.name] = adapter
         return adapters
 
-    def _record_problem(self, adapter: ManagedAdapter) -> str | None:
-        if not isinstance(adapter.name, str) or not is_adapter_name(adapter.name):
-            return "not an adapter name"
-        if adapter.state not in set(AdapterState):
-            return f"unknown state {capped(str(adapter.state), 40)!r}"
-        if not isinstance(adapter.lora_path, str) or not os.path.isabs(adapter.lora_path):
-            return "lora_path is not an absolute path"
-        if any(ord(ch) < 32 for ch in adapter.lora_path):
-            return "lora_path holds control characters"
-        if adapter.delegated is True and self._owned_folder(adapter) is None:
-            return f"a downloaded adapter must live in {self.adapter_dir}/<name>"
-        return None
-
     def _owned_folder(self, adapter: ManagedAdapter) -> Path | None:
-        """The folder the runtime downloaded ``adapter`` into, exactly ``adapter_dir/<name>``; None for anything
-        else (a parent, a sibling, a symlink planted there): only that folder is ever deleted."""
-        if self.adapter_dir is None or not adapter.delegated:
-            return None
-        try:
-            folder = adapter_folder(self.adapter_dir, adapter.name)  # the one rule for a download's folder
-        except BadURI:
-            return None
-        return folder if adapter.lora_path == str(folder) else None
+        return owned_folder(self.adapter_dir, adapter)
 
     def close(self) -> None:
         self.record.close()

@@ -19,9 +19,9 @@ from aibrix.auth import bearer
 from aibrix.engines import EngineClient, create_engine
 from aibrix.engines.errors import EngineError
 from aibrix.engines.transport import check_header
-from aibrix.runtime.adapters import AdapterService
+from aibrix.runtime.adapters import AdapterService, LoadResult
 from aibrix.runtime.admission import AdapterAdmission
-from aibrix.runtime.artifacts import is_local_path, local_path_of
+from aibrix.runtime.artifacts import adapter_folders, is_local_path, local_path_of
 from aibrix.runtime.delegation import artifact_fetcher
 from aibrix.runtime.downloads import ModelDownloads
 from aibrix.runtime.errors import EXCEPTION_HANDLERS, error_response
@@ -80,18 +80,9 @@ async def load_adapter(request: Request) -> Response:
         auth: str | None = check_header(bearer(api_key), "additional_config.api-key")  # before any download starts
     else:
         auth = _auth(request)
-    service = _service(request)
     runtime = runtime_of(request)
     async with track_adapter_operation(runtime.telemetry, "load"):
-        if body.artifact_url is None or is_local_path(body.artifact_url):
-            path = body.lora_path or local_path_of(body.artifact_url or "")
-            result = await service.load(body.lora_name, path, auth=auth, digest=body.artifact_digest)
-            source = path
-        else:
-            source = redact(body.artifact_url)
-            # reads the mounted secret: off the event loop
-            fetch = await asyncio.to_thread(artifact_fetcher, runtime.settings, runtime.telemetry, body)
-            result = await service.load_artifact(body.lora_name, source, fetch, auth=auth, digest=body.artifact_digest)
+        result, source = await _load(runtime, body, auth)
     if result.download_seconds is not None:
         runtime.telemetry.lora_load_seconds.labels("download").observe(result.download_seconds)
     runtime.telemetry.lora_load_seconds.labels("engine").observe(result.load_seconds)
@@ -106,7 +97,28 @@ async def load_adapter(request: Request) -> Response:
         "message": result.message,
         "warnings": list(result.warnings),
     }
+    if body.replace:
+        reply |= {"replaced": True, "gap": not runtime.adapters.engine.replaces_in_place}
     return JSONResponse(reply)
+
+
+async def _load(runtime: RuntimeState, body: LoadAdapterRequest, auth: str | None) -> tuple[LoadResult, str]:
+    """Load, or with ``replace`` swap in a new version of a loaded adapter; the result and the reported source."""
+    service, name, digest = runtime.adapters, body.lora_name, body.artifact_digest
+    if body.artifact_url is None or is_local_path(body.artifact_url):
+        path = body.lora_path or local_path_of(body.artifact_url or "")
+        if body.replace:
+            return await service.replace(name, path, None, path=path, auth=auth, digest=digest), path
+        return await service.load(name, path, auth=auth, digest=digest), path
+    source = redact(body.artifact_url)
+    if body.replace:  # one fetcher per folder the new version may land in; reading the secret is off the loop
+        folders = adapter_folders(Path(runtime.settings.adapter_dir), name)
+        fetchers = await asyncio.to_thread(
+            lambda: {f.name: artifact_fetcher(runtime.settings, runtime.telemetry, body, f.name) for f in folders}
+        )
+        return await service.replace(name, source, fetchers.__getitem__, auth=auth, digest=digest), source
+    fetch = await asyncio.to_thread(artifact_fetcher, runtime.settings, runtime.telemetry, body)
+    return await service.load_artifact(name, source, fetch, auth=auth, digest=digest), source
 
 
 async def unload_adapter(request: Request) -> Response:

@@ -81,6 +81,19 @@ def adapter_folder(root: Path, name: str) -> Path:
     return folder
 
 
+SPARE_SUFFIX = "~b"  # "~" is in no adapter name: the spare folder can never be another adapter's
+
+
+def adapter_folders(root: Path, name: str) -> tuple[Path, Path]:
+    """The two folders an adapter's files may live in: ``root/name``, and ``root/name~b`` while a replacement
+    downloads beside the version still serving (they take turns)."""
+    primary = adapter_folder(root, name)
+    spare = primary.with_name(name + SPARE_SUFFIX)
+    if spare.is_symlink():
+        raise BadURI(f"adapter directory for {name!r} resolves outside {root}")
+    return primary, spare
+
+
 def is_local_path(url: str) -> bool:
     return url.startswith("/") or url.startswith("file://")
 

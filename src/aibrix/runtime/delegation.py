@@ -27,12 +27,12 @@ log = logging.getLogger("aibrix.runtime")
 
 
 def artifact_fetcher(
-    settings: Settings, telemetry: Telemetry, body: LoadAdapterRequest
+    settings: Settings, telemetry: Telemetry, body: LoadAdapterRequest, folder: str | None = None
 ) -> Callable[[threading.Event], None]:
-    """A blocking download of the artifact into the adapter directory, credentials resolved now so a bad secret
-    fails before anything is written."""
+    """A blocking download of the artifact into the adapter directory (into ``folder`` there, by default the
+    adapter's name), credentials resolved now so a bad secret fails before anything is written."""
     root = Path(settings.adapter_dir)
-    adapter_folder(root, body.lora_name)
+    folder = folder or adapter_folder(root, body.lora_name).name
     credentials: dict[str, str] = {}
     if body.credentials_secret:
         credentials.update(read_secret(Path(settings.credentials_root), body.credentials_secret))
@@ -58,7 +58,7 @@ def artifact_fetcher(
         stop_when_asked(None)  # a load cancelled while it waited for a download thread
         started = time.monotonic()
         try:
-            result = fetch_model(uri, root, body.lora_name, env=env, policy=policy, on_progress=stop_when_asked)
+            result = fetch_model(uri, root, folder, env=env, policy=policy, on_progress=stop_when_asked)
         except OSError as exc:  # local I/O trouble (name too long, permissions): a clear error, not a 500
             raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
         telemetry.download_bytes.inc(result.downloaded_bytes)

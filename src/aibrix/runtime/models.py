@@ -44,6 +44,7 @@ class LoadAdapterRequest(BaseModel):
     artifact_url: Text | None = None
     # sha256 of the folder's manifest, or of the one file (aibrix.peft.folder_digest); checked before the engine load
     artifact_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
+    replace: bool = False  # swap in this version of a loaded adapter, the old one serving until it is in
     credentials: dict[str, str] | None = None
     credentials_secret: Annotated[str, Field(max_length=253)] | None = None
     additional_config: dict[str, Any] | None = None
