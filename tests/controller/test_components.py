@@ -322,3 +322,14 @@ def test_a_runtime_key_goes_only_to_the_pod_that_declares_it_and_is_read_where_i
 
         asyncio.run(go())
     assert "key-a" not in [a for a in runtime.authorizations[1:] if a]
+
+
+def test_a_pods_metrics_are_read_where_its_metric_port_label_says() -> None:
+    from aibrix.controller.pods import pod_from_object
+
+    plain = pod_from_object(pod("p"))
+    assert plain.metrics_url == plain.engine_url == "http://10.0.0.1:8000"
+    labelled = pod_from_object(
+        pod("p", labels={"adapter.model.aibrix.ai/enabled": "true", "model.aibrix.ai/metric-port": "9400"})
+    )
+    assert labelled.metrics_url == "http://10.0.0.1:9400"

@@ -220,6 +220,7 @@ def test_engine_ports_existing_volumes_and_guaranteed_pods_are_respected(webhook
     ({"model.aibrix.ai/engine": "ollama"}, "model.aibrix.ai/engine='ollama' is not one of vllm"),
     ({"model.aibrix.ai/port": "http"}, "model.aibrix.ai/port='http' is not a port number"),
     ({"model.aibrix.ai/port": "70000"}, "model.aibrix.ai/port='70000' is not a port number"),
+    ({"model.aibrix.ai/metric-port": "nine"}, "model.aibrix.ai/metric-port='nine' is not a port number"),
 ])  # fmt: skip
 def test_labels_that_cannot_work_get_a_warning_and_no_half_working_sidecar(webhook, labels, complaint) -> None:
     pod, response = mutate(webhook, engine_pod(labels=labels))
@@ -386,3 +387,24 @@ def test_a_client_that_never_finishes_its_request_is_cut_off_and_connections_are
     finally:
         proc.stop()
         kube.stop()
+
+
+@pytest.mark.parametrize(
+    ("engine", "args", "rank", "slots"),
+    [
+        ("vllm", ["--enable-lora"], "16", "1"),  # vLLM's defaults (config/lora.py)
+        ("vllm", ["--enable-lora", "--max-lora-rank", "64", "--max-loras=4"], "64", "4"),
+        ("vllm", ["--max-loras", "4", "--max-cpu-loras", "12"], "16", "12"),  # the CPU cache holds more
+        ("sglang", ["--enable-lora", "--max-lora-rank=32", "--max-loaded-loras", "8"], "32", "8"),
+        ("sglang", ["--enable-lora"], None, None),  # SGLang has no default to rely on
+    ],
+)
+def test_the_runtime_learns_the_engines_limits_from_its_arguments(engine: str, args: list, rank, slots) -> None:
+    from aibrix.controller.injection import plan_injection
+
+    spec = {"containers": [{"name": "engine", "image": "e", "command": ["python3", "-m", "serve"], "args": args}]}
+    labels = {"model.aibrix.ai/engine": engine, "model.aibrix.ai/metric-port": "9400"}
+    sidecar = plan_injection(spec, labels, {}, "aibrix/runtime:test", "/spec").patch[-1]["value"]
+    found = env(sidecar)
+    assert (found.get("AIBRIX_ENGINE_MAX_LORA_RANK"), found.get("AIBRIX_ENGINE_MAX_ADAPTERS")) == (rank, slots)
+    assert found["INFERENCE_ENGINE_METRICS_ENDPOINT"] == "http://localhost:9400"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,3 +199,46 @@ def test_admission_refuses_before_vllm_is_asked(procs, real_vllm: RealVLLM, tmp_
         assert says in response.json()["error"]["message"]
     assert real_vllm.proc.output(10**8).count("POST /v1/load_lora_adapter") == asked
     assert not set(cases) & real_vllm.adapters()
+
+
+def test_an_adapter_is_replaced_in_place_under_traffic_with_no_failed_request(
+    real_vllm: RealVLLM, runtime: Proc
+) -> None:
+    """vLLM's load_inplace swaps the weights while completions keep naming the adapter: none fails, and afterwards
+    the adapter answers as the new version does (greedy completions of the two versions differ)."""
+    import threading
+
+    prompt, models = "The weather today is", tiny_models()
+
+    def greedy(name: str) -> str:
+        answer = real_vllm.complete(name, prompt=prompt, max_tokens=12)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["choices"][0]["text"]
+
+    assert load(runtime, lora_name="swap", lora_path=str(models / "lora-r8")).status_code == 200
+    before = greedy("swap")
+    outcomes: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set() and len(outcomes) < 10_000:
+            outcomes.append(real_vllm.complete("swap", prompt=prompt, max_tokens=2).status_code)
+
+    worker = threading.Thread(target=traffic, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while len(outcomes) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    replaced = load(runtime, lora_name="swap", lora_path=str(models / "lora-r8-b"), replace=True)
+    count = len(outcomes)
+    while len(outcomes) < count + 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    worker.join(timeout=30)
+    assert replaced.status_code == 200, replaced.text
+    assert (replaced.json()["replaced"], replaced.json()["gap"]) == (True, False)
+    assert len(outcomes) >= 10 and set(outcomes) == {200}, outcomes  # no request failed during the swap
+    after = greedy("swap")
+    assert load(runtime, lora_name="ref-b", lora_path=str(models / "lora-r8-b")).status_code == 200
+    assert after == greedy("ref-b") and after != before, (before, after)
+    assert unload(runtime, "ref-b").status_code == 200 and unload(runtime, "swap").status_code == 200

@@ -164,6 +164,16 @@ def test_per_adapter_metrics_follow_loads_failures_and_unloads(procs, client, ad
     assert sample(families, "aibrix:lora_slots_used", "aibrix:lora_slots_used") == 0.0
 
 
+def test_metrics_served_on_another_port_are_scraped_there(procs, client):
+    """INFERENCE_ENGINE_METRICS_ENDPOINT (the webhook sets it from the pod label model.aibrix.ai/metric-port)."""
+    sim = procs.sim("vllm")
+    with PayloadServer({"/metrics": VLLM_DOC}) as metrics_port:
+        runtime = procs.runtime("vllm", sim.url, env={"INFERENCE_ENGINE_METRICS_ENDPOINT": metrics_port.url})
+        families = parsed(scrape(client, runtime.url).text)
+    assert sample(families, "aibrix:engine_up", "aibrix:engine_up") == 1.0
+    assert families["vllm:num_requests_running"]["samples"] == parsed(VLLM_DOC)["vllm:num_requests_running"]["samples"]
+
+
 def test_derived_throughput_moves_with_simulated_traffic(procs, client):
     sim = procs.sim("vllm")
     runtime = procs.runtime("vllm", sim.url)

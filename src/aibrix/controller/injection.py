@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from aibrix.controller.engine_args import limits_env, metrics_port
 from aibrix.controller.pods import DEFAULT_RUNTIME_PORT, RUNTIME_KEY_ENV, engine_port
 from aibrix.controller.runtime_keys import KEY_FIELD, KEY_SECRET
-from aibrix.controller.vocabulary import ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
+from aibrix.controller.vocabulary import ENGINE_LABEL, METRIC_PORT_LABEL, PORT_LABEL, RUNTIME_CONTAINER
 from aibrix.engines import ENGINES
 
 INJECT_ANNOTATION = "model.aibrix.ai/sidecar-injection"
@@ -69,6 +70,10 @@ def plan_injection(
                 )
             )
     sidecar = runtime_container(image, engine, port, _free_port(containers, port), volume, _guaranteed(containers))
+    sidecar["env"] += limits_env(engine, containers)
+    scrape_port = metrics_port(labels)
+    if scrape_port is not None:
+        sidecar["env"].append({"name": "INFERENCE_ENGINE_METRICS_ENDPOINT", "value": f"http://localhost:{scrape_port}"})
     ops.append({"op": "add", "path": f"{prefix}/containers/-", "value": sidecar})
     return Plan(patch=ops)
 
@@ -119,6 +124,9 @@ def _engine(
     port = engine_port(labels, containers)
     if label_port is not None and not (label_port.isdigit() and 0 < int(label_port) < 65536):
         problems.append(f"{PORT_LABEL}={label_port!r} is not a port number")
+    scrape = labels.get(METRIC_PORT_LABEL)
+    if scrape is not None and not (scrape.isdigit() and 0 < int(scrape) < 65536):
+        problems.append(f"{METRIC_PORT_LABEL}={scrape!r} is not a port number")
     return engine, port, problems
 
 

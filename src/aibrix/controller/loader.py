@@ -218,7 +218,7 @@ class Loader:
 
     async def metrics(self, pod: Pod, *, timeout: float = 2.0) -> str | None:
         """The pod's metrics text (the runtime's standardized view when it has one), or None when unreachable."""
-        url = pod.runtime_url if self.via_runtime(pod) else pod.engine_url
+        url = pod.runtime_url if self.via_runtime(pod) else pod.metrics_url
         try:
             response = await self._client(url or "").request("GET", "/metrics", timeout=timeout)
         except TransportError:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from aibrix.controller.engine_args import metrics_port
 from aibrix.controller.vocabulary import ENABLED_LABEL, ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
 
 DEFAULT_ENGINE_PORT = 8000
@@ -45,6 +46,7 @@ class Pod:
     runtime_port: int | None  # None: no runtime sidecar in the pod
     engine: str
     runtime_key: KeySource | None = None  # None: the runtime takes no key
+    metrics_port: int | None = None  # model.aibrix.ai/metric-port: the engine's metrics are served there
 
     @property
     def host(self) -> str:
@@ -54,6 +56,11 @@ class Pod:
     @property
     def engine_url(self) -> str:
         return f"http://{self.host}:{self.engine_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where the engine serves its metrics: its own port unless the metric-port label names another."""
+        return f"http://{self.host}:{self.metrics_port}" if self.metrics_port else self.engine_url
 
     @property
     def runtime_url(self) -> str | None:
@@ -115,6 +122,7 @@ def pod_from_object(obj: dict[str, Any]) -> Pod:
         runtime_port=runtime_port,
         engine=labels.get(ENGINE_LABEL, "vllm"),
         runtime_key=_key_source(runtime),
+        metrics_port=metrics_port(labels),
     )
 
 

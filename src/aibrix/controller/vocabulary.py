@@ -8,5 +8,6 @@ MODEL_LABEL = "model.aibrix.ai/name"
 ADAPTER_LABEL = "adapter.model.aibrix.ai/name"
 BASE_MODEL_ANNOTATION = "model.aibrix.ai/base-model"  # on the adapter's Service, for gateways and people
 PORT_LABEL = "model.aibrix.ai/port"
+METRIC_PORT_LABEL = "model.aibrix.ai/metric-port"  # the engine serves metrics on another port
 ENGINE_LABEL = "model.aibrix.ai/engine"
 RUNTIME_CONTAINER = "aibrix-runtime"

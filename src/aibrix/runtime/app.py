@@ -229,6 +229,7 @@ def build_app(settings: Settings) -> Starlette:
         finally:
             keeper.cancel()
             await runtime.adapters.engine.aclose()
+            await runtime.scraper.aclose()
             runtime.adapters.close()
 
     routes = list(ROUTES)
@@ -254,6 +255,9 @@ def build_app(settings: Settings) -> Starlette:
         timeout=settings.metrics_scrape_timeout,
         transform=settings.transform_metrics,
         rate_window=settings.metrics_rate_window,
+        client=EngineClient(settings.engine_metrics_endpoint, api_key=api_key, timeout=settings.engine_timeout)
+        if settings.engine_metrics_endpoint
+        else None,
     )
     readiness = ReadinessProbe(
         engine, timeout=settings.ready_timeout or engine.ready_timeout, cache_seconds=settings.ready_cache_seconds

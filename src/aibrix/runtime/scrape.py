@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from aibrix.engines import Engine
+from aibrix.engines import Engine, EngineClient
 from aibrix.engines.errors import EngineError
 from aibrix.metrics import Standardizer
 from aibrix.runtime.telemetry import Telemetry
@@ -23,9 +23,19 @@ class MetricsScraper:
     """
 
     def __init__(
-        self, engine: Engine, telemetry: Telemetry, *, path: str, timeout: float, transform: bool, rate_window: float
+        self,
+        engine: Engine,
+        telemetry: Telemetry,
+        *,
+        path: str,
+        timeout: float,
+        transform: bool,
+        rate_window: float,
+        client: EngineClient | None = None,
     ) -> None:
+        """``client``: where the engine serves metrics when not on its API port (default: the engine's client)."""
         self.engine, self.telemetry = engine, telemetry
+        self.client = client or engine.client
         self.path, self.timeout, self.transform = path, timeout, transform
         self.standardizer = Standardizer(engine.name, rate_window=rate_window)
         self._inflight: asyncio.Future[bytes] | None = None
@@ -37,6 +47,10 @@ class MetricsScraper:
             future.add_done_callback(self._clear)
         return await asyncio.shield(self._inflight)
 
+    async def aclose(self) -> None:
+        if self.client is not self.engine.client:
+            await self.client.aclose()
+
     def _clear(self, future: asyncio.Future[bytes]) -> None:
         if self._inflight is future:
             self._inflight = None
@@ -45,7 +59,7 @@ class MetricsScraper:
         started = time.perf_counter()
         parts: list[bytes] = []
         try:
-            response = await self.engine.client.request("GET", self.path, timeout=self.timeout)
+            response = await self.client.request("GET", self.path, timeout=self.timeout)
             problem = None if response.status_code == 200 else f"engine answered {response.status_code} on {self.path}"
         except EngineError as exc:
             response, problem = None, exc.message

@@ -19,6 +19,7 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 ENV_VARS = {
     "engine": "INFERENCE_ENGINE",
     "engine_endpoint": "INFERENCE_ENGINE_ENDPOINT",
+    "engine_metrics_endpoint": "INFERENCE_ENGINE_METRICS_ENDPOINT",
     "engine_api_key": "INFERENCE_ENGINE_API_KEY",
     "engine_version": "INFERENCE_ENGINE_VERSION",
     "engine_timeout": "INFERENCE_ENGINE_TIMEOUT",
@@ -59,6 +60,7 @@ class Settings(BaseModel):
 
     engine: str = "vllm"
     engine_endpoint: str = "http://localhost:8000"
+    engine_metrics_endpoint: str | None = None  # where the engine serves metrics, when not on its API port
     engine_api_key: SecretStr | None = None
     engine_version: str | None = None
     engine_timeout: float = Field(60.0, gt=0, le=3600)
@@ -99,9 +101,11 @@ class Settings(BaseModel):
             raise ValueError(f"expected one of {', '.join(ENGINES)}")
         return value
 
-    @field_validator("engine_endpoint")
+    @field_validator("engine_endpoint", "engine_metrics_endpoint")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip().rstrip("/")
         scheme, _, rest = value.partition("://")
         if scheme not in ("http", "https") or not rest or rest.startswith("/"):

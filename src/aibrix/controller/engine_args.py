@@ -1,0 +1,59 @@
+"""What an engine pod can hold, read from its engine container's arguments, for the injected runtime's environment
+(``AIBRIX_ENGINE_MAX_LORA_RANK``, ``AIBRIX_ENGINE_MAX_ADAPTERS``) and the metrics port a label names.
+
+Defaults are the engines' own: vLLM 0.32 ``config/lora.py`` (``max_lora_rank`` 16, ``max_loras`` 1,
+``max_cpu_loras`` defaults to ``max_loras``); SGLang 0.5.23 ``server_args.py`` has no default rank (it takes the
+largest of ``--lora-paths``) and ``--max-loaded-loras`` unset means no limit, so nothing is set without the flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aibrix.controller.vocabulary import METRIC_PORT_LABEL, RUNTIME_CONTAINER
+
+VLLM_DEFAULT_RANK = 16
+VLLM_DEFAULT_LORAS = 1
+
+
+def flag(args: Sequence[str], name: str) -> str | None:
+    """The value of ``--name N`` or ``--name=N`` (the last one wins, as argparse reads it)."""
+    found = None
+    for index, arg in enumerate(args):
+        if arg == name and index + 1 < len(args):
+            found = args[index + 1]
+        elif arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _number(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
+
+
+def engine_arguments(containers: list[dict[str, Any]]) -> list[str]:
+    """Command and arguments of the engine container: the first one that is not the runtime."""
+    engine = next((c for c in containers if c.get("name") != RUNTIME_CONTAINER), {})
+    return [str(a) for a in [*(engine.get("command") or []), *(engine.get("args") or [])]]
+
+
+def limits_env(engine: str, containers: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The runtime's environment for the engine's rank and adapter limits, where they can be known."""
+    args = engine_arguments(containers)
+    rank = _number(flag(args, "--max-lora-rank"))
+    slots: int | None
+    if engine == "vllm":
+        rank = rank or VLLM_DEFAULT_RANK
+        slots = _number(flag(args, "--max-cpu-loras")) or _number(flag(args, "--max-loras")) or VLLM_DEFAULT_LORAS
+    elif engine == "sglang":
+        slots = _number(flag(args, "--max-loaded-loras"))
+    else:
+        slots = None
+    env = [{"name": "AIBRIX_ENGINE_MAX_LORA_RANK", "value": str(rank)}] if rank else []
+    return env + ([{"name": "AIBRIX_ENGINE_MAX_ADAPTERS", "value": str(slots)}] if slots else [])
+
+
+def metrics_port(labels: dict[str, str]) -> int | None:
+    """The ``model.aibrix.ai/metric-port`` label: where the engine serves metrics when not on its API port."""
+    return _number(labels.get(METRIC_PORT_LABEL, "").strip())
