@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aibrix.engines import ENGINES
 from aibrix.metrics.rules import HIT_RATIOS, RATE_DERIVED, RULES
 from aibrix.metrics.vocabulary import VOCABULARY
@@ -133,6 +135,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, kind, labels, meaning in OWN_ROWS:
         print(f"| `{name}` | {kind} | {labels} | {meaning} |")
+    print()
+    print((Path(__file__).parent / "metrics_doc_routers.md").read_text())  # prose with tables: kept as Markdown
 
 
 if __name__ == "__main__":
