@@ -100,7 +100,7 @@ def traffic(urls: list[str], stop: threading.Event) -> None:
 
 def dashboard_queries() -> list[str]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [t["expr"].replace("$__rate_interval", "30s") for p in panels for t in p["targets"]]
+    return [t["expr"].replace("$__rate_interval", "30s") for p in panels for t in p.get("targets", [])]
 
 
 def alert_rules() -> list[dict]:
