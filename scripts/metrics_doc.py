@@ -85,6 +85,8 @@ OWN_ROWS = [
     ("aibrix:lora_adapter_load_failures_total", "counter", "`reason`",
      "failed adapter loads by reason (the error type: `AdapterRejected`, `NotFound`, `EngineUnavailable`, ...)"),
     ("aibrix:lora_adapter_reloads_total", "counter", "", "adapters loaded again after the engine lost them"),
+    ("aibrix:lora_adapter_requests_active", "gauge", "`lora_name`, `state`",
+     "1 for each adapter vLLM reports with requests `running` or `waiting` (the newest `vllm:lora_requests_info`)"),
     ("aibrix:lora_slots_used", "gauge", "", "adapters the runtime keeps loaded"),
     ("aibrix:lora_slots_total", "gauge", "",
      "adapters the engine can keep loaded, from `AIBRIX_ENGINE_MAX_ADAPTERS` (absent when not set)"),

@@ -164,6 +164,22 @@ def test_per_adapter_metrics_follow_loads_failures_and_unloads(procs, client, ad
     assert sample(families, "aibrix:lora_slots_used", "aibrix:lora_slots_used") == 0.0
 
 
+def test_per_adapter_demand_comes_from_vllms_newest_lora_requests_info(procs, client):
+    """vLLM keeps one series per state the adapter lists have been in; the newest is now (value: when it was set)."""
+    info = (
+        "# HELP vllm:lora_requests_info Running stats on lora requests.\n# TYPE vllm:lora_requests_info gauge\n"
+        'vllm:lora_requests_info{max_lora="2",running_lora_adapters="old",waiting_lora_adapters=""} 1.79e+09\n'
+        'vllm:lora_requests_info{max_lora="2",running_lora_adapters="a,b",waiting_lora_adapters="c"} 1.7961e+09\n'
+    )
+    with PayloadServer({"/metrics": info}) as engine:
+        runtime = procs.runtime("vllm", engine.url)
+        families = parsed(scrape(client, runtime.url).text)
+    active = families["aibrix:lora_adapter_requests_active"]["samples"]
+    found = {dict(labels)["lora_name"] + "/" + dict(labels)["state"] for _, labels in active}
+    assert found == {"a/running", "b/running", "c/waiting"}
+    assert families["vllm:lora_requests_info"]["samples"]  # the engine's own family passes through unchanged
+
+
 def test_metrics_served_on_another_port_are_scraped_there(procs, client):
     """INFERENCE_ENGINE_METRICS_ENDPOINT (the webhook sets it from the pod label model.aibrix.ai/metric-port)."""
     sim = procs.sim("vllm")

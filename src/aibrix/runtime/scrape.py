@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 from aibrix.engines import Engine, EngineClient
@@ -12,6 +13,8 @@ from aibrix.metrics import Standardizer
 from aibrix.runtime.telemetry import Telemetry
 
 log = logging.getLogger("aibrix.runtime")
+LORA_INFO = "vllm:lora_requests_info{"
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -68,13 +71,36 @@ class MetricsScraper:
             payload = response.content
             parts.append(payload if payload.endswith(b"\n") or not payload else payload + b"\n")
             if self.transform:
-                parts.append(self._standard_families(response.text))
+                text = response.text
+                self._adapter_demand(text)
+                parts.append(self._standard_families(text))
         else:
             self.telemetry.engine_up.set(0)
             parts.append(f"# engine scrape failed: {' '.join(str(problem).split())}\n".encode())
         self.telemetry.scrape_seconds.observe(time.perf_counter() - started)
         parts.append(self.telemetry.render())
         return b"".join(parts)
+
+    def _adapter_demand(self, text: str) -> None:
+        """Per-adapter demand from vLLM's ``vllm:lora_requests_info`` (v1/metrics/loggers.py): one series per state the
+        adapter lists have been in, its value the time it was set; the newest says which adapters have requests
+        running or waiting now (names only: vLLM exports no counts)."""
+        self.telemetry.lora_active.clear()
+        if LORA_INFO not in text:
+            return
+        newest: tuple[float, str] | None = None
+        for line in text.splitlines():
+            if line.startswith(LORA_INFO):
+                labels, _, value = line[len(LORA_INFO) :].rpartition("} ")
+                stamp = _number(value)
+                if newest is None or stamp >= newest[0]:
+                    newest = (stamp, labels)
+        if newest is None:
+            return
+        found = dict(_LABEL.findall(newest[1]))
+        for state in ("running", "waiting"):
+            for name in filter(None, (n.strip() for n in found.get(f"{state}_lora_adapters", "").split(","))):
+                self.telemetry.lora_active.labels(name, state).set(1)
 
     def _standard_families(self, text: str) -> bytes:
         try:
@@ -83,3 +109,10 @@ class MetricsScraper:
             log.exception("metric standardization failed; serving the engine's raw payload for this scrape")
             self.telemetry.fallbacks.inc()
             return b""
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0

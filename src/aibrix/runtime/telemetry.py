@@ -78,6 +78,11 @@ class Telemetry:
         self.lora_reloads = Counter(
             "aibrix:lora_adapter_reloads", "Adapters loaded again after the engine lost them (self-healing)."
         )
+        self.lora_active = Gauge(
+            "aibrix:lora_adapter_requests_active",
+            "1 for each adapter the engine reports with requests running or waiting (vLLM's lora_requests_info).",
+            ["lora_name", "state"],
+        )
         self.slots_used = Gauge("aibrix:lora_slots_used", "Adapters this runtime keeps loaded in the engine.")
         self.slots_total = Gauge(
             "aibrix:lora_slots_total", "Adapters the engine can keep loaded (AIBRIX_ENGINE_MAX_ADAPTERS), when known."
@@ -106,6 +111,7 @@ class Telemetry:
             self.lora_load_seconds,
             self.lora_load_failures,
             self.lora_reloads,
+            self.lora_active,
             self.slots_used,
             self.slots_total,
             self.scrape_seconds,
