@@ -197,8 +197,13 @@ def test_admission_refuses_before_vllm_is_asked(procs, real_vllm: RealVLLM, tmp_
         response = load(runtime, lora_name=name, lora_path=str(folder))
         assert error_of(response) == (422, "AdapterRejected"), response.text
         assert says in response.json()["error"]["message"]
+    pinned = load(runtime, lora_name="adm-digest", lora_path=str(good), artifact_digest="sha256:" + "1" * 64)
+    assert error_of(pinned) == (422, "DigestMismatch"), pinned.text
     assert real_vllm.proc.output(10**8).count("POST /v1/load_lora_adapter") == asked
-    assert not set(cases) & real_vllm.adapters()
+    assert not ({"adm-digest"} | set(cases)) & real_vllm.adapters()
+    assert load(runtime, lora_name="adm-ok", lora_path=str(good)).status_code == 200  # the log does show loads
+    assert real_vllm.proc.output(10**8).count("POST /v1/load_lora_adapter") == asked + 1
+    assert unload(runtime, "adm-ok").status_code == 200
 
 
 def test_an_adapter_is_replaced_in_place_under_traffic_with_no_failed_request(
