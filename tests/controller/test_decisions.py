@@ -157,3 +157,29 @@ def test_settle(
     assert (verdict.hold_until is not None) == (fatal is not None)
     if instances and instances < desired:
         assert f"on {instances} of {desired} pods" in verdict.ready[2]
+
+
+@pytest.mark.parametrize(
+    ("status", "versions"),
+    [
+        ({}, {"a": "v2", "b": "v2"}),  # nothing recorded: what the spec asks for
+        ({"artifactURL": "v1"}, {"a": "v1", "b": "v1"}),  # recorded before versions were kept per pod
+        ({"artifactURL": "v1", "artifactDigest": "sha256:1"}, {"a": "sha256:1", "b": "sha256:1"}),
+        ({"artifactURL": "v1", "instanceVersions": {"a": "v2"}}, {"a": "v2", "b": "v1"}),  # mid-rollout
+    ],
+)
+def test_each_instance_holds_the_version_its_status_records(status: dict, versions: dict) -> None:
+    from aibrix.controller.rollout import instance_versions
+
+    assert instance_versions(status, [pod("a"), pod("b")], "v2") == versions
+
+
+def test_stale_instances_roll_through_runtimes_and_reload_without_one() -> None:
+    from aibrix.controller.rollout import stale_instances, version_of
+
+    assert version_of("s3://b/k", None) == "s3://b/k" and version_of("s3://b/k", "sha256:1") == "sha256:1"
+    pods = [pod("a"), pod("b", runtime_port=None), pod("c")]
+    rolling, reloading = stale_instances(
+        pods, {"a": "v1", "b": "v1", "c": "v2"}, "v2", lambda p: p.runtime_port is not None
+    )
+    assert (names(rolling), names(reloading)) == (["a"], ["b"])

@@ -165,6 +165,8 @@ def test_the_image_annotation_wins_and_the_engine_defaults_as_the_controller_rea
         "INFERENCE_ENGINE": "vllm",
         "INFERENCE_ENGINE_ENDPOINT": "http://localhost:8000",
         "AIBRIX_RUNTIME_API_KEY": None,
+        "AIBRIX_ENGINE_MAX_LORA_RANK": "16",  # vLLM's defaults, the engine's arguments naming none
+        "AIBRIX_ENGINE_MAX_ADAPTERS": "1",
     }
     assert [v["name"] for v in pod["spec"]["volumes"]] == ["models", "adapter-storage"]
     sglang = [{"name": "server", "image": "lmsysorg/sglang:v0.5", "ports": [{"containerPort": 30000}]}]

@@ -218,3 +218,37 @@ def test_a_leader_that_cannot_renew_stops_acting(kube: FakeKube, controller: Con
     kube.proc.stop()
     assert proc.popen.wait(timeout=10) == 1  # exits so that no two leaders can act; the kubelet restarts it
     assert "leadership lost" in proc.output()
+
+
+def test_a_changed_artifact_rolls_across_the_pods_one_at_a_time_without_a_gap(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path, tmp_path: Path
+) -> None:
+    """With runtimes, each pod swaps to the new version in place (vLLM's load_inplace) while the others keep the
+    old one: every engine serves the adapter throughout, and the status says which version each pod holds."""
+    sims = {}
+    for name in ("r-0", "r-1", "r-2"):
+        sims[name], _ = pod_with_runtime(kube, engines, name)
+    controller()
+    kube.add_adapter("rolled", artifactURL=str(adapter_dir))
+    kube.wait_adapter("rolled", lambda o: running(o) and len(status(o).get("instances", [])) == 3)
+    newer = tmp_path / "v2"
+    newer.mkdir()
+    (newer / "adapter_config.json").write_text('{"r": 8}')
+    kube.patch_adapter("rolled", {"spec": {"artifactURL": str(newer)}})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        roots = {name: served_root(sim, "rolled") for name, sim in sims.items()}
+        assert None not in roots.values(), roots  # no engine ever stopped serving it
+        if set(roots.values()) == {str(newer)}:
+            break
+        time.sleep(0.02)
+    done = kube.wait_adapter("rolled", lambda o: status(o).get("artifactURL") == str(newer))
+    assert status(done)["instanceVersions"] == {name: str(newer) for name in sims}
+    assert condition(done, "Updated")["status"] == "True"
+    updates = [e["message"] for e in kube.items("/api/v1/namespaces/default/events") if e["reason"] == "Updated"]
+    assert any("2 to go" in m for m in updates) and any("1 to go" in m for m in updates), updates  # one at a time
+
+
+def served_root(sim: Proc, name: str) -> str | None:
+    cards = httpx.get(sim.url + "/v1/models", timeout=5).json()["data"]
+    return next((c["root"] for c in cards if c["id"] == name), None)

@@ -22,6 +22,7 @@ from aibrix.controller.loader import LoadError, Outcome
 from aibrix.controller.observation import Observation, observe
 from aibrix.controller.pods import Pod, parse_time
 from aibrix.controller.resources import EndpointSlice, Obj, Service, key_of, timestamp
+from aibrix.controller.rollout import instance_versions, stale_instances, version_of
 from aibrix.controller.spec import AdapterSpec, SpecError, parse_spec
 from aibrix.controller.status import (
     Condition,
@@ -61,6 +62,9 @@ class AdapterPass:
         self.instances: list[Pod] = []
         self.retries: dict[str, Retry] = {}
         self.gave_up = False  # a pod was given up on in this pass: choose another at once
+        self.version = ""  # the version the spec asks for (rollout.version_of)
+        self.versions: dict[str, str] = {}  # instance -> the version it holds
+        self.rolled: bool | None = None  # a pod was moved to the new version in this pass (False: that failed)
 
     def condition(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str) -> None:
         set_condition(self.conditions, type_, status, reason, message, self.generation)
@@ -112,28 +116,65 @@ class AdapterPass:
         await self.write_phase(self.status["phase"], seen)
         if fatal:
             return self.options.cooldown
-        if self.gave_up:
-            return 0.0
+        if self.gave_up or self.rolled:
+            return 0.0  # choose another pod, or move the next one to the new version, at once
+        if self.rolled is False and self.status.get("updateRetry"):
+            return self.options.backoff(1)
         later = [e.next_attempt - self.now for e in self.retries.values()] + list(seen.stabilizing)
         return min((w for w in later if w > 0), default=None)
 
     async def refresh(self, spec: AdapterSpec, seen: Observation) -> list[Pod]:
-        """Unload where the adapter should no longer be; drop the instances whose engine lost it, and return them."""
+        """Unload where the adapter should no longer be, move an instance on an old version to the new one, and
+        drop the instances whose engine lost the adapter, returning them."""
         unwanted = list(seen.strays)
-        loaded_from = self.status.get("artifactURL")
-        moved = loaded_from not in (None, redact(spec.artifact_url))
-        if self.instances and (moved or (loaded_from and self.status.get("artifactDigest") != spec.artifact_digest)):
-            what = "spec.artifactURL" if moved else "spec.artifactDigest"
-            self.event("Normal", "ArtifactChanged", f"{what} changed; loading the new artifact")
-            unwanted += self.instances
-            self.instances = []
+        self.version = version_of(redact(spec.artifact_url), spec.artifact_digest)
+        self.versions = instance_versions(self.status, self.instances, self.version)
+        rolling, reloading = stale_instances(self.instances, self.versions, self.version, self.fleet.loader.via_runtime)
+        if reloading:
+            names = ", ".join(p.name for p in reloading)
+            self.event("Normal", "ArtifactChanged", f"the artifact changed; loading it again on [{names}]")
+            unwanted += reloading
+            self.instances = [p for p in self.instances if p not in reloading]
         if unwanted:
             await asyncio.gather(*(self.fleet.unload(self.obj, spec, pod) for pod in unwanted))
+        if rolling and not self.update_blocked():
+            await self.roll(spec, rolling[0])
         self.instances, lost = still_serving(self.instances, await self.served(spec), spec.name)
         for pod in lost:
             self.fleet.metrics.reloads.inc()
             self.event("Warning", "AdapterLost", f"pod {pod.name} no longer serves the adapter; loading it again")
         return lost
+
+    async def roll(self, spec: AdapterSpec, pod: Pod) -> None:
+        """Move one pod to the new version while the others keep serving the old one; the next pass takes the next."""
+        try:
+            seconds = await self.fleet.loader.replace(pod, spec, await self.credentials(spec))
+        except LoadError as exc:
+            self.rolled = False
+            self.condition(
+                ConditionType.UPDATED, ConditionStatus.FALSE, "UpdateFailed", f"pod {pod.name}: {exc.message}"
+            )
+            self.status["updateRetry"] = exc.outcome is not Outcome.FATAL  # a fatal one waits for an edit
+            self.event("Warning", "UpdateFailed", f"pod {pod.name} keeps the previous version: {exc.message}")
+            return
+        self.rolled = True
+        self.versions[pod.name] = self.version
+        self.fleet.metrics.load_seconds.observe(seconds)
+        left = sum(1 for p in self.instances if self.versions.get(p.name) != self.version)
+        message = f"pod {pod.name} serves the new version; {left} to go" if left else "every pod serves the new version"
+        self.condition(ConditionType.UPDATED, ConditionStatus.TRUE if not left else ConditionStatus.FALSE,
+                       "Updated" if not left else "Updating", message)  # fmt: skip
+        self.event("Normal", "Updated", message)
+
+    def update_blocked(self) -> bool:
+        """A rollout that failed for a reason no retry fixes waits for the spec to change."""
+        updated = condition(self.conditions, ConditionType.UPDATED)
+        return (
+            updated is not None
+            and updated["reason"] == "UpdateFailed"
+            and updated.get("observedGeneration") == self.generation
+            and self.status.get("updateRetry") is False
+        )
 
     async def served(self, spec: AdapterSpec) -> list[set[str] | None]:
         """What each instance serves; a resync asks each pod once, not once per adapter."""
@@ -204,6 +245,7 @@ class AdapterPass:
 
     def loaded(self, spec: AdapterSpec, pod: Pod, seconds: float) -> None:
         self.instances.append(pod)
+        self.versions[pod.name] = self.version
         self.retries.pop(pod.name, None)
         self.fleet.index.add(pod, spec.name)
         self.fleet.metrics.loads.labels("ok").inc()
@@ -274,7 +316,7 @@ class AdapterPass:
         self.condition(ConditionType.INITIALIZED, ConditionStatus.TRUE, "Initialized", "Configuration is valid")
         self.status["phase"] = verdict.phase
         self.status["nextAttemptTime"] = None if verdict.hold_until is None else timestamp(verdict.hold_until)
-        if self.instances:
+        if self.instances and all(self.versions.get(p.name) == self.version for p in self.instances):
             self.status["artifactURL"] = redact(spec.artifact_url)
             self.status["artifactDigest"] = spec.artifact_digest
         if verdict.unbound and condition(self.conditions, ConditionType.BOUND) is not None:
@@ -287,6 +329,7 @@ class AdapterPass:
         """Write the status with ``phase`` (while no pod serves the adapter; afterwards it stays Running)."""
         self.status["phase"] = Phase.RUNNING if self.instances and phase in (Phase.SCHEDULED, Phase.LOADING) else phase
         self.status["instances"] = sorted(p.name for p in self.instances)
+        self.status["instanceVersions"] = {p.name: self.versions.get(p.name, self.version) for p in self.instances}
         self.status["readyReplicas"] = len(self.instances)
         self.status["retries"] = [self.retries[n].to_status() for n in sorted(self.retries)]
         self.status["desiredReplicas"] = seen.desired

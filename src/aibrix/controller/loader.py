@@ -145,17 +145,25 @@ class Loader:
                 raise LoadError(f"pod {pod.name} still holds another {spec.name!r} after unloading it", Outcome.RETRY)
         return time.monotonic() - started
 
-    async def _load_via_runtime(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> bool:
-        """True once the runtime holds this artifact; False when it holds the name from elsewhere (409)."""
-        body: dict[str, Any] = {"lora_name": spec.name, "artifact_url": spec.artifact_url}
-        if spec.artifact_digest:
-            body["artifact_digest"] = spec.artifact_digest
-        if credentials:
-            body["credentials"] = credentials
-        if spec.api_key:
-            body["additional_config"] = {"api-key": spec.api_key}
+    async def replace(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> float:
+        """Swap the pod's copy for the spec's artifact through its runtime (``replace``: the old version serves until
+        the new one is in); a pod that no longer holds the adapter gets a plain load. The seconds it took."""
+        started = time.monotonic()
+        body = {**_runtime_body(spec, credentials), "replace": True}
         auth = await self._runtime_auth(pod, spec.api_key)
         response = await self._call(pod.runtime_url or "", "/v1/lora_adapter/load", body, auth)
+        if response.status_code == 404 and "nothing to replace" in error_message(response):
+            return await self.load(pod, spec, credentials)
+        if not response.is_success:
+            raise self._refused(pod, response)
+        return time.monotonic() - started
+
+    async def _load_via_runtime(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> bool:
+        """True once the runtime holds this artifact; False when it holds the name from elsewhere (409)."""
+        auth = await self._runtime_auth(pod, spec.api_key)
+        response = await self._call(
+            pod.runtime_url or "", "/v1/lora_adapter/load", _runtime_body(spec, credentials), auth
+        )
         if response.status_code == 409:
             return False
         if not response.is_success:
@@ -250,3 +258,15 @@ class Loader:
 
 def _bearer(key: str | None) -> str | None:
     return bearer(key) if key else None
+
+
+def _runtime_body(spec: AdapterSpec, credentials: dict[str, str] | None) -> dict[str, Any]:
+    """A runtime load of the spec's artifact, with its digest, credentials and engine key."""
+    body: dict[str, Any] = {"lora_name": spec.name, "artifact_url": spec.artifact_url}
+    if spec.artifact_digest:
+        body["artifact_digest"] = spec.artifact_digest
+    if credentials:
+        body["credentials"] = credentials
+    if spec.api_key:
+        body["additional_config"] = {"api-key": spec.api_key}
+    return body

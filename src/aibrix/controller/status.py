@@ -27,6 +27,7 @@ class ConditionType(StrEnum):
     SCHEDULED = "Scheduled"
     BOUND = "Bound"
     READY = "Ready"
+    UPDATED = "Updated"  # the instances hold the version the spec asks for
 
 
 class ConditionStatus(StrEnum):
