@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +354,7 @@ class AdapterService:
         self._set(dataclasses.replace(managed, state=state, reason=reason, updated=time.time()))
 
     def listing(self) -> list[dict[str, Any]]:
-        return [asdict(adapter) for adapter in sorted(self.managed.values(), key=lambda a: a.name)]
+        return [adapter.as_dict() for adapter in sorted(self.managed.values(), key=lambda a: a.name)]
 
     def _set(self, adapter: ManagedAdapter) -> None:
         """Remember ``adapter``; the record changes when it is wanted in the engine or has failed (a download in
@@ -368,7 +368,7 @@ class AdapterService:
         adapters = {a.name: a for a in self.managed.values() if a.state in WANTED}
         if pending is not None:
             adapters[pending.name] = pending
-        return [asdict(a) for a in sorted(adapters.values(), key=lambda a: a.name)]
+        return [a.as_dict() for a in sorted(adapters.values(), key=lambda a: a.name)]
 
     def _read_record(self) -> dict[str, ManagedAdapter]:
         """The adapters the record says to keep, each checked as strictly as a request: the file may have been

@@ -42,6 +42,10 @@ class ManagedAdapter:
     size_bytes: int = 0
     updated: float = field(default_factory=time.time)
 
+    def as_dict(self) -> dict[str, object]:
+        """The fields as a new dict (flat: no deep copy needed, unlike dataclasses.asdict, which a load paid twice)."""
+        return dict(vars(self))
+
 
 def owned_folder(adapter_dir: Path | None, adapter: ManagedAdapter) -> Path | None:
     """The folder the runtime downloaded ``adapter`` into, exactly ``adapter_dir/<name>`` (or its spare, while a
