@@ -215,10 +215,14 @@ def test_an_adapter_is_replaced_in_place_under_traffic_with_no_failed_request(
 
     prompt, models = "The weather today is", tiny_models()
 
-    def greedy(name: str) -> str:
-        answer = real_vllm.complete(name, prompt=prompt, max_tokens=12)
+    def greedy(name: str) -> tuple[str, list[float]]:
+        """The greedy completion and its tokens' log-probabilities (the tiny model's text may decode to nothing,
+        but the weights show in every log-probability)."""
+        body = {"model": name, "prompt": prompt, "max_tokens": 6, "temperature": 0, "logprobs": 1}
+        answer = httpx.post(real_vllm.url + "/v1/completions", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
-        return answer.json()["choices"][0]["text"]
+        choice = answer.json()["choices"][0]
+        return choice["text"], [round(v, 4) for v in choice["logprobs"]["token_logprobs"]]
 
     assert load(runtime, lora_name="swap", lora_path=str(models / "lora-r8")).status_code == 200
     before = greedy("swap")
