@@ -107,7 +107,7 @@ def test_a_cancelled_delegated_load_stops_its_download_before_cleaning_up(tmp_pa
                 written.append(index)
                 time.sleep(0.02)
 
-        load = asyncio.create_task(service.load_artifact("cancelled", "s3://b/k", fetch))
+        load = asyncio.create_task(service.load_artifact("cancelled", "s3://b/k", lambda folder: fetch))
         await asyncio.sleep(0.2)
         load.cancel()
         try:

@@ -143,7 +143,9 @@ def test_slow_adapter_downloads_leave_the_default_executor_free(tmp_path: Path) 
 
     async def go() -> None:
         service = AdapterService(SlowListing(), tmp_path)
-        loads = [asyncio.create_task(service.load_artifact(f"l{i}", "http://x/a", fetch)) for i in range(40)]
+        loads = [
+            asyncio.create_task(service.load_artifact(f"l{i}", "http://x/a", lambda folder: fetch)) for i in range(40)
+        ]
         await asyncio.sleep(0.3)
         t0 = time.monotonic()
         await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo("localhost", 80, type=socket.SOCK_STREAM), 5)

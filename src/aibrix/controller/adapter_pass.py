@@ -162,8 +162,10 @@ class AdapterPass:
         self.fleet.metrics.load_seconds.observe(seconds)
         left = sum(1 for p in self.instances if self.versions.get(p.name) != self.version)
         message = f"pod {pod.name} serves the new version; {left} to go" if left else "every pod serves the new version"
-        self.condition(ConditionType.UPDATED, ConditionStatus.TRUE if not left else ConditionStatus.FALSE,
-                       "Updated" if not left else "Updating", message)  # fmt: skip
+        if left:
+            self.condition(ConditionType.UPDATED, ConditionStatus.FALSE, "Updating", message)
+        else:
+            self.condition(ConditionType.UPDATED, ConditionStatus.TRUE, "Updated", message)
         self.event("Normal", "Updated", message)
 
     def update_blocked(self) -> bool:

@@ -7,9 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import shutil
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from aibrix.errors import capped
 from aibrix.runtime.admission import AdapterAdmission
 from aibrix.runtime.artifacts import adapter_folders
 from aibrix.runtime.errors import APIError
-from aibrix.runtime.fetching import folder_size, run_download
+from aibrix.runtime.fetching import FetchInto, folder_size, run_download
 from aibrix.runtime.keyed_locks import KeyedLocks
 from aibrix.runtime.managed import WANTED, AdapterState, ManagedAdapter, owned_folder, record_problem
 from aibrix.runtime.record import AdapterRecord
@@ -90,18 +88,17 @@ class AdapterService:
         self,
         name: str,
         source: str,
-        fetch: Callable[[threading.Event], Any],
+        fetch_into: FetchInto,
         *,
         auth: str | None = None,
         digest: str | None = None,
     ) -> LoadResult:
-        """Download with ``fetch`` (blocking; run in a thread that stops when the event it is given is set) into the
-        adapter directory, then load from there.
+        """Download with ``fetch_into`` (blocking; run in a thread that stops when the event it is given is set)
+        into the adapter's folder, then load from there.
         A failed download or load leaves neither files nor a half-registered adapter."""
-        if self.adapter_dir is None:
-            raise APIError(501, "this runtime has no adapter directory to download into", "NotSupported")
+        root = self._download_root()
         async with self.locks.hold(name):
-            folder = self.adapter_dir / name
+            folder = root / name
             await self._refuse_other_path(name, str(folder), auth)
             previous = self.managed.get(name)
             in_use = (
@@ -110,7 +107,7 @@ class AdapterService:
             self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.DOWNLOADING))
             started = time.monotonic()
             try:
-                await run_download(fetch, self._downloads)
+                await run_download(fetch_into(name), self._downloads)
                 downloaded = time.monotonic() - started
                 warnings = await self._admit(name, str(folder), auth, downloaded=True, digest=digest)
                 self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.LOADING))
@@ -128,19 +125,18 @@ class AdapterService:
                 result.message, result.already_loaded, str(folder), downloaded, result.load_seconds, warnings
             )
 
-    async def prepare(self, name: str, source: str, fetch: Callable[[threading.Event], Any]) -> str:
+    async def prepare(self, name: str, source: str, fetch_into: FetchInto) -> str:
         """Download an adapter the engine loads itself (vLLM's resolver loads the folder this returns). It is recorded
         as loaded at once: the keeper loads it again if the engine never did or lost it, and an unload removes it."""
-        if self.adapter_dir is None:
-            raise APIError(501, "this runtime has no adapter directory to download into", "NotSupported")
+        root = self._download_root()
         async with self.locks.hold(name):
             managed = self.managed.get(name)
             if managed is not None and managed.state in WANTED:
                 return managed.lora_path
-            folder = str(self.adapter_dir / name)
+            folder = str(root / name)
             self._set(ManagedAdapter(name, folder, source, True, state=AdapterState.DOWNLOADING))
             try:
-                await run_download(fetch, self._downloads)
+                await run_download(fetch_into(name), self._downloads)
                 await self._admit(name, folder, None, downloaded=True)
             except BaseException as exc:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -155,7 +151,7 @@ class AdapterService:
         self,
         name: str,
         source: str,
-        fetch_into: Callable[[str], Callable[[threading.Event], Any]] | None,
+        fetch_into: FetchInto | None,
         *,
         path: str | None = None,
         auth: str | None = None,
@@ -168,11 +164,9 @@ class AdapterService:
             current = self.managed.get(name)
             if current is None or current.state not in WANTED:
                 raise AdapterNotFound(f"adapter {name!r} is not loaded: nothing to replace (load it without replace)")
-            new, downloaded = path, None
+            new, downloaded, delegated = path, None, fetch_into is not None
             if fetch_into is not None:
-                if self.adapter_dir is None:
-                    raise APIError(501, "this runtime has no adapter directory to download into", "NotSupported")
-                primary, spare = adapter_folders(self.adapter_dir, name)
+                primary, spare = adapter_folders(self._download_root(), name)
                 new = str(spare if current.lora_path == str(primary) else primary)
             assert new is not None
             started = time.monotonic()
@@ -180,15 +174,15 @@ class AdapterService:
                 if fetch_into is not None:
                     await run_download(fetch_into(Path(new).name), self._downloads)
                     downloaded = time.monotonic() - started
-                warnings = await self._admit(name, new, auth, downloaded=fetch_into is not None, digest=digest)
-                size = await asyncio.to_thread(folder_size, new) if fetch_into is not None else 0
-                record = ManagedAdapter(name, new, source, fetch_into is not None, size_bytes=size)
+                warnings = await self._admit(name, new, auth, downloaded=delegated, digest=digest)
+                size = await asyncio.to_thread(folder_size, new) if delegated else 0
+                record = ManagedAdapter(name, new, source, delegated, size_bytes=size)
                 self.record.save(self._entries(record))
                 message = await self.engine.replace_adapter(name, new, current.lora_path, auth=auth)
             except BaseException:
                 self.record.save(self._entries())
                 await self.record.flush()
-                if fetch_into is not None:
+                if delegated:
                     shutil.rmtree(new, ignore_errors=True)
                 raise
             self._set(record)
@@ -199,6 +193,11 @@ class AdapterService:
                 await asyncio.to_thread(shutil.rmtree, old, True)
             seconds = time.monotonic() - started - (downloaded or 0.0)
             return LoadResult(message, False, new, downloaded, seconds, warnings)
+
+    def _download_root(self) -> Path:
+        if self.adapter_dir is None:
+            raise APIError(501, "this runtime has no adapter directory to download into", "NotSupported")
+        return self.adapter_dir
 
     async def _admit(
         self, name: str, path: str, auth: str | None, *, downloaded: bool, digest: str | None = None

@@ -5,6 +5,7 @@ bad one gets one precise 422 and the engine never sees it. The rank limit comes 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -88,5 +89,5 @@ class AdapterAdmission:
         """Take the rank limit from an engine's refusal, when it names one and none was configured."""
         limit = rank_limit_in(message)
         if limit is not None and self.limits.max_rank is None:
-            self.limits = Limits(limit, self.limits.allow_pickle, self.limits.max_files, self.limits.max_bytes)
+            self.limits = dataclasses.replace(self.limits, max_rank=limit)
             log.info("learned the engine's max_lora_rank %d from its refusal", limit)

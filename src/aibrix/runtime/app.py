@@ -21,7 +21,7 @@ from aibrix.engines.errors import EngineError
 from aibrix.engines.transport import check_header
 from aibrix.runtime.adapters import AdapterService, LoadResult
 from aibrix.runtime.admission import AdapterAdmission
-from aibrix.runtime.artifacts import adapter_folders, is_local_path, local_path_of
+from aibrix.runtime.artifacts import is_local_path, local_path_of
 from aibrix.runtime.delegation import artifact_fetcher
 from aibrix.runtime.downloads import ModelDownloads
 from aibrix.runtime.errors import EXCEPTION_HANDLERS, error_response
@@ -111,14 +111,10 @@ async def _load(runtime: RuntimeState, body: LoadAdapterRequest, auth: str | Non
             return await service.replace(name, path, None, path=path, auth=auth, digest=digest), path
         return await service.load(name, path, auth=auth, digest=digest), path
     source = redact(body.artifact_url)
-    if body.replace:  # one fetcher per folder the new version may land in; reading the secret is off the loop
-        folders = adapter_folders(Path(runtime.settings.adapter_dir), name)
-        fetchers = await asyncio.to_thread(
-            lambda: {f.name: artifact_fetcher(runtime.settings, runtime.telemetry, body, f.name) for f in folders}
-        )
-        return await service.replace(name, source, fetchers.__getitem__, auth=auth, digest=digest), source
-    fetch = await asyncio.to_thread(artifact_fetcher, runtime.settings, runtime.telemetry, body)
-    return await service.load_artifact(name, source, fetch, auth=auth, digest=digest), source
+    fetch_into = await asyncio.to_thread(artifact_fetcher, runtime.settings, runtime.telemetry, body)  # reads secrets
+    if body.replace:
+        return await service.replace(name, source, fetch_into, auth=auth, digest=digest), source
+    return await service.load_artifact(name, source, fetch_into, auth=auth, digest=digest), source
 
 
 async def unload_adapter(request: Request) -> Response:

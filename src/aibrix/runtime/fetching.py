@@ -11,6 +11,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+# A blocking download into the named folder of the adapter directory, stopped when the event it is given is set.
+FetchInto = Callable[[str], Callable[[threading.Event], Any]]
+
 
 def folder_size(path: str) -> int:
     total = 0

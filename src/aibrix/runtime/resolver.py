@@ -100,8 +100,8 @@ class Resolver:
         url = template.replace("{name}", name)
         body = LoadAdapterRequest(lora_name=name, artifact_url=url, credentials_secret=self.settings.lora_source_secret)
         try:
-            fetch = await asyncio.to_thread(artifact_fetcher, self.settings, self.telemetry, body)
-            path = await self.adapters.prepare(name, redact(url), fetch)
+            fetch_into = await asyncio.to_thread(artifact_fetcher, self.settings, self.telemetry, body)
+            path = await self.adapters.prepare(name, redact(url), fetch_into)
         except AibrixError as exc:
             result = Result.NOT_FOUND if isinstance(exc, NotFound) else Result.FAILED
             log.warning("resolving adapter %s from %s failed: %s", name, redact(url), exc.message)
