@@ -237,3 +237,18 @@ def test_prometheus_itself_accepts_the_output(procs, client, engine, path, paylo
     assert ours, "promtool saw none of the aibrix: families"
     unexpected = [line for line in ours if not line.endswith(ACCEPTED_LINT)]
     assert not unexpected, unexpected
+
+
+@pytest.mark.parametrize(
+    ("page", "lines"),
+    [
+        ("x{a} 1\ny 2\nx{b} 3", ["x{a} 1", "x{b} 3"]),  # first line, last line without a newline
+        ("y\nx{a} 1\n", ["x{a} 1"]),
+        ("y 1\nxx{a} 2", []),  # only lines that start with it
+        ("", []),
+    ],
+)
+def test_the_lines_of_one_family_are_found_without_splitting_the_page(page: str, lines: list[str]) -> None:
+    from aibrix.runtime.scrape import _lines_starting
+
+    assert list(_lines_starting(page, "x{")) == lines

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Iterator
 
 from aibrix.engines import Engine, EngineClient
 from aibrix.engines.errors import EngineError
@@ -86,15 +87,12 @@ class MetricsScraper:
         adapter lists have been in, its value the time it was set; the newest says which adapters have requests
         running or waiting now (names only: vLLM exports no counts)."""
         self.telemetry.lora_active.clear()
-        if LORA_INFO not in text:
-            return
         newest: tuple[float, str] | None = None
-        for line in text.splitlines():
-            if line.startswith(LORA_INFO):
-                labels, _, value = line[len(LORA_INFO) :].rpartition("} ")
-                stamp = _number(value)
-                if newest is None or stamp >= newest[0]:
-                    newest = (stamp, labels)
+        for line in _lines_starting(text, LORA_INFO):
+            labels, _, value = line[len(LORA_INFO) :].rpartition("} ")
+            stamp = _number(value)
+            if newest is None or stamp >= newest[0]:
+                newest = (stamp, labels)
         if newest is None:
             return
         found = dict(_LABEL.findall(newest[1]))
@@ -109,6 +107,19 @@ class MetricsScraper:
             log.exception("metric standardization failed; serving the engine's raw payload for this scrape")
             self.telemetry.fallbacks.inc()
             return b""
+
+
+def _lines_starting(text: str, prefix: str) -> Iterator[str]:
+    """The lines of ``text`` that start with ``prefix``, found by searching: a scrape never splits the whole page
+    (vLLM's is ~60 KB; splitting it cost ~100 µs per scrape, searching ~15 µs)."""
+    marker = "\n" + prefix
+    found = text.find(marker)
+    start = 0 if text.startswith(prefix) else (-1 if found == -1 else found + 1)
+    while start != -1:
+        end = text.find("\n", start)
+        yield text[start:] if end == -1 else text[start:end]
+        found = -1 if end == -1 else text.find(marker, end)
+        start = -1 if found == -1 else found + 1
 
 
 def _number(text: str) -> float:
