@@ -14,21 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.kube import FakeKube, phase, running
+from tests.helpers.kube import FakeKube, fast_flags, phase, running
 from tests.helpers.procs import Proc, free_port
 
-FAST = (
-    "--retry-base-seconds",
-    "0.2",
-    "--stability-seconds",
-    "1",
-    "--resync-seconds",
-    "1",
-    "--unload-timeout",
-    "1",
-    "--deletion-timeout",
-    "3",
-)
+FAST = fast_flags()
 
 
 @pytest.fixture
@@ -209,18 +198,7 @@ def test_a_deleted_adapter_is_unloaded_from_a_pod_that_answers_only_later(
 
     sim = start_sim("vllm")
     runtime = start_runtime("vllm", sim.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / "adapters")})
-    controller = kube.start_controller(
-        "--retry-base-seconds",
-        "0.2",
-        "--stability-seconds",
-        "1",
-        "--resync-seconds",
-        "1",
-        "--unload-timeout",
-        "0.5",
-        "--deletion-timeout",
-        "20",
-    )
+    controller = kube.start_controller(*fast_flags("0.5", "20"))
     try:
         kube.add_pod("base-0", runtime=runtime, engine=sim)
         kube.add_adapter("sticky", artifactURL=str(adapter_dir), replicas=1)

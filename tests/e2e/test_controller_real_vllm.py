@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.kube import ADAPTERS, FakeKube, phase, running
+from tests.helpers.kube import ADAPTERS, FakeKube, fast_flags, phase, running
 from tests.helpers.procs import start_runtime
 from tests.helpers.real_vllm import RealVLLM, tiny_models
 
 pytestmark = pytest.mark.real_vllm
-FAST = (
-    "--retry-base-seconds",
-    "0.2",
-    "--stability-seconds",
-    "1",
-    "--resync-seconds",
-    "1",
-    "--unload-timeout",
-    "5",
-    "--deletion-timeout",
-    "10",
-)
+FAST = fast_flags("5", "10")
 
 
 @pytest.fixture(params=["sidecar", "direct"])

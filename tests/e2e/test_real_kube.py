@@ -11,22 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.kube import ADAPTERS, phase, running
+from tests.helpers.kube import ADAPTERS, fast_flags, phase, running
 from tests.helpers.procs import Proc, start_runtime, start_sim
 from tests.helpers.real_kube import CONTROLLER_USER, ControlPlane, RealKube, pod_ip
 
-FAST = (
-    "--retry-base-seconds",
-    "0.2",
-    "--stability-seconds",
-    "1",
-    "--resync-seconds",
-    "1",
-    "--unload-timeout",
-    "1",
-    "--deletion-timeout",
-    "3",
-)
+FAST = fast_flags()
 ROOT = Path(__file__).resolve().parents[2]
 
 

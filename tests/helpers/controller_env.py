@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.kube import FakeKube
+from tests.helpers.kube import FakeKube, fast_flags
 from tests.helpers.procs import HOST, Proc, ProcGroup
 from tests.helpers.real_kube import RealKube, pod_ip
 
@@ -59,9 +59,8 @@ def controller(kube: FakeKube) -> Iterator[Controllers]:
 
     def start(*args: str) -> Proc:
         proc = kube.start_controller(
-            *("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1"),
+            *fast_flags(),
             *("--lease-duration", "2", "--renew-deadline", "1.5", "--retry-period", "0.3"),
-            *("--unload-timeout", "1", "--deletion-timeout", "3"),
             *args,
         )
         started.append(proc)

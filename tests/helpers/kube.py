@@ -23,6 +23,13 @@ def stamp(seconds_ago: float = 0.0) -> str:
     return (datetime.now(UTC) - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def fast_flags(unload: str = "1", deletion: str = "3") -> tuple[str, ...]:
+    """Controller timings that keep a scenario to seconds: short backoff, stability and resync, and these unload and
+    deletion timeouts."""
+    timings = ("--retry-base-seconds", "0.2", "--stability-seconds", "1", "--resync-seconds", "1")
+    return (*timings, "--unload-timeout", unload, "--deletion-timeout", deletion)
+
+
 class FakeKube:
     """The fake API server as a child process, with a REST client and a kubeconfig pointing at it."""
 
