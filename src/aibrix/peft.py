@@ -74,7 +74,7 @@ def inspect(folder: Path, limits: Limits) -> AdapterFacts:
     rank = _rank(config)
     if rank is not None and limits.max_rank is not None and rank > limits.max_rank:
         raise InvalidAdapter(f"LoRA rank {rank} is greater than max_lora_rank {limits.max_rank} (the engine's limit)")
-    pickled = sorted(str(path.relative_to(folder)) for path, _ in files if path.name.endswith(PICKLE_SUFFIXES))
+    pickled = sorted(name for name, _ in files if name.endswith(PICKLE_SUFFIXES))
     if pickled and not limits.allow_pickle:
         raise InvalidAdapter(
             f"weights in a pickle-based format can run code when loaded: {', '.join(pickled[:5])}; use safetensors "
@@ -87,19 +87,22 @@ def inspect(folder: Path, limits: Limits) -> AdapterFacts:
     return AdapterFacts(rank, base if isinstance(base, str) and base else None, len(files), size)
 
 
-def _files(folder: Path, max_files: int) -> list[tuple[Path, int]]:
-    """Every regular file below ``folder`` with its size, hidden top-level entries (the downloader's) left out."""
-    found: list[tuple[Path, int]] = []
-    pending = [folder]
+def _files(folder: Path, max_files: int) -> list[tuple[str, int]]:
+    """Every regular file below ``folder`` as (its path relative to the folder, with ``/``; its size), hidden
+    top-level entries (the downloader's) left out. Strings, not Paths: a load pays for this scan."""
+    found: list[tuple[str, int]] = []
+    pending = [""]
     while pending:
-        with os.scandir(pending.pop()) as entries:
+        relative = pending.pop()
+        with os.scandir(os.path.join(folder, relative)) as entries:
             for entry in entries:
-                if entry.name.startswith(".") and Path(entry.path).parent == folder:
+                if not relative and entry.name.startswith("."):
                     continue
+                name = f"{relative}/{entry.name}" if relative else entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
+                    pending.append(name)
                 elif entry.is_file(follow_symlinks=False):
-                    found.append((Path(entry.path), entry.stat(follow_symlinks=False).st_size))
+                    found.append((name, entry.stat(follow_symlinks=False).st_size))
                 if len(found) > max_files:
                     raise InvalidAdapter(f"the adapter holds more than {max_files} files")
     return found
@@ -107,8 +110,8 @@ def _files(folder: Path, max_files: int) -> list[tuple[Path, int]]:
 
 def _config(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        with path.open("rb") as handle:  # read what is there, up to the bound (a 1 MiB buffer per load costs)
+            raw = handle.read(min(os.fstat(handle.fileno()).st_size, MAX_CONFIG_BYTES) + 1)
     except FileNotFoundError:
         raise InvalidAdapter(f"no {CONFIG} in {path.parent}: not a PEFT adapter folder") from None
     except OSError as exc:
@@ -163,15 +166,15 @@ def folder_digest(folder: Path, max_files: int = DEFAULT_MAX_FILES) -> str:
     and with ``/``, sorted by path, each line ending in a newline (what ``sha256sum`` prints, run from the folder
     over the sorted file list); hidden top-level entries (the downloader's own) are left out."""
     lines = []
-    for path, _ in sorted(_files(folder, max_files), key=lambda item: item[0].relative_to(folder).as_posix()):
-        lines.append(f"{_file_sha256(path)}  {path.relative_to(folder).as_posix()}\n")
+    for name, _ in sorted(_files(folder, max_files)):
+        lines.append(f"{_file_sha256(folder / name)}  {name}\n")
     return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def verify_digest(folder: Path, expected: str, max_files: int = DEFAULT_MAX_FILES) -> None:
     """DigestMismatch unless ``expected`` is the folder's manifest digest or, for a folder of one file, that file's."""
     files = _files(folder, max_files)
-    if len(files) == 1 and expected == "sha256:" + _file_sha256(files[0][0]):
+    if len(files) == 1 and expected == "sha256:" + _file_sha256(folder / files[0][0]):
         return
     actual = folder_digest(folder, max_files)
     if actual != expected:

@@ -208,7 +208,7 @@ def test_the_sidecar_runs_without_the_simulators_extra_and_the_simulator_says_wh
     import subprocess
     import sys
 
-    blocked = "import sys; sys.modules['prometheus_client'] = None; "
+    blocked = "import sys; sys.modules['prometheus_client'] = sys.modules['pydantic'] = None; "
     sidecar = subprocess.run(
         [sys.executable, "-c", blocked + "import aibrix.runtime.app, aibrix.runtime.cli"],
         capture_output=True,

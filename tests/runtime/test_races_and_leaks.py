@@ -5,6 +5,8 @@ and signed URL queries never leave the runtime."""
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import time
 from pathlib import Path
 
@@ -45,6 +47,36 @@ def test_self_healing_never_loads_again_what_was_just_unloaded(tmp_path: Path) -
         assert service.listing() == []
         service.close()
 
+    asyncio.run(go())
+
+
+def test_every_answer_finds_its_adapter_on_disk_while_others_load_and_unload(tmp_path: Path) -> None:
+    """Loads check their files and write the record in one worker thread, other writes go through the record's own
+    thread: whichever lands last, no load is answered before its entry is on disk, and no older snapshot ends up
+    over a newer one (the record matches what is loaded once everything settled)."""
+    record = tmp_path / ".runtime-adapters.json"
+
+    class Jittery(SlowListing):
+        async def load_adapter(self, lora_name: str, lora_path: str, *, auth: str | None = None) -> str:
+            await asyncio.sleep(random.random() / 200)
+            return await super().load_adapter(lora_name, lora_path, auth=auth)
+
+    async def load_then_look(service: AdapterService, name: str) -> None:
+        await service.load(name, f"/models/{name}")
+        assert name in {entry["name"] for entry in json.loads(record.read_text())["adapters"]}
+        if int(name.removeprefix("a")) % 3 == 0:
+            await service.unload(name)
+            assert name not in {entry["name"] for entry in json.loads(record.read_text())["adapters"]}
+
+    async def go() -> None:
+        service = AdapterService(Jittery(), tmp_path)
+        await asyncio.gather(*(load_then_look(service, f"a{i}") for i in range(40)))
+        await service.record.flush()
+        on_disk = {entry["name"] for entry in json.loads(record.read_text())["adapters"]}
+        assert on_disk == set(service.loaded) == {f"a{i}" for i in range(40) if i % 3}
+        service.close()
+
+    random.seed(7)
     asyncio.run(go())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import shutil
 import time
@@ -17,12 +18,13 @@ from aibrix.engines import Engine, ModelCard
 from aibrix.engines.base import same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError
 from aibrix.errors import capped
-from aibrix.runtime.admission import AdapterAdmission
+from aibrix.runtime.admission import AdapterAdmission, Judge
 from aibrix.runtime.artifacts import adapter_folders
 from aibrix.runtime.errors import APIError
 from aibrix.runtime.fetching import FetchInto, folder_size, run_download
 from aibrix.runtime.keyed_locks import KeyedLocks
 from aibrix.runtime.managed import WANTED, AdapterState, ManagedAdapter, owned_folder, record_problem
+from aibrix.runtime.preflight import preflight
 from aibrix.runtime.record import AdapterRecord
 
 log = logging.getLogger("aibrix.runtime")
@@ -59,6 +61,7 @@ class AdapterService:
         # The Authorization each adapter was loaded with, so a re-load after an engine restart is allowed where
         # the load was. Held in memory only: never persisted, never listed.
         self._auth: dict[str, str | None] = {}
+        self._inflight: dict[str, ManagedAdapter] = {}  # loads the engine is asked for now: recorded already
 
     @property
     def loaded(self) -> dict[str, str]:
@@ -80,9 +83,10 @@ class AdapterService:
         digest: str | None = None,
     ) -> LoadResult:
         async with self.locks.hold(name):
-            warnings = await self._admit(name, path, auth, downloaded=False, digest=digest)
-            result = await self._load_locked(name, path, auth=auth, source=source or path, delegated=delegated)
-            return dataclasses.replace(result, warnings=warnings)
+            judge = await self._judge(name, path, auth, downloaded=False, digest=digest)
+            return await self._load_locked(
+                name, path, auth=auth, source=source or path, delegated=delegated, judge=judge
+            )
 
     async def load_artifact(
         self,
@@ -109,9 +113,11 @@ class AdapterService:
             try:
                 await run_download(fetch_into(name), self._downloads)
                 downloaded = time.monotonic() - started
-                warnings = await self._admit(name, str(folder), auth, downloaded=True, digest=digest)
+                judge = await self._judge(name, str(folder), auth, downloaded=True, digest=digest)
                 self._set(ManagedAdapter(name, str(folder), source, True, state=AdapterState.LOADING))
-                result = await self._load_locked(name, str(folder), auth=auth, source=source, delegated=True)
+                result = await self._load_locked(
+                    name, str(folder), auth=auth, source=source, delegated=True, judge=judge
+                )
             except BaseException as exc:
                 if in_use and previous is not None:
                     self._set(previous)  # the engine still serves it from these files: keep both
@@ -121,9 +127,7 @@ class AdapterService:
                         ManagedAdapter(name, str(folder), source, True, state=AdapterState.FAILED, reason=_reason(exc))
                     )
                 raise
-            return LoadResult(
-                result.message, result.already_loaded, str(folder), downloaded, result.load_seconds, warnings
-            )
+            return dataclasses.replace(result, download_seconds=downloaded)
 
     async def prepare(self, name: str, source: str, fetch_into: FetchInto) -> str:
         """Download an adapter the engine loads itself (vLLM's resolver loads the folder this returns). It is recorded
@@ -177,14 +181,17 @@ class AdapterService:
                 warnings = await self._admit(name, new, auth, downloaded=delegated, digest=digest)
                 size = await asyncio.to_thread(folder_size, new) if delegated else 0
                 record = ManagedAdapter(name, new, source, delegated, size_bytes=size)
-                self.record.save(self._entries(record))
+                self._inflight[name] = record
+                self.record.save(self._entries())
                 message = await self.engine.replace_adapter(name, new, current.lora_path, auth=auth)
             except BaseException:
+                self._inflight.pop(name, None)
                 self.record.save(self._entries())
                 await self.record.flush()
                 if delegated:
                     shutil.rmtree(new, ignore_errors=True)
                 raise
+            self._inflight.pop(name, None)
             self._set(record)
             await self.record.flush()
             self._auth[name] = auth
@@ -203,9 +210,15 @@ class AdapterService:
         self, name: str, path: str, auth: str | None, *, downloaded: bool, digest: str | None = None
     ) -> tuple[str, ...]:
         """The admission checks (aibrix.peft): InvalidAdapter before the engine is asked, else the warnings."""
+        judge = await self._judge(name, path, auth, downloaded=downloaded, digest=digest)
+        return () if judge is None else tuple((await asyncio.to_thread(judge)).warnings)
+
+    async def _judge(
+        self, name: str, path: str, auth: str | None, *, downloaded: bool, digest: str | None = None
+    ) -> Judge | None:
         if self.admission is None:
-            return ()
-        return tuple(await self.admission.check(name, path, auth=auth, downloaded=downloaded, digest=digest))
+            return None
+        return await self.admission.judge(name, path, auth=auth, downloaded=downloaded, digest=digest)
 
     async def _refuse_other_path(self, name: str, path: str, auth: str | None) -> None:
         """409 before any byte is downloaded when ``name`` is already served from somewhere else; the live record
@@ -217,28 +230,35 @@ class AdapterService:
         if current is not None and not same_path(current, path):
             raise _loaded_elsewhere(name, current, path)
 
-    async def _load_locked(self, name: str, path: str, *, auth: str | None, source: str, delegated: bool) -> LoadResult:
+    async def _load_locked(
+        self, name: str, path: str, *, auth: str | None, source: str, delegated: bool, judge: Judge | None = None
+    ) -> LoadResult:
+        """Check the files (``judge``), then ask the engine while the record, with this adapter in it, is written
+        (runtime/preflight.py). The record is on disk before the answer; if the load fails it is written back."""
         started = time.monotonic()
-        size = await asyncio.to_thread(folder_size, path) if delegated else 0
-        record = ManagedAdapter(name, path, source, delegated, size_bytes=size)
-        # The record is written while the engine loads, so the disk costs the caller nothing; if the load fails
-        # the record is written back as it was. Either way it is on disk before the answer.
-        self.record.save(self._entries(record))
+        pending = self._inflight[name] = ManagedAdapter(name, path, source, delegated)
+        recorded: asyncio.Future[None] | None = None
         try:
+            snapshot = self.record.snapshot(self._entries())
+            checks = functools.partial(_checks, path, delegated, judge)
+            (warnings, size), recorded = await preflight(checks, functools.partial(self.record.write, snapshot))
             try:
                 message, already = await self.engine.load_adapter(name, path, auth=auth), False
             except AdapterAlreadyLoaded as exc:
                 message, already = await self._already_loaded(name, path, auth, exc), True
+            await recorded
         except BaseException as exc:
-            self.record.save(self._entries())
+            self._inflight.pop(name, None)
+            self.record.save(self._entries())  # numbered after the load's snapshot: it wins whichever lands last
+            await self.record.flush()
             if isinstance(exc, EngineError) and self.admission is not None:
                 self.admission.learn(exc.message)
             raise
-        finally:
-            await self.record.flush()
-        self._set(record)
+        self._inflight.pop(name, None)
+        self._set(dataclasses.replace(pending, size_bytes=size))
+        await self.record.flush()  # only a downloaded adapter's size changes it here
         self._auth[name] = auth
-        return LoadResult(message, already, path, None, time.monotonic() - started)
+        return LoadResult(message, already, path, None, time.monotonic() - started, warnings)
 
     async def _already_loaded(self, name: str, path: str, auth: str | None, exc: AdapterAlreadyLoaded) -> str:
         """The engine holds ``name``: fine when from ``path`` (loads are idempotent), a conflict otherwise."""
@@ -362,11 +382,9 @@ class AdapterService:
         if adapter.state in (*WANTED, AdapterState.FAILED):
             self.record.save(self._entries())
 
-    def _entries(self, pending: ManagedAdapter | None = None) -> list[dict[str, Any]]:
-        """What the record holds: the adapters kept in the engine, with ``pending`` counted as one of them."""
-        adapters = {a.name: a for a in self.managed.values() if a.state in WANTED}
-        if pending is not None:
-            adapters[pending.name] = pending
+    def _entries(self) -> list[dict[str, Any]]:
+        """What the record holds: the adapters kept in the engine, and those being loaded into it now."""
+        adapters = {a.name: a for a in self.managed.values() if a.state in WANTED} | self._inflight
         return [a.as_dict() for a in sorted(adapters.values(), key=lambda a: a.name)]
 
     def _read_record(self) -> dict[str, ManagedAdapter]:
@@ -391,6 +409,14 @@ class AdapterService:
     def close(self) -> None:
         self.record.close()
         self._downloads.shutdown(wait=False, cancel_futures=True)
+
+
+def _checks(path: str, delegated: bool, judge: Judge | None) -> tuple[tuple[str, ...], int]:
+    """In a worker thread: the admission checks' warnings and the size a downloaded adapter takes on disk."""
+    warnings, size = judge() if judge is not None else ([], None)
+    if delegated and size is None:
+        size = folder_size(path)
+    return tuple(warnings), size if delegated and size is not None else 0
 
 
 def _loaded_elsewhere(name: str, current: str | None, path: str) -> AdapterAlreadyLoaded:

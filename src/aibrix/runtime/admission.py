@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from aibrix.engines import Engine
 from aibrix.engines.errors import EngineError
@@ -26,6 +29,14 @@ from aibrix.peft import (
 log = logging.getLogger("aibrix.runtime")
 
 
+class Verdict(NamedTuple):
+    warnings: list[str]
+    size_bytes: int | None  # None when the runtime cannot see the files
+
+
+Judge = Callable[[], Verdict]
+
+
 class AdapterAdmission:
     def __init__(
         self,
@@ -41,28 +52,37 @@ class AdapterAdmission:
         self.limits = Limits(max_rank, allow_pickle, max_files, max_bytes)
         self._base_names: tuple[str, ...] | None = None  # the engine's base model: served names and paths
 
+    async def judge(
+        self, name: str, path: str, *, auth: str | None = None, downloaded: bool = False, digest: str | None = None
+    ) -> Judge:
+        """The check of the adapter at ``path``, to run in a worker thread (with whatever else the load does
+        there: each trip to a thread costs ~150 µs on a small machine). It raises InvalidAdapter (DigestMismatch
+        when the files are not the ones ``digest`` names) or returns the warnings and the adapter's size. A path the
+        runtime cannot see (the engine's own filesystem) is left to the engine, unless the runtime downloaded it or
+        a digest asks for a check. The engine's base model is asked here, once per engine."""
+        served = await self._served(auth) if self.base_model_check is not BaseModelCheck.OFF else ()
+        return functools.partial(self._judge, name, Path(path), downloaded, digest, served)
+
     async def check(
         self, name: str, path: str, *, auth: str | None = None, downloaded: bool = False, digest: str | None = None
     ) -> list[str]:
-        """Refuse the adapter at ``path`` with InvalidAdapter (DigestMismatch when its files are not the ones
-        ``digest`` names), or return warnings for the load's answer. A path the runtime cannot see (the engine's own
-        filesystem) is left to the engine, unless the runtime downloaded it or a digest asks for a check."""
-        facts = await asyncio.to_thread(self._inspect, Path(path), downloaded, digest)
-        return [] if facts is None else await self._base_model(name, facts, auth)
+        """``judge`` run on its own: the warnings, or InvalidAdapter."""
+        judge = await self.judge(name, path, auth=auth, downloaded=downloaded, digest=digest)
+        return (await asyncio.to_thread(judge)).warnings
 
-    def _inspect(self, folder: Path, downloaded: bool, digest: str | None) -> AdapterFacts | None:
+    def _judge(self, name: str, folder: Path, downloaded: bool, digest: str | None, served: tuple[str, ...]) -> Verdict:
         if not downloaded and not os.path.exists(folder):
             if digest is not None:
                 raise InvalidAdapter(f"artifact_digest cannot be checked: the runtime cannot read {folder}")
-            return None
+            return Verdict([], None)
         if digest is not None:
             verify_digest(folder, digest, self.limits.max_files)
-        return inspect(folder, self.limits)
+        facts = inspect(folder, self.limits)
+        return Verdict(self._base_model(name, facts, served), facts.size_bytes)
 
-    async def _base_model(self, name: str, facts: AdapterFacts, auth: str | None) -> list[str]:
+    def _base_model(self, name: str, facts: AdapterFacts, served: tuple[str, ...]) -> list[str]:
         if self.base_model_check is BaseModelCheck.OFF or facts.base_model is None:
             return []
-        served = await self._served(auth)
         if not served or same_base(facts.base_model, served):
             return []
         problem = (

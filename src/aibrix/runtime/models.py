@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, TypeVar
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aibrix.names import ADAPTER_NAME_RULE, MAX_NAME, PATH_COMPONENT, is_adapter_name
 from aibrix.runtime.errors import APIError
+from aibrix.runtime.fields import REQUIRED, Invalid, parse, spec
 
 
 def _adapter_name(value: str) -> str:
@@ -24,55 +24,68 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-AdapterName = Annotated[
-    str,
-    AfterValidator(_adapter_name),
-    Field(json_schema_extra={"pattern": f"^(?!.*\\.\\.){PATH_COMPONENT.pattern}$", "maxLength": MAX_NAME}),
-]
+_NAME_SCHEMA = {"pattern": f"^(?!.*\\.\\.){PATH_COMPONENT.pattern}$", "maxLength": MAX_NAME}
 
 
-Text = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_no_control_chars)]
+def _name() -> Any:
+    return spec(str, check=_adapter_name, schema=_NAME_SCHEMA)
 
 
-class LoadAdapterRequest(BaseModel):
+def _text(*required: Any) -> Any:
+    """Free text up to 4 KiB; optional (None) unless called as ``_text(REQUIRED)``."""
+    return spec(str, *(required or (None,)), min_length=1, max_length=4096, check=_no_control_chars)
+
+
+@dataclass(frozen=True)
+class LoadAdapterRequest:
     """Either ``lora_path`` (the engine reads it as is) or ``artifact_url`` (the runtime downloads it first)."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    lora_name: AdapterName
-    lora_path: Text | None = None
-    artifact_url: Text | None = None
+    lora_name: str = _name()
+    lora_path: str | None = _text()
+    artifact_url: str | None = _text()
     # sha256 of the folder's manifest, or of the one file (aibrix.peft.folder_digest); checked before the engine load
-    artifact_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
-    replace: bool = False  # swap in this version of a loaded adapter, the old one serving until it is in
-    credentials: dict[str, str] | None = None
-    credentials_secret: Annotated[str, Field(max_length=253)] | None = None
-    additional_config: dict[str, Any] | None = None
+    artifact_digest: str | None = spec(str, None, pattern=r"^sha256:[0-9a-f]{64}$")
+    replace: bool = spec(bool, False)  # swap in this version of a loaded adapter, the old one serving until it is in
+    credentials: dict[str, str] | None = spec(dict, None, values=str)
+    credentials_secret: str | None = spec(str, None, max_length=253)
+    additional_config: dict[str, Any] | None = spec(dict, None)
 
-    @model_validator(mode="after")
-    def _one_source(self) -> LoadAdapterRequest:
+    def __post_init__(self) -> None:
         if (self.lora_path is None) == (self.artifact_url is None):
             raise ValueError("give exactly one of lora_path and artifact_url")
-        return self
 
 
-class ResolveAdapterRequest(BaseModel):
+@dataclass(frozen=True)
+class ResolveAdapterRequest:
     """What vLLM's resolver asks (plugins/vllm-lora-resolver): an adapter by name, for the engine's base model."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    lora_name: AdapterName
-    base_model: Text | None = None
+    lora_name: str = _name()
+    base_model: str | None = _text()
 
 
-class UnloadAdapterRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+@dataclass(frozen=True)
+class UnloadAdapterRequest:
+    lora_name: str = _name()
+    cleanup_local: bool = spec(bool, True)
 
-    lora_name: AdapterName
-    cleanup_local: bool = True
+
+@dataclass(frozen=True)
+class DownloadModelRequest:
+    model_uri: str = _text(REQUIRED)
+    local_dir: str | None = _text()
+    model_name: str | None = spec(str, None, min_length=1, max_length=255)
+    # upstream's keys (ak, sk, endpoint, region, hf_token, num_threads, ...); secrets are never echoed or logged
+    download_extra_config: dict[str, Any] | None = spec(dict, None)
 
 
-Body = TypeVar("Body", bound=BaseModel)
+@dataclass(frozen=True)
+class ListModelsRequest:
+    """GET /v1/model/list's optional JSON body, as upstream takes it (a ``local_dir`` query string also works)."""
+
+    local_dir: str | None = _text()
+
+
+Body = TypeVar("Body")
 
 
 def parse_body(raw: bytes, model: type[Body]) -> Body:
@@ -84,28 +97,6 @@ def parse_body(raw: bytes, model: type[Body]) -> Body:
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", "BadRequest")
     try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors()
-        )
-        raise APIError(422, problems, "ValidationError") from None
-
-
-class DownloadModelRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())
-
-    model_uri: Text
-    local_dir: Text | None = None
-    model_name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
-    # upstream's keys (ak, sk, endpoint, region, hf_token, num_threads, ...); secrets are never echoed or logged
-    download_extra_config: dict[str, Any] | None = None
-
-
-class ListModelsRequest(BaseModel):
-    """GET /v1/model/list's optional JSON body, as upstream takes it (a ``local_dir`` query string also works)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    local_dir: Text | None = None
+        return parse(model, data)
+    except Invalid as exc:
+        raise APIError(422, str(exc), "ValidationError") from None

@@ -9,7 +9,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from aibrix import __version__
+from aibrix.runtime.fields import json_schema
 from aibrix.runtime.models import DownloadModelRequest, LoadAdapterRequest, ResolveAdapterRequest, UnloadAdapterRequest
+
+_BODIES = (LoadAdapterRequest, UnloadAdapterRequest, ResolveAdapterRequest, DownloadModelRequest)
 
 _ERROR = {
     "type": "object",
@@ -96,10 +99,7 @@ def openapi_schema() -> dict[str, Any]:
         "components": {
             "schemas": {
                 "Error": _ERROR,
-                "LoadAdapterRequest": LoadAdapterRequest.model_json_schema(),
-                "UnloadAdapterRequest": UnloadAdapterRequest.model_json_schema(),
-                "ResolveAdapterRequest": ResolveAdapterRequest.model_json_schema(),
-                "DownloadModelRequest": DownloadModelRequest.model_json_schema(),
+                **{body.__name__: json_schema(body) for body in _BODIES},
             }
         },
     }

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from typing import Literal, get_args
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from dataclasses import dataclass
 
 from aibrix.engines import ENGINES
 from aibrix.peft import DEFAULT_MAX_FILES, BaseModelCheck
+from aibrix.runtime.fields import Invalid, Secret, parse, spec
 from aibrix.storage.uri import REMOTE_SCHEMES
 
-LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 # setting name -> environment variable
 ENV_VARS = {
@@ -55,83 +54,72 @@ class SettingsError(ValueError):
     """A setting has a value the runtime cannot use; the message names the variable or flag."""
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def _known_engine(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ENGINES:
+        raise ValueError(f"expected one of {', '.join(ENGINES)}")
+    return value
 
-    engine: str = "vllm"
-    engine_endpoint: str = "http://localhost:8000"
-    engine_metrics_endpoint: str | None = None  # where the engine serves metrics, when not on its API port
-    engine_api_key: SecretStr | None = None
-    engine_version: str | None = None
-    engine_timeout: float = Field(60.0, gt=0, le=3600)
-    ready_timeout: float | None = Field(None, gt=0, le=60)  # None: the engine's own (engines/base.py)
-    ready_cache_seconds: float = Field(1.0, ge=0, le=60)
-    metric_scrape_path: str | None = None
-    metrics_enable_transformation: bool = True
-    metrics_raw_passthrough_mode: bool = False
-    metrics_scrape_timeout: float = Field(3.0, gt=0, le=60)
-    metrics_rate_window: float = Field(10.0, gt=0, le=3600)
-    adapter_dir: str = "/tmp/aibrix/adapters"
-    credentials_root: str = "/var/run/secrets/aibrix"
-    allow_metadata_urls: bool = False
-    reconcile_seconds: float = Field(1.0, gt=0, le=3600)
-    runtime_api_key: SecretStr | None = None
-    max_artifact_bytes: int = Field(50 << 30, gt=0)
-    max_model_bytes: int = Field(1 << 40, gt=0)
-    model_dir: str = "/tmp/aibrix/models/"
-    max_body_bytes: int = Field(1 << 20, gt=0)
-    lora_source: str | None = None  # where vLLM's resolver finds an adapter nobody loaded: a URL with {name}
-    lora_source_secret: str | None = Field(None, max_length=253)
-    resolve_miss_seconds: float = Field(10.0, ge=0, le=3600)
-    engine_max_lora_rank: int | None = Field(None, gt=0, le=65536)
-    engine_max_adapters: int | None = Field(None, gt=0, le=1_000_000)
-    base_model_check: BaseModelCheck = BaseModelCheck.WARN
-    allow_pickle_adapters: bool = False
-    max_adapter_files: int = Field(DEFAULT_MAX_FILES, gt=0, le=1_000_000)
-    host: str = "0.0.0.0"
-    port: int = Field(8080, ge=1, le=65535)
-    log_level: LogLevel = "info"
-    enable_docs: bool = False
 
-    @field_validator("engine")
-    @classmethod
-    def _known_engine(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value not in ENGINES:
-            raise ValueError(f"expected one of {', '.join(ENGINES)}")
-        return value
+def _http_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    scheme, _, rest = value.partition("://")
+    if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+        raise ValueError("expected an http:// or https:// URL such as http://localhost:8000")
+    return value
 
-    @field_validator("engine_endpoint", "engine_metrics_endpoint")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().rstrip("/")
-        scheme, _, rest = value.partition("://")
-        if scheme not in ("http", "https") or not rest or rest.startswith("/"):
-            raise ValueError("expected an http:// or https:// URL such as http://localhost:8000")
-        return value
 
-    @field_validator("metric_scrape_path")
-    @classmethod
-    def _absolute_path(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith("/"):
-            raise ValueError("expected a path starting with '/', such as /metrics")
-        return value
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("expected a path starting with '/', such as /metrics")
+    return value
 
-    @field_validator("lora_source")
-    @classmethod
-    def _source_template(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        value = value.strip()
-        if "{name}" not in value:
-            raise ValueError("expected a URL holding {name}, such as s3://bucket/adapters/{name}/")
-        if not value.startswith(REMOTE_SCHEMES):
-            raise ValueError(f"expected a URL starting with one of {', '.join(REMOTE_SCHEMES)}")
-        return value
+
+def _source_template(value: str) -> str:
+    value = value.strip()
+    if "{name}" not in value:
+        raise ValueError("expected a URL holding {name}, such as s3://bucket/adapters/{name}/")
+    if not value.startswith(REMOTE_SCHEMES):
+        raise ValueError(f"expected a URL starting with one of {', '.join(REMOTE_SCHEMES)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: str = spec(str, "vllm", check=_known_engine)
+    engine_endpoint: str = spec(str, "http://localhost:8000", check=_http_url)
+    engine_metrics_endpoint: str | None = spec(str, None, check=_http_url)  # when not on the engine's API port
+    engine_api_key: Secret | None = spec(Secret, None)
+    engine_version: str | None = spec(str, None)
+    engine_timeout: float = spec(float, 60.0, gt=0, le=3600)
+    ready_timeout: float | None = spec(float, None, gt=0, le=60)  # None: the engine's own (engines/base.py)
+    ready_cache_seconds: float = spec(float, 1.0, ge=0, le=60)
+    metric_scrape_path: str | None = spec(str, None, check=_absolute_path)
+    metrics_enable_transformation: bool = spec(bool, True)
+    metrics_raw_passthrough_mode: bool = spec(bool, False)
+    metrics_scrape_timeout: float = spec(float, 3.0, gt=0, le=60)
+    metrics_rate_window: float = spec(float, 10.0, gt=0, le=3600)
+    adapter_dir: str = spec(str, "/tmp/aibrix/adapters")
+    credentials_root: str = spec(str, "/var/run/secrets/aibrix")
+    allow_metadata_urls: bool = spec(bool, False)
+    reconcile_seconds: float = spec(float, 1.0, gt=0, le=3600)
+    runtime_api_key: Secret | None = spec(Secret, None)
+    max_artifact_bytes: int = spec(int, 50 << 30, gt=0)
+    max_model_bytes: int = spec(int, 1 << 40, gt=0)
+    model_dir: str = spec(str, "/tmp/aibrix/models/")
+    max_body_bytes: int = spec(int, 1 << 20, gt=0)
+    lora_source: str | None = spec(str, None, check=_source_template)  # for vLLM's resolver: a URL with {name}
+    lora_source_secret: str | None = spec(str, None, max_length=253)
+    resolve_miss_seconds: float = spec(float, 10.0, ge=0, le=3600)
+    engine_max_lora_rank: int | None = spec(int, None, gt=0, le=65536)
+    engine_max_adapters: int | None = spec(int, None, gt=0, le=1_000_000)
+    base_model_check: BaseModelCheck = spec(BaseModelCheck, BaseModelCheck.WARN)
+    allow_pickle_adapters: bool = spec(bool, False)
+    max_adapter_files: int = spec(int, DEFAULT_MAX_FILES, gt=0, le=1_000_000)
+    host: str = spec(str, "0.0.0.0")
+    port: int = spec(int, 8080, ge=1, le=65535)
+    log_level: str = spec(str, "info", choices=LOG_LEVELS)
+    enable_docs: bool = spec(bool, False)
 
     @property
     def transform_metrics(self) -> bool:
@@ -153,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", help=f"engine kind, one of {', '.join(ENGINES)} (env INFERENCE_ENGINE)")
     parser.add_argument("--engine-endpoint", help="engine base URL (env INFERENCE_ENGINE_ENDPOINT)")
     parser.add_argument("--engine-timeout", type=float, help="seconds allowed for one engine call (default 60)")
-    parser.add_argument("--log-level", choices=list(get_args(LogLevel)), help="log level (default info)")
+    parser.add_argument("--log-level", choices=list(LOG_LEVELS), help="log level (default info)")
     parser.add_argument(
         "--enable-docs",
         "--enable-fastapi-docs",
@@ -180,12 +168,11 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
         if value is not None:
             values[field], origin[field] = value, "--" + field.replace("_", "-")
     try:
-        return Settings.model_validate(values)
-    except ValidationError as exc:
+        return parse(Settings, values, forbid_extra=True)
+    except Invalid as exc:
         problems = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else ""
+        for field, problem in exc.problems:
             name = origin.get(field, field)
             shown = "<hidden>" if field.endswith("api_key") else repr(values.get(field))
-            problems.append(f"{name}={shown}: {error['msg'].removeprefix('Value error, ')}")
+            problems.append(f"{name}={shown}: {problem}")
         raise SettingsError("; ".join(problems)) from None

@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(flags.problem()))
     try:
         import prometheus_client  # noqa: F401 - the simulator's engine metrics are prometheus_client families
+        import pydantic  # noqa: F401 - and it judges requests as vLLM's FastAPI does
     except ImportError:
         print("aibrix_engine_sim: the simulator needs its extra: pip install 'aibrix[sim]'", file=sys.stderr)
         raise SystemExit(2) from None
