@@ -9,7 +9,6 @@ from typing import Any
 
 from aibrix.downloader.config import is_true, settings_env
 from aibrix.downloader.progress import Progress, Result
-from aibrix.downloader.transfer import Downloader
 from aibrix.names import model_name_problem
 from aibrix.storage.base import BadSetting, BadURI, TooLarge, parse_suffixes
 from aibrix.storage.policy import DEFAULT_POLICY, OutboundPolicy
@@ -49,6 +48,8 @@ def fetch_model(
         raise TooLarge(f"{source.describe()}: {size} bytes is over the limit of {policy.max_bytes}")
     if not files:
         raise BadURI(f"{source.describe()}: no files to download" + (" after the suffix filter" if suffixes else ""))
+    from aibrix.downloader.transfer import Downloader  # the runtime imports this module at start; fetches are rare
+
     downloader = Downloader(
         threads=threads,
         part_size=_int(env, "DOWNLOADER_PART_CHUNKSIZE", 64 << 20),

@@ -12,7 +12,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from aibrix.downloader.api import fetch_model
-from aibrix.downloader.archives import is_archive, unpack
 from aibrix.downloader.config import resolved_env
 from aibrix.runtime.artifacts import IGNORED_KEYS, KNOWN_KEYS, adapter_folder, credential_env, read_secret
 from aibrix.runtime.fetching import FetchInto
@@ -64,6 +63,8 @@ def artifact_fetcher(settings: Settings, telemetry: Telemetry, body: LoadAdapter
                 raise StorageError(f"{redact(uri)}: {exc.strerror or exc}") from None
             telemetry.download_bytes.inc(result.downloaded_bytes)
             telemetry.download_seconds.observe(time.monotonic() - started)
+            from aibrix.downloader.archives import is_archive, unpack  # tarfile, zipfile: only when an artifact comes
+
             name = posixpath.basename(unquote(urlsplit(uri).path))
             if uri.startswith(("http://", "https://")) and is_archive(name) and (result.path / name).is_file():
                 unpack(result.path / name, result.path, settings.max_artifact_bytes)
