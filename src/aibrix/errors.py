@@ -10,6 +10,7 @@ name in the error body; a subclass that sets neither answers as its family does.
     │   ├── AdapterAlreadyLoaded   409
     │   ├── AdapterNotFound        404
     │   └── AdapterRejected        422  an adapter the engine can never load
+    │       └── RankTooHigh        422  above this engine's rank limit (another engine may take it)
     ├── StorageError               502  fetching an artifact failed                     (storage/base.py)
     │   ├── NotFound 404 · AccessDenied 403 · BadURI 400 · BadSetting 400 · TooLarge 413
     │   ├── NoSpace 507 · LocalWriteError 500   the local disk, not the source

@@ -37,6 +37,12 @@ class InvalidAdapter(AibrixError):
     type = "AdapterRejected"
 
 
+class RankTooHigh(InvalidAdapter):
+    """Above this engine's rank limit: a fact about the pod, not the adapter (an engine with a higher limit can)."""
+
+    type = "RankTooHigh"
+
+
 class DigestMismatch(InvalidAdapter):
     """The files are not the ones ``artifact_digest`` names: the artifact changed, or something in between did."""
 
@@ -70,10 +76,18 @@ def inspect(folder: Path, limits: Limits) -> AdapterFacts:
     if not folder.is_dir():
         raise InvalidAdapter(f"{folder} is not a folder: an adapter is a folder holding {CONFIG} and its weights")
     files = _files(folder, limits.max_files)
-    config = _config(folder / CONFIG)
+    return judge(files, _read_config(folder / CONFIG), limits)
+
+
+def judge(files: list[tuple[str, int]], config_raw: bytes, limits: Limits) -> AdapterFacts:
+    """The rules over an adapter's file list (relative paths and sizes) and its config's bytes, wherever they were
+    read from: a folder on the runtime's disk, or a repository listing when an engine will download it itself."""
+    if len(files) > limits.max_files:
+        raise InvalidAdapter(f"the adapter holds more than {limits.max_files} files")
+    config = _config(config_raw)
     rank = _rank(config)
     if rank is not None and limits.max_rank is not None and rank > limits.max_rank:
-        raise InvalidAdapter(f"LoRA rank {rank} is greater than max_lora_rank {limits.max_rank} (the engine's limit)")
+        raise RankTooHigh(f"LoRA rank {rank} is greater than max_lora_rank {limits.max_rank} (the engine's limit)")
     pickled = sorted(name for name, _ in files if name.endswith(PICKLE_SUFFIXES))
     if pickled and not limits.allow_pickle:
         raise InvalidAdapter(
@@ -108,14 +122,17 @@ def _files(folder: Path, max_files: int) -> list[tuple[str, int]]:
     return found
 
 
-def _config(path: Path) -> dict[str, Any]:
+def _read_config(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:  # read what is there, up to the bound (a 1 MiB buffer per load costs)
-            raw = handle.read(min(os.fstat(handle.fileno()).st_size, MAX_CONFIG_BYTES) + 1)
+            return handle.read(min(os.fstat(handle.fileno()).st_size, MAX_CONFIG_BYTES) + 1)
     except FileNotFoundError:
         raise InvalidAdapter(f"no {CONFIG} in {path.parent}: not a PEFT adapter folder") from None
     except OSError as exc:
         raise InvalidAdapter(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _config(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_CONFIG_BYTES:
         raise InvalidAdapter(f"{CONFIG} is larger than {MAX_CONFIG_BYTES} bytes")
     try:

@@ -23,6 +23,7 @@ from tests.helpers.procs import HOST, Proc, free_port
 from tests.helpers.tls import issue, make_ca
 from tests.helpers.webhooks import admission
 
+RANK, SLOTS = "adapter.model.aibrix.ai/max-lora-rank", "adapter.model.aibrix.ai/max-adapters"
 KUBERNETES = "1.36.0"
 DEFAULT_IMAGE = "registry.example/aibrix/runtime:flag"
 
@@ -392,21 +393,29 @@ def test_a_client_that_never_finishes_its_request_is_cut_off_and_connections_are
 
 
 @pytest.mark.parametrize(
-    ("engine", "args", "rank", "slots"),
+    ("engine", "args", "rank", "slots", "annotations"),
     [
-        ("vllm", ["--enable-lora"], "16", "1"),  # vLLM's defaults (config/lora.py)
-        ("vllm", ["--enable-lora", "--max-lora-rank", "64", "--max-loras=4"], "64", "4"),
-        ("vllm", ["--max-loras", "4", "--max-cpu-loras", "12"], "16", "12"),  # the CPU cache holds more
-        ("sglang", ["--enable-lora", "--max-lora-rank=32", "--max-loaded-loras", "8"], "32", "8"),
-        ("sglang", ["--enable-lora"], None, None),  # SGLang has no default to rely on
+        ("vllm", ["--enable-lora"], "16", "1", {}),  # vLLM's defaults (config/lora.py)
+        ("vllm", ["--enable-lora", "--max-lora-rank", "64", "--max-loras=4"], "64", "4", {}),
+        ("vllm", ["--max-loras", "4", "--max-cpu-loras", "12"], "16", "12", {}),  # the CPU cache holds more
+        ("sglang", ["--enable-lora", "--max-lora-rank=32", "--max-loaded-loras", "8"], "32", "8", {}),
+        ("sglang", ["--enable-lora"], None, None, {}),  # SGLang has no default to rely on
+        ("vllm", ["--max-lora-rank", "64"], "8", "30", {RANK: "8", SLOTS: "30"}),  # the pod's annotations win
+        ("sglang", ["--enable-lora"], "128", None, {RANK: "128", SLOTS: "none"}),  # a value that is no number: none
     ],
 )
-def test_the_runtime_learns_the_engines_limits_from_its_arguments(engine: str, args: list, rank, slots) -> None:
+def test_the_runtime_learns_the_engines_limits_from_its_arguments(
+    engine: str, args: list, rank, slots, annotations: dict
+) -> None:
     from aibrix.controller.injection import plan_injection
+    from aibrix.controller.pods import pod_from_object
 
     spec = {"containers": [{"name": "engine", "image": "e", "command": ["python3", "-m", "serve"], "args": args}]}
     labels = {"model.aibrix.ai/engine": engine, "model.aibrix.ai/metric-port": "9400"}
-    sidecar = plan_injection(spec, labels, {}, "aibrix/runtime:test", "/spec").patch[-1]["value"]
+    sidecar = plan_injection(spec, labels, annotations, "aibrix/runtime:test", "/spec").patch[-1]["value"]
     found = env(sidecar)
     assert (found.get("AIBRIX_ENGINE_MAX_LORA_RANK"), found.get("AIBRIX_ENGINE_MAX_ADAPTERS")) == (rank, slots)
     assert found["INFERENCE_ENGINE_METRICS_ENDPOINT"] == "http://localhost:9400"
+    pod = pod_from_object({"metadata": {"labels": labels, "annotations": annotations}, "spec": spec})
+    as_text = (str(pod.limits.max_rank) if pod.limits.max_rank else None, pod.limits.max_adapters)
+    assert as_text == (rank, int(slots) if slots else None)  # placement reads the same limits

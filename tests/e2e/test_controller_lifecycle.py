@@ -23,6 +23,7 @@ from tests.helpers.controller_env import (
     metric,
     pod_with_runtime,
 )
+from tests.helpers.hf_server import HubServer, Repo
 from tests.helpers.kube import ADAPTERS, FakeKube, phase, running, status
 from tests.helpers.procs import Proc, free_port
 
@@ -207,6 +208,39 @@ def test_engine_restart_is_noticed_and_the_adapter_loaded_again(
     while "hub-lora" not in adapters_on(sim.url):
         assert time.monotonic() < deadline, "the adapter was not loaded again after the engine restarted"
         time.sleep(0.1)
+
+
+def test_a_hub_adapter_is_checked_before_a_direct_load_and_the_engine_never_sees_a_bad_one(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a runtime the engine downloads a Hub repository itself; the controller reads its listing and config
+    first and applies the runtime's rules: pickled weights fail at once, a rank above the pod's limit (vLLM's
+    default --max-lora-rank, 16) is this pod's limit, not the adapter's fault, and is said so."""
+    repos = {}
+    for name, config, weights in (
+        ("pickled", {"r": 8}, "adapter_model.bin"),
+        ("rank64", {"r": 64}, "adapter_model.safetensors"),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(json.dumps(config))
+        (tmp_path / name / weights).write_bytes(b"weights")
+        repos[f"org/{name}"] = Repo(tmp_path / name)
+    with HubServer(repos) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        sim = engines.sim()
+        kube.add_pod("base-0", engine=sim)
+        controller("--enable-runtime-sidecar=false")
+        kube.add_adapter("pickled", artifactURL="huggingface://org/pickled", replicas=1)
+        failed = kube.wait_adapter("pickled", lambda o: phase(o) == "Failed", timeout=15)
+        assert (
+            "pickle-based format can run code when loaded: adapter_model.bin" in condition(failed, "Ready")["message"]
+        )
+
+        kube.add_adapter("wide", artifactURL="huggingface://org/rank64", replicas=1)
+        said = "LoRA rank 64 is greater than max_lora_rank 16"
+        wide = kube.wait_adapter("wide", lambda o: said in json.dumps(status(o).get("conditions", [])), timeout=15)
+        assert phase(wide) != "Running"
+    assert adapters_on(sim.url) == set()  # neither reached the engine
 
 
 @pytest.mark.parametrize(

@@ -157,7 +157,7 @@ def test_per_adapter_metrics_follow_loads_failures_and_unloads(procs, client, ad
     seconds = "aibrix:lora_adapter_load_seconds"
     assert sample(families, seconds, seconds + "_count", phase="engine") == 1.0
     failures = "aibrix:lora_adapter_load_failures"
-    assert sample(families, failures, failures + "_total", reason="AdapterRejected") == 1.0
+    assert sample(families, failures, failures + "_total", reason="RankTooHigh") == 1.0
     assert client.post(f"{runtime.url}/v1/lora_adapter/unload", json={"lora_name": "kept"}).status_code == 200
     families = parsed(scrape(client, runtime.url).text)
     assert families["aibrix:lora_adapter_loaded"]["samples"] == {}

@@ -1,5 +1,6 @@
-"""What an engine pod can hold, read from its engine container's arguments, for the injected runtime's environment
-(``AIBRIX_ENGINE_MAX_LORA_RANK``, ``AIBRIX_ENGINE_MAX_ADAPTERS``) and the metrics port a label names.
+"""What an engine pod can hold, read from its engine container's arguments and the pod's annotations: for placement
+(a pod never gets an adapter above its rank limit, nor more adapters than its slots), for the injected runtime's
+environment (``AIBRIX_ENGINE_MAX_LORA_RANK``, ``AIBRIX_ENGINE_MAX_ADAPTERS``), and the metrics port a label names.
 
 Defaults are the engines' own: vLLM 0.32 ``config/lora.py`` (``max_lora_rank`` 16, ``max_loras`` 1,
 ``max_cpu_loras`` defaults to ``max_loras``); SGLang 0.5.23 ``server_args.py`` has no default rank (it takes the
@@ -9,9 +10,15 @@ largest of ``--lora-paths``) and ``--max-loaded-loras`` unset means no limit, so
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from aibrix.controller.vocabulary import METRIC_PORT_LABEL, RUNTIME_CONTAINER
+from aibrix.controller.vocabulary import (
+    MAX_ADAPTERS_ANNOTATION,
+    MAX_RANK_ANNOTATION,
+    METRIC_PORT_LABEL,
+    RUNTIME_CONTAINER,
+)
 
 VLLM_DEFAULT_RANK = 16
 VLLM_DEFAULT_LORAS = 1
@@ -38,8 +45,17 @@ def engine_arguments(containers: list[dict[str, Any]]) -> list[str]:
     return [str(a) for a in [*(engine.get("command") or []), *(engine.get("args") or [])]]
 
 
-def limits_env(engine: str, containers: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The runtime's environment for the engine's rank and adapter limits, where they can be known."""
+@dataclass(frozen=True)
+class PodLimits:
+    """What one engine pod can hold; None where it cannot be known (no limit is assumed then)."""
+
+    max_rank: int | None = None
+    max_adapters: int | None = None
+
+
+def pod_limits(engine: str, containers: list[dict[str, Any]], annotations: dict[str, str] | None = None) -> PodLimits:
+    """The engine's rank and adapter limits from its arguments (the engines' own defaults where a flag is absent),
+    the pod's annotations ``adapter.model.aibrix.ai/max-lora-rank`` and ``.../max-adapters`` overriding them."""
     args = engine_arguments(containers)
     rank = _number(flag(args, "--max-lora-rank"))
     slots: int | None
@@ -50,8 +66,21 @@ def limits_env(engine: str, containers: list[dict[str, Any]]) -> list[dict[str, 
         slots = _number(flag(args, "--max-loaded-loras"))
     else:
         slots = None
-    env = [{"name": "AIBRIX_ENGINE_MAX_LORA_RANK", "value": str(rank)}] if rank else []
-    return env + ([{"name": "AIBRIX_ENGINE_MAX_ADAPTERS", "value": str(slots)}] if slots else [])
+    notes = annotations or {}
+    rank = _number(notes.get(MAX_RANK_ANNOTATION, "").strip()) or rank
+    slots = _number(notes.get(MAX_ADAPTERS_ANNOTATION, "").strip()) or slots
+    return PodLimits(rank, slots)
+
+
+def limits_env(
+    engine: str, containers: list[dict[str, Any]], annotations: dict[str, str] | None = None
+) -> list[dict[str, str]]:
+    """The runtime's environment for the engine's rank and adapter limits, where they can be known."""
+    limits = pod_limits(engine, containers, annotations)
+    env = [{"name": "AIBRIX_ENGINE_MAX_LORA_RANK", "value": str(limits.max_rank)}] if limits.max_rank else []
+    return env + (
+        [{"name": "AIBRIX_ENGINE_MAX_ADAPTERS", "value": str(limits.max_adapters)}] if limits.max_adapters else []
+    )
 
 
 def metrics_port(labels: dict[str, str]) -> int | None:

@@ -70,7 +70,7 @@ def plan_injection(
                 )
             )
     sidecar = runtime_container(image, engine, port, _free_port(containers, port), volume, _guaranteed(containers))
-    sidecar["env"] += limits_env(engine, containers)
+    sidecar["env"] += limits_env(engine, containers, annotations)
     scrape_port = metrics_port(labels)
     if scrape_port is not None:
         sidecar["env"].append({"name": "INFERENCE_ENGINE_METRICS_ENDPOINT", "value": f"http://localhost:{scrape_port}"})

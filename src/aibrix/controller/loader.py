@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from aibrix.auth import bearer
+from aibrix.controller.direct_checks import HubFacts
 from aibrix.controller.pods import Pod
 from aibrix.controller.runtime_keys import KeyUnavailable, RuntimeKeys
 from aibrix.controller.spec import AdapterSpec
@@ -23,6 +24,7 @@ from aibrix.engines.base import error_message, same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, NotSupported
 from aibrix.engines.transport import HTTPClient, Response, TransportError
 from aibrix.errors import AibrixError
+from aibrix.peft import InvalidAdapter, RankTooHigh
 from aibrix.storage.uri import SchemeKind, redact, schemes_of
 
 DELEGATED_SCHEMES = schemes_of(SchemeKind.OBJECT_STORE)  # an engine cannot fetch these: the sidecar does
@@ -51,6 +53,16 @@ def classify(status: int) -> Outcome:
     return Outcome.RETRY
 
 
+def _error_type(response: Response) -> str | None:
+    """The ``error.type`` of a runtime's refusal (``RankTooHigh`` is about the pod, not the adapter)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("type")) if isinstance(error, dict) else None
+
+
 def engine_path(url: str) -> str:
     """The path an engine is given without a runtime: Hub repo ids and local paths it can read itself."""
     for scheme in schemes_of(SchemeKind.HUB):
@@ -77,6 +89,7 @@ class Loader:
     use_runtime: bool = True
     runtime_keys: RuntimeKeys | None = None  # None: no runtime is sent a key of its own
     timeout: float = 300.0  # a load includes the artifact download
+    hub: HubFacts = field(default_factory=HubFacts)  # checks of Hub repositories before a direct load
 
     def __post_init__(self) -> None:
         self._clients: dict[str, HTTPClient] = {}  # plain HTTP: runtimes, and listings and metrics of engines
@@ -118,10 +131,8 @@ class Loader:
         """The LoadError for a runtime's refusal; after a 401 its key is read again next time (rotated)."""
         if response.status_code == 401 and self.runtime_keys is not None:
             self.runtime_keys.forget(pod.namespace, pod.runtime_key)
-        return LoadError(
-            f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}",
-            classify(response.status_code),
-        )
+        outcome = Outcome.FAILOVER if _error_type(response) == "RankTooHigh" else classify(response.status_code)
+        return LoadError(f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}", outcome)
 
     async def load(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> float:
         """Load the adapter on ``pod``; return the seconds it took. Raises LoadError.
@@ -138,7 +149,9 @@ class Loader:
         elif spec.artifact_digest:
             raise LoadError("artifactDigest needs the runtime sidecar: engines cannot check a digest", Outcome.FATAL)
         else:
-            attempt = partial(self._load_direct, pod, spec, engine_path(spec.artifact_url))
+            path = engine_path(spec.artifact_url)
+            await self._check_direct(pod, spec.artifact_url)
+            attempt = partial(self._load_direct, pod, spec, path)
         if not await attempt():
             await self.unload(pod, spec, timeout=self.timeout)
             if not await attempt():
@@ -170,6 +183,16 @@ class Loader:
             raise self._refused(pod, response)
         return True
 
+    async def _check_direct(self, pod: Pod, url: str) -> None:
+        """The runtime's admission checks, on what the controller can read of an artifact the engine fetches
+        itself (controller/direct_checks.py): a rule broken is FATAL, a rank above this pod's limit FAILOVER."""
+        try:
+            await asyncio.to_thread(self.hub.check, url, pod.limits.max_rank)
+        except RankTooHigh as exc:
+            raise LoadError(f"pod {pod.name} cannot hold {redact(url)}: {exc.message}", Outcome.FAILOVER) from None
+        except InvalidAdapter as exc:
+            raise LoadError(f"{redact(url)}: {exc.message}", Outcome.FATAL) from None
+
     async def _load_direct(self, pod: Pod, spec: AdapterSpec, path: str) -> bool:
         """True once the engine holds ``path`` under the name; False when it holds the name from another path."""
         engine = self._engine(pod)
@@ -182,7 +205,8 @@ class Loader:
             message = f"engine on {pod.name} refused: {exc.message}" if exc.status < 500 else exc.message
             if isinstance(exc, NotSupported):
                 message = f"engine on {pod.name}: {exc.message}"
-            raise LoadError(message, classify(exc.status)) from None
+            outcome = Outcome.FAILOVER if exc.type == "RankTooHigh" else classify(exc.status)
+            raise LoadError(message, outcome) from None
         return True
 
     async def unload(self, pod: Pod, spec: AdapterSpec, *, timeout: float) -> None:

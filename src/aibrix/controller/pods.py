@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aibrix.controller.engine_args import metrics_port
+from aibrix.controller.engine_args import PodLimits, metrics_port, pod_limits
 from aibrix.controller.vocabulary import ENABLED_LABEL, ENGINE_LABEL, PORT_LABEL, RUNTIME_CONTAINER
 
 DEFAULT_ENGINE_PORT = 8000
@@ -47,6 +47,7 @@ class Pod:
     engine: str
     runtime_key: KeySource | None = None  # None: the runtime takes no key
     metrics_port: int | None = None  # model.aibrix.ai/metric-port: the engine's metrics are served there
+    limits: PodLimits = PodLimits()  # rank limit and adapter slots (engine arguments, annotations)
 
     @property
     def host(self) -> str:
@@ -123,6 +124,7 @@ def pod_from_object(obj: dict[str, Any]) -> Pod:
         engine=labels.get(ENGINE_LABEL, "vllm"),
         runtime_key=_key_source(runtime),
         metrics_port=metrics_port(labels),
+        limits=pod_limits(labels.get(ENGINE_LABEL, "vllm"), containers, meta.get("annotations") or {}),
     )
 
 

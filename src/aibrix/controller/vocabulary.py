@@ -11,3 +11,5 @@ PORT_LABEL = "model.aibrix.ai/port"
 METRIC_PORT_LABEL = "model.aibrix.ai/metric-port"  # the engine serves metrics on another port
 ENGINE_LABEL = "model.aibrix.ai/engine"
 RUNTIME_CONTAINER = "aibrix-runtime"
+MAX_RANK_ANNOTATION = "adapter.model.aibrix.ai/max-lora-rank"  # on an engine pod: overrides --max-lora-rank
+MAX_ADAPTERS_ANNOTATION = "adapter.model.aibrix.ai/max-adapters"  # on an engine pod: adapters it may hold

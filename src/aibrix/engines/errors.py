@@ -58,3 +58,9 @@ class AdapterRejected(EngineError):
 
     status = 422
     type = "AdapterRejected"
+
+
+class RankTooHigh(AdapterRejected):
+    """The adapter's rank is above this engine's limit: an engine with a higher limit can load it."""
+
+    type = "RankTooHigh"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from aibrix.engines.base import Engine, engine_error, error_message
 from aibrix.engines.client import Response
-from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, AdapterRejected, NotSupported
+from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, AdapterRejected, NotSupported, RankTooHigh
 
 ROUTE_MISSING = {"detail": "Not Found"}
 # Fragments of add_lora's messages that say the adapter itself cannot be loaded by this engine (see above).
@@ -64,6 +64,8 @@ class VLLMEngine(Engine):
         message = error_message(response)
         if response.status_code == 400 and "has already been" in message:
             raise AdapterAlreadyLoaded(message)
+        if response.status_code == 500 and "greater than max_lora_rank" in message:  # lora/peft_helper.py
+            raise RankTooHigh(f"vllm cannot load adapter {lora_name!r} from {lora_path!r}: {message}")
         if response.status_code == 500 and any(fault in message for fault in ADAPTER_FAULTS):
             raise AdapterRejected(f"vllm cannot load adapter {lora_name!r} from {lora_path!r}: {message}")
         raise engine_error(response)
