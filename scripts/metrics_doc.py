@@ -83,7 +83,8 @@ OWN_ROWS = [
     ("aibrix:lora_adapter_load_seconds", "histogram", "`phase`",
      "adapter load time by phase: `download` (the artifact) and `engine` (the engine's load call)"),
     ("aibrix:lora_adapter_load_failures_total", "counter", "`reason`",
-     "failed adapter loads by reason (the error type: `AdapterRejected`, `RankTooHigh`, `NotFound`, `EngineUnavailable`, ...)"),
+     "failed adapter loads by reason (the error type: `AdapterRejected`, `RankTooHigh`, `NotFound`, "
+     "`EngineUnavailable`, ...)"),
     ("aibrix:lora_adapter_reloads_total", "counter", "", "adapters loaded again after the engine lost them"),
     ("aibrix:lora_adapter_requests_active", "gauge", "`lora_name`, `state`",
      "1 for each adapter vLLM reports with requests `running` or `waiting` (the newest `vllm:lora_requests_info`)"),

@@ -28,6 +28,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DEFAULT_MAX_FILES = 1000
 # vLLM's refusal names its limit: "LoRA rank 64 is greater than max_lora_rank 8." (lora/peft_helper.py)
 _VLLM_RANK_LIMIT = re.compile(r"greater than max_lora_rank (\d+)")
+_RANK_REFUSAL = re.compile(r"LoRA rank (\d+) is greater than max_lora_rank (\d+)")
 
 
 class InvalidAdapter(AibrixError):
@@ -176,6 +177,12 @@ def rank_limit_in(message: str) -> int | None:
     """The rank limit an engine's refusal names, so the next adapter above it is refused before the engine is asked."""
     match = _VLLM_RANK_LIMIT.search(message)
     return int(match.group(1)) if match else None
+
+
+def rank_refused(message: str) -> tuple[int, int] | None:
+    """(the adapter's rank, the engine's limit) from a rank refusal, ours or vLLM's, so placement learns both."""
+    match = _RANK_REFUSAL.search(message)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def folder_digest(folder: Path, max_files: int = DEFAULT_MAX_FILES) -> str:

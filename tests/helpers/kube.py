@@ -119,12 +119,17 @@ class FakeKube:
         ready_for: float = 60.0,
         engine_name: str = "vllm",
         namespace: str = "default",
+        args: list[str] | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A Running, Ready pod whose engine (and runtime sidecar, if given) are real processes on 127.0.0.1."""
+        """A Running, Ready pod whose engine (and runtime sidecar, if given) are real processes on 127.0.0.1;
+        ``args`` are its engine container's (the controller reads the engine's limits from them)."""
         engine_port = engine.port if engine else free_port()
         containers: list[dict[str, Any]] = [
             {"name": "vllm-openai", "image": "vllm/vllm-openai", "ports": [{"containerPort": engine_port}]}
         ]
+        if args:
+            containers[0]["args"] = args
         if runtime is not None:
             containers.append(
                 {
@@ -142,7 +147,10 @@ class FakeKube:
         }
         self.create(
             f"/api/v1/namespaces/{namespace}/pods",
-            {"metadata": {"name": name, "labels": pod_labels}, "spec": {"containers": containers}},
+            {
+                "metadata": {"name": name, "labels": pod_labels, "annotations": annotations or {}},
+                "spec": {"containers": containers},
+            },
         )
         self.set_ready(name, True, since=ready_for, namespace=namespace)
         return self.get(f"/api/v1/namespaces/{namespace}/pods/{name}") or {}

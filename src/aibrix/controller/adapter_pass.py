@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from lightkube import ApiError
 
 from aibrix.controller import exposure, schedulers
+from aibrix.controller.capacity import shortfall
 from aibrix.controller.exposure import sglang_naming
 from aibrix.controller.fleet import Fleet
-from aibrix.controller.loader import LoadError, Outcome
+from aibrix.controller.loader import Loaded, LoadError, Outcome
 from aibrix.controller.observation import Observation, observe
 from aibrix.controller.pods import Pod, parse_time
 from aibrix.controller.resources import EndpointSlice, Obj, Service, key_of, timestamp
@@ -91,12 +92,17 @@ class AdapterPass:
         held_until = parse_time(self.status.get("nextAttemptTime"))
         if held_until and held_until > self.now and self.status.get("observedGeneration") == self.generation:
             return held_until - self.now  # failed for a reason no retry fixes; wait for the cool-down or an edit
-        seen = observe(spec, self.status, self.fleet.namespace_pods(self.key[0]), self.now, self.options)
+        seen = observe(
+            spec, self.status, self.fleet.namespace_pods(self.key[0]), self.now, self.options, self.adapters_on
+        )
         self.instances, self.retries = list(seen.instances), dict(seen.retries)
         for pod_name in seen.gone:
             self.event("Warning", "InstanceLost", f"pod {pod_name} is gone, not ready or no longer selected")
         lost = await self.refresh(spec, seen)
         pending = await self.place(spec, seen, lost)
+        short = shortfall(seen.wanted, len(seen.candidates), seen.unfit, seen.rank)
+        if short is not None:
+            self.unschedulable(*short)
         fatal = None
         now_due = due(pending, self.retries, self.now)
         if now_due:
@@ -110,7 +116,15 @@ class AdapterPass:
         if self.instances or (bound is not None and bound["status"] == ConditionStatus.TRUE):
             await self.expose(spec, seen)  # with no instances left, the slice is emptied: no traffic to pods without it
         verdict = settle(
-            self.name, len(self.instances), seen.desired, self.retries, seen.candidates, fatal, self.now, self.options
+            self.name,
+            len(self.instances),
+            seen.desired,
+            self.retries,
+            seen.candidates,
+            fatal,
+            self.now,
+            self.options,
+            short,
         )
         self.apply(verdict, spec)
         await self.write_phase(self.status["phase"], seen)
@@ -148,7 +162,7 @@ class AdapterPass:
     async def roll(self, spec: AdapterSpec, pod: Pod) -> None:
         """Move one pod to the new version while the others keep serving the old one; the next pass takes the next."""
         try:
-            seconds = await self.fleet.loader.replace(pod, spec, await self.credentials(spec))
+            seconds, _ = await self.fleet.loader.replace(pod, spec, await self.credentials(spec))
         except LoadError as exc:
             self.rolled = False
             self.condition(
@@ -209,15 +223,25 @@ class AdapterPass:
             await self.write_phase(Phase.SCHEDULED, seen)
         return pending
 
+    def unschedulable(self, reason: str, message: str) -> None:
+        """Scheduled=False with the counts ("2 of 5 placeable: 3 pods lack rank >= 64"), and an Event when that
+        news is new (a resync repeating it writes nothing)."""
+        before = condition(self.conditions, ConditionType.SCHEDULED)
+        if before is None or (before["status"], before["message"]) != (ConditionStatus.FALSE, message):
+            self.event("Warning", reason, message)
+        self.condition(ConditionType.SCHEDULED, ConditionStatus.FALSE, reason, message)
+
+    def adapters_on(self, pod: str) -> int:
+        """Adapters held or being loaded on ``pod`` in this namespace, this one included."""
+        return self.fleet.placements.adapters_on(self.key[0], pod)
+
     async def schedule(self, spec: AdapterSpec, pool: Sequence[Pod], count: int) -> list[Pod]:
         if count <= 0 or not pool:
             return []
-
-        def adapters_on(pod: str) -> int:
-            return self.fleet.placements.adapters_on(self.key[0], pod)
-
-        asked = schedulers.Placement(spec.name, pool, count, adapters_on, self.fleet.pod_metrics)
-        return await schedulers.POLICIES[spec.scheduler](asked)
+        asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics)
+        chosen = await schedulers.POLICIES[spec.scheduler](asked)
+        # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot
+        return [p for p in chosen if p.limits.max_adapters is None or self.adapters_on(p.name) < p.limits.max_adapters]
 
     async def load(self, spec: AdapterSpec, pods: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""
@@ -228,12 +252,14 @@ class AdapterPass:
         results = await asyncio.gather(
             *(self.fleet.loader.load(pod, spec, credentials) for pod in pods), return_exceptions=True
         )
-        fatal, loaded = None, []
+        fatal, loaded = None, list[str]()
         for pod, result in zip(pods, results, strict=True):
-            if isinstance(result, float):
-                self.loaded(spec, pod, result)
+            if isinstance(result, Loaded):
+                self.loaded(spec, pod, result.seconds)
+                self.learn_rank(result.rank)
                 loaded.append(pod.name)
             elif isinstance(result, LoadError):
+                self.learn_rank(result.rank)
                 fatal = self.failed(pod, result) or fatal
             else:
                 raise result
@@ -244,6 +270,11 @@ class AdapterPass:
             if sglang:
                 self.event("Warning", "AddressAsBaseColonAdapter", sglang_naming(spec.name))
         return fatal
+
+    def learn_rank(self, rank: int | None) -> None:
+        """The adapter's rank, from a runtime's answer or a refusal naming it: placement's constraint from now on."""
+        if rank is not None:
+            self.status["rank"] = rank
 
     def loaded(self, spec: AdapterSpec, pod: Pod, seconds: float) -> None:
         self.instances.append(pod)

@@ -54,18 +54,20 @@ class PodLimits:
 
 
 def pod_limits(engine: str, containers: list[dict[str, Any]], annotations: dict[str, str] | None = None) -> PodLimits:
-    """The engine's rank and adapter limits from its arguments (the engines' own defaults where a flag is absent),
-    the pod's annotations ``adapter.model.aibrix.ai/max-lora-rank`` and ``.../max-adapters`` overriding them."""
+    """The engine's rank and adapter limits from its arguments (vLLM's default rank where the flag is absent), the
+    pod's annotations ``adapter.model.aibrix.ai/max-lora-rank`` and ``.../max-adapters`` overriding them.
+
+    Slots count only when declared (a flag or the annotation): vLLM's default of one (``max_cpu_loras`` defaults to
+    ``max_loras``, 1) is its cache, not a cap on what its API keeps registered, and most deployments (the seed's
+    examples among them) load many adapters without either flag; placement must not refuse them."""
     args = engine_arguments(containers)
     rank = _number(flag(args, "--max-lora-rank"))
-    slots: int | None
+    slots: int | None = None
     if engine == "vllm":
         rank = rank or VLLM_DEFAULT_RANK
-        slots = _number(flag(args, "--max-cpu-loras")) or _number(flag(args, "--max-loras")) or VLLM_DEFAULT_LORAS
+        slots = _number(flag(args, "--max-cpu-loras")) or _number(flag(args, "--max-loras"))
     elif engine == "sglang":
         slots = _number(flag(args, "--max-loaded-loras"))
-    else:
-        slots = None
     notes = annotations or {}
     rank = _number(notes.get(MAX_RANK_ANNOTATION, "").strip()) or rank
     slots = _number(notes.get(MAX_ADAPTERS_ANNOTATION, "").strip()) or slots
@@ -75,12 +77,12 @@ def pod_limits(engine: str, containers: list[dict[str, Any]], annotations: dict[
 def limits_env(
     engine: str, containers: list[dict[str, Any]], annotations: dict[str, str] | None = None
 ) -> list[dict[str, str]]:
-    """The runtime's environment for the engine's rank and adapter limits, where they can be known."""
+    """The runtime's environment for the engine's rank and adapter limits, where they can be known (vLLM's
+    default of one slot included: the runtime's slots gauge says what the engine's cache holds)."""
     limits = pod_limits(engine, containers, annotations)
+    slots = limits.max_adapters or (VLLM_DEFAULT_LORAS if engine == "vllm" else None)
     env = [{"name": "AIBRIX_ENGINE_MAX_LORA_RANK", "value": str(limits.max_rank)}] if limits.max_rank else []
-    return env + (
-        [{"name": "AIBRIX_ENGINE_MAX_ADAPTERS", "value": str(limits.max_adapters)}] if limits.max_adapters else []
-    )
+    return env + ([{"name": "AIBRIX_ENGINE_MAX_ADAPTERS", "value": str(slots)}] if slots else [])
 
 
 def metrics_port(labels: dict[str, str]) -> int | None:

@@ -12,7 +12,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from aibrix.auth import bearer
 from aibrix.controller.direct_checks import HubFacts
@@ -24,7 +24,7 @@ from aibrix.engines.base import error_message, same_path
 from aibrix.engines.errors import AdapterAlreadyLoaded, AdapterNotFound, EngineError, NotSupported
 from aibrix.engines.transport import HTTPClient, Response, TransportError
 from aibrix.errors import AibrixError
-from aibrix.peft import InvalidAdapter, RankTooHigh
+from aibrix.peft import InvalidAdapter, RankTooHigh, rank_refused
 from aibrix.storage.uri import SchemeKind, redact, schemes_of
 
 DELEGATED_SCHEMES = schemes_of(SchemeKind.OBJECT_STORE)  # an engine cannot fetch these: the sidecar does
@@ -37,11 +37,19 @@ class Outcome(enum.Enum):
 
 
 class LoadError(AibrixError):
-    """A load or unload on a pod that failed, with what the controller should do next."""
+    """A load or unload on a pod that failed, with what the controller should do next, and the adapter's rank when
+    the refusal named it (a rank above the pod's limit)."""
 
     def __init__(self, message: str, outcome: Outcome) -> None:
         super().__init__(message)
         self.outcome = outcome
+        refused = rank_refused(message)
+        self.rank = refused[0] if refused else None
+
+
+class Loaded(NamedTuple):
+    seconds: float
+    rank: int | None  # the adapter's rank, when the runtime (or the Hub check) read its config
 
 
 def classify(status: int) -> Outcome:
@@ -51,6 +59,15 @@ def classify(status: int) -> Outcome:
     if status in (405, 501, 507):
         return Outcome.FAILOVER
     return Outcome.RETRY
+
+
+def _rank(response: Response) -> int | None:
+    """The rank a runtime's load answer reports (it read adapter_config.json), if any."""
+    try:
+        rank = response.json().get("rank")
+    except (ValueError, AttributeError):
+        return None
+    return rank if isinstance(rank, int) and not isinstance(rank, bool) and rank > 0 else None
 
 
 def _error_type(response: Response) -> str | None:
@@ -134,12 +151,12 @@ class Loader:
         outcome = Outcome.FAILOVER if _error_type(response) == "RankTooHigh" else classify(response.status_code)
         return LoadError(f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}", outcome)
 
-    async def load(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> float:
-        """Load the adapter on ``pod``; return the seconds it took. Raises LoadError.
+    async def load(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> Loaded:
+        """Load the adapter on ``pod``; return the seconds it took and its rank if known. Raises LoadError.
 
         A pod already holding the name from another source (an artifact that changed while an unload failed, a
         copy loaded by hand) gets it unloaded and loaded again: success means the pod serves this artifact."""
-        started = time.monotonic()
+        started, rank = time.monotonic(), None
         if self.via_runtime(pod):
             attempt = partial(self._load_via_runtime, pod, spec, credentials)
         elif credentials:
@@ -150,15 +167,17 @@ class Loader:
             raise LoadError("artifactDigest needs the runtime sidecar: engines cannot check a digest", Outcome.FATAL)
         else:
             path = engine_path(spec.artifact_url)
-            await self._check_direct(pod, spec.artifact_url)
+            rank = await self._check_direct(pod, spec.artifact_url)
             attempt = partial(self._load_direct, pod, spec, path)
-        if not await attempt():
+        held, said = await attempt()
+        if not held:
             await self.unload(pod, spec, timeout=self.timeout)
-            if not await attempt():
+            held, said = await attempt()
+            if not held:
                 raise LoadError(f"pod {pod.name} still holds another {spec.name!r} after unloading it", Outcome.RETRY)
-        return time.monotonic() - started
+        return Loaded(time.monotonic() - started, said or rank)
 
-    async def replace(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> float:
+    async def replace(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> Loaded:
         """Swap the pod's copy for the spec's artifact through its runtime (``replace``: the old version serves until
         the new one is in); a pod that no longer holds the adapter gets a plain load. The seconds it took."""
         started = time.monotonic()
@@ -169,45 +188,49 @@ class Loader:
             return await self.load(pod, spec, credentials)
         if not response.is_success:
             raise self._refused(pod, response)
-        return time.monotonic() - started
+        return Loaded(time.monotonic() - started, _rank(response))
 
-    async def _load_via_runtime(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> bool:
-        """True once the runtime holds this artifact; False when it holds the name from elsewhere (409)."""
+    async def _load_via_runtime(
+        self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None
+    ) -> tuple[bool, int | None]:
+        """(True, the rank it read) once the runtime holds this artifact; False when it holds the name from
+        elsewhere (409)."""
         auth = await self._runtime_auth(pod, spec.api_key)
         response = await self._call(
             pod.runtime_url or "", "/v1/lora_adapter/load", _runtime_body(spec, credentials), auth
         )
         if response.status_code == 409:
-            return False
+            return False, None
         if not response.is_success:
             raise self._refused(pod, response)
-        return True
+        return True, _rank(response)
 
-    async def _check_direct(self, pod: Pod, url: str) -> None:
+    async def _check_direct(self, pod: Pod, url: str) -> int | None:
         """The runtime's admission checks, on what the controller can read of an artifact the engine fetches
         itself (controller/direct_checks.py): a rule broken is FATAL, a rank above this pod's limit FAILOVER."""
         try:
-            await asyncio.to_thread(self.hub.check, url, pod.limits.max_rank)
+            facts = await asyncio.to_thread(self.hub.check, url, pod.limits.max_rank)
         except RankTooHigh as exc:
             raise LoadError(f"pod {pod.name} cannot hold {redact(url)}: {exc.message}", Outcome.FAILOVER) from None
         except InvalidAdapter as exc:
             raise LoadError(f"{redact(url)}: {exc.message}", Outcome.FATAL) from None
+        return facts.rank if facts is not None else None
 
-    async def _load_direct(self, pod: Pod, spec: AdapterSpec, path: str) -> bool:
+    async def _load_direct(self, pod: Pod, spec: AdapterSpec, path: str) -> tuple[bool, int | None]:
         """True once the engine holds ``path`` under the name; False when it holds the name from another path."""
         engine = self._engine(pod)
         try:
             await engine.load_adapter(spec.name, path, auth=_bearer(spec.api_key))
         except AdapterAlreadyLoaded:
             current = await engine.adapter_path(spec.name, auth=_bearer(spec.api_key))
-            return current is None or same_path(current, path)
+            return current is None or same_path(current, path), None
         except EngineError as exc:  # by status, so every kind of engine error is sorted the same way
             message = f"engine on {pod.name} refused: {exc.message}" if exc.status < 500 else exc.message
             if isinstance(exc, NotSupported):
                 message = f"engine on {pod.name}: {exc.message}"
             outcome = Outcome.FAILOVER if exc.type == "RankTooHigh" else classify(exc.status)
             raise LoadError(message, outcome) from None
-        return True
+        return True, None
 
     async def unload(self, pod: Pod, spec: AdapterSpec, *, timeout: float) -> None:
         """Unload; an adapter the pod no longer holds is already unloaded. Raises LoadError."""

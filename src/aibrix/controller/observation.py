@@ -4,10 +4,11 @@ alive, gone, or left somewhere they should not be. ``observe`` is pure: the pass
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from aibrix.controller.capacity import Unfit, fitting
 from aibrix.controller.options import Options
 from aibrix.controller.pods import Pod
 from aibrix.controller.resources import Obj
@@ -27,24 +28,39 @@ class Observation:
     gone: tuple[str, ...]  # recorded instances that are gone, not ready or no longer selected
     strays: tuple[Pod, ...]  # of those, pods still reachable: a copy left there must be unloaded
     desired: int
+    rank: int | None = None  # the adapter's rank, as its status knows it
+    unfit: Mapping[str, Unfit] = field(default_factory=dict)  # eligible pods that cannot take it, and why
+    wanted: int = 0  # spec.replicas, or every eligible pod (fit or not): what the Scheduled condition counts against
     by_name: Mapping[str, Pod] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", MappingProxyType({p.name: p for p in self.matching}))
 
 
-def observe(spec: AdapterSpec, status: Obj, pods: Sequence[Pod], now: float, options: Options) -> Observation:
-    """The adapter's world as the caches and its status describe it; ``pods`` are all pods of its namespace."""
+def observe(
+    spec: AdapterSpec,
+    status: Obj,
+    pods: Sequence[Pod],
+    now: float,
+    options: Options,
+    adapters_on: Callable[[str], int] = lambda pod: 0,
+) -> Observation:
+    """The adapter's world as the caches and its status describe it; ``pods`` are all pods of its namespace,
+    ``adapters_on`` counts the adapters placed on a pod (controller/capacity.py)."""
     matching = tuple(p for p in pods if spec.selector.matches(p.labels))
     by_name = {p.name: p for p in matching}
-    candidates = tuple(p for p in matching if p.eligible(now, options.stability))
-    names = {p.name for p in candidates}
+    eligible = [p for p in matching if p.eligible(now, options.stability)]
+    names = {p.name for p in eligible}
     stabilizing = tuple(
         options.stability - (now - (p.ready_since or 0))
         for p in matching
         if p.alive() and p.name not in names and p.labels.get(ENABLED_LABEL) == "true"
     )
     retries = _retries(status, by_name, now, options)
+    rank = status.get("rank") if isinstance(status.get("rank"), int) else None
+    holding = set(status.get("instances") or []) | set(retries)
+    fit, unfit = fitting(eligible, rank, adapters_on, holding)
+    candidates = tuple(fit)
     everywhere = {p.name: p for p in pods}
     instances, gone, strays = [], [], []
     for pod_name in status.get("instances") or []:
@@ -66,6 +82,9 @@ def observe(spec: AdapterSpec, status: Obj, pods: Sequence[Pod], now: float, opt
         gone=tuple(gone),
         strays=tuple(strays),
         desired=spec.replicas if spec.replicas is not None else len(candidates),
+        rank=rank,
+        unfit=MappingProxyType(unfit),
+        wanted=spec.replicas if spec.replicas is not None else len(eligible),
     )
 
 

@@ -87,7 +87,9 @@ def settle(
     fatal: str | None,
     now: float,
     options: Options,
+    short: tuple[str, str] | None = None,
 ) -> Verdict:
+    """The phase and Ready condition once the pass has acted; ``short`` is the Scheduled shortfall (capacity.py)."""
     if instances:
         ready = f"ModelAdapter {name} is ready" + (f" on {instances} of {desired} pods" if instances < desired else "")
         return Verdict(Phase.RUNNING, (ConditionStatus.TRUE, "ModelAdapterAvailable", ready))
@@ -106,6 +108,8 @@ def settle(
         reasons = "; ".join(f"{n}: {retries[n].last_error}" for n in sorted(exhausted))
         message = f"no pod could load the adapter after retries ({reasons}); waiting for new pods"
         return Verdict(Phase.FAILED, (ConditionStatus.FALSE, "NoPodAvailable", message), "Failed", unbound=True)
+    if short is not None and short[0] != "NoCandidatePods":  # pods match, but none can hold it: say why
+        return Verdict(Phase.PENDING, (ConditionStatus.FALSE, short[0], short[1]), short[0], unbound=True)
     message = "no Ready pod matches spec.podSelector with label adapter.model.aibrix.ai/enabled=true"
     return Verdict(Phase.PENDING, (ConditionStatus.FALSE, "NoCandidatePods", message), "NoCandidatePods", unbound=True)
 

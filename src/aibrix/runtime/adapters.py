@@ -41,6 +41,7 @@ class LoadResult:
     download_seconds: float | None = None
     load_seconds: float = 0.0
     warnings: tuple[str, ...] = ()
+    rank: int | None = None  # from adapter_config.json, when the runtime could read it
 
 
 class AdapterService:
@@ -241,7 +242,7 @@ class AdapterService:
         try:
             snapshot = self.record.snapshot(self._entries())
             checks = functools.partial(_checks, path, delegated, judge)
-            (warnings, size), recorded = await preflight(checks, functools.partial(self.record.write, snapshot))
+            (warnings, size, rank), recorded = await preflight(checks, functools.partial(self.record.write, snapshot))
             try:
                 message, already = await self.engine.load_adapter(name, path, auth=auth), False
             except AdapterAlreadyLoaded as exc:
@@ -255,10 +256,10 @@ class AdapterService:
                 self.admission.learn(exc.message)
             raise
         self._inflight.pop(name, None)
-        self._set(dataclasses.replace(pending, size_bytes=size))
+        self._set(dataclasses.replace(pending, size_bytes=size, rank=rank))
         await self.record.flush()  # only a downloaded adapter's size changes it here
         self._auth[name] = auth
-        return LoadResult(message, already, path, None, time.monotonic() - started, warnings)
+        return LoadResult(message, already, path, None, time.monotonic() - started, warnings, rank)
 
     async def _already_loaded(self, name: str, path: str, auth: str | None, exc: AdapterAlreadyLoaded) -> str:
         """The engine holds ``name``: fine when from ``path`` (loads are idempotent), a conflict otherwise."""
@@ -411,12 +412,13 @@ class AdapterService:
         self._downloads.shutdown(wait=False, cancel_futures=True)
 
 
-def _checks(path: str, delegated: bool, judge: Judge | None) -> tuple[tuple[str, ...], int]:
-    """In a worker thread: the admission checks' warnings and the size a downloaded adapter takes on disk."""
-    warnings, size = judge() if judge is not None else ([], None)
+def _checks(path: str, delegated: bool, judge: Judge | None) -> tuple[tuple[str, ...], int, int | None]:
+    """In a worker thread: the admission checks' warnings, the size a downloaded adapter takes on disk, and the
+    adapter's rank when its files say (the controller places by it)."""
+    warnings, size, rank = judge() if judge is not None else ([], None, None)
     if delegated and size is None:
         size = folder_size(path)
-    return tuple(warnings), size if delegated and size is not None else 0
+    return tuple(warnings), size if delegated and size is not None else 0, rank
 
 
 def _loaded_elsewhere(name: str, current: str | None, path: str) -> AdapterAlreadyLoaded:

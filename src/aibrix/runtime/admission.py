@@ -32,6 +32,7 @@ log = logging.getLogger("aibrix.runtime")
 class Verdict(NamedTuple):
     warnings: list[str]
     size_bytes: int | None  # None when the runtime cannot see the files
+    rank: int | None = None  # the largest of r and rank_pattern, when the files say
 
 
 Judge = Callable[[], Verdict]
@@ -78,7 +79,7 @@ class AdapterAdmission:
         if digest is not None:
             verify_digest(folder, digest, self.limits.max_files)
         facts = inspect(folder, self.limits)
-        return Verdict(self._base_model(name, facts, served), facts.size_bytes)
+        return Verdict(self._base_model(name, facts, served), facts.size_bytes, facts.rank)
 
     def _base_model(self, name: str, facts: AdapterFacts, served: tuple[str, ...]) -> list[str]:
         if self.base_model_check is BaseModelCheck.OFF or facts.base_model is None:

@@ -96,6 +96,7 @@ async def load_adapter(request: Request) -> Response:
         "load_seconds": round(result.load_seconds, 3),
         "message": result.message,
         "warnings": list(result.warnings),
+        "rank": result.rank,
     }
     if body.replace:
         reply |= {"replaced": True, "gap": not runtime.adapters.engine.replaces_in_place}

@@ -41,6 +41,7 @@ class ManagedAdapter:
     reason: str = ""
     size_bytes: int = 0
     updated: float = field(default_factory=time.time)
+    rank: int | None = None  # from adapter_config.json, when the runtime could read it
 
     def as_dict(self) -> dict[str, object]:
         """The fields as a new dict (flat: no deep copy needed, unlike dataclasses.asdict, which a load paid twice)."""
@@ -70,6 +71,8 @@ def record_problem(adapter_dir: Path | None, adapter: ManagedAdapter) -> str | N
         return "lora_path is not an absolute path"
     if any(ord(ch) < 32 for ch in adapter.lora_path):
         return "lora_path holds control characters"
+    if adapter.rank is not None and (isinstance(adapter.rank, bool) or not isinstance(adapter.rank, int)):
+        return "rank is not a whole number"
     if adapter.delegated is True and owned_folder(adapter_dir, adapter) is None:
         return f"a downloaded adapter must live in {adapter_dir}/<name>"
     return None

@@ -1,0 +1,87 @@
+"""What a pod can hold (issue 23): an adapter goes only where its rank fits and a slot is free, and the status says
+why it is not on the other pods, with counts, instead of retrying there for ever."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers.controller_env import Controllers, Engines, adapters_on, condition
+from tests.helpers.kube import FakeKube, phase, running, status
+
+
+def _adapter(folder: Path, rank: int) -> Path:
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "peft_type": "LORA"}))
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    return folder
+
+
+def _engine_pod(kube: FakeKube, engines: Engines, name: str, rank: int, *extra: str) -> tuple:
+    """A pod whose engine runs with --max-lora-rank ``rank`` (its container's arguments say so too)."""
+    args = ["--enable-lora", "--max-lora-rank", str(rank), "--max-cpu-loras", "4", *extra]
+    sim = engines.sim("--max-lora-rank", str(rank))
+    runtime = engines.runtime(sim)
+    kube.add_pod(name, runtime=runtime, engine=sim, args=args)
+    return sim, runtime
+
+
+def test_a_wide_adapter_lands_only_where_its_rank_fits_and_the_status_says_why(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+) -> None:
+    small, _ = _engine_pod(kube, engines, "rank-8", 8)
+    wide, _ = _engine_pod(kube, engines, "rank-64", 64)
+    controller()
+    kube.add_adapter("wide-lora", artifactURL=str(_adapter(tmp_path / "wide", 64)))  # every pod that can hold it
+
+    said = "1 of 2 placeable: 1 pod lack"  # the count, then why
+    done = kube.wait_adapter(
+        "wide-lora",
+        lambda o: running(o) and said in condition(o, "Scheduled")["message"],
+        timeout=20,
+    )
+    assert status(done)["instances"] == ["rank-64"] and status(done)["rank"] == 64
+    assert status(done)["desiredReplicas"] == 1 and status(done)["readyReplicas"] == 1
+    scheduled = condition(done, "Scheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "RankTooHigh")
+    assert "rank >= 64" in scheduled["message"]
+    assert "wide-lora" in adapters_on(wide.url) and "wide-lora" not in adapters_on(small.url)
+    events = kube.http.get("/api/v1/namespaces/default/events").json()["items"]
+    assert any(e["reason"] == "RankTooHigh" and "rank >= 64" in e["message"] for e in events)
+
+    time.sleep(2)  # later passes never try the small pod again
+    assert not any(r["pod"] == "rank-8" for r in status(kube.adapter("wide-lora")).get("retries") or [])
+
+
+def test_an_adapter_that_fits_nowhere_says_so_and_no_pod_is_tried_for_ever(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+) -> None:
+    small, _ = _engine_pod(kube, engines, "rank-8", 8)
+    controller()
+    kube.add_adapter("too-wide", artifactURL=str(_adapter(tmp_path / "too-wide", 64)), replicas=1)
+    stuck = kube.wait_adapter("too-wide", lambda o: status(o).get("rank") == 64 and phase(o) == "Pending", timeout=20)
+    ready = condition(stuck, "Ready")
+    assert ready["reason"] == "RankTooHigh" and "0 of 1 placeable: 1 pod lack rank >= 64" in ready["message"]
+    assert adapters_on(small.url) == set()
+
+
+def test_slots_are_never_exceeded(kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path) -> None:
+    """A pod annotated for two adapters gets two; the third is told there is no free slot."""
+    sim = engines.sim()
+    runtime = engines.runtime(sim)
+    kube.add_pod("tiny", runtime=runtime, engine=sim, annotations={"adapter.model.aibrix.ai/max-adapters": "2"})
+    controller()
+    folder = _adapter(tmp_path / "lora", 8)
+    for name in ("first", "second"):
+        kube.add_adapter(name, artifactURL=str(folder), replicas=1)
+        kube.wait_adapter(name, running)
+    kube.add_adapter("third", artifactURL=str(folder), replicas=1)
+    told = kube.wait_adapter(
+        "third", lambda o: '"reason": "InsufficientCapacity"' in json.dumps(o.get("status", {})), timeout=15
+    )
+    assert "0 of 1 placeable: 1 pod have no free adapter slot" in condition(told, "Ready")["message"]
+    assert adapters_on(sim.url) == {"first", "second"}
+    assert httpx.get(runtime.url + "/v1/lora_adapter", timeout=5).json()["data"][0]["rank"] == 8
