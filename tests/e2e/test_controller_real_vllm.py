@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from tests.helpers.kube import ADAPTERS, FakeKube, fast_flags, phase, running
 from tests.helpers.procs import start_runtime
-from tests.helpers.real_vllm import RealVLLM, tiny_models
+from tests.helpers.real_vllm import RealVLLM, serving_args, tiny_models
 
 pytestmark = pytest.mark.real_vllm
 FAST = fast_flags("5", "10")
@@ -24,7 +25,12 @@ def real_pod(request: pytest.FixtureRequest, real_vllm: RealVLLM, tmp_path: Path
     controller = None
     try:
         sidecar = request.param == "sidecar"
-        kube.add_pod("real-0", runtime=runtime if sidecar else None, engine=real_vllm)  # type: ignore[arg-type]
+        kube.add_pod(
+            "real-0",
+            runtime=runtime if sidecar else None,  # type: ignore[arg-type]
+            engine=real_vllm,  # type: ignore[arg-type]
+            args=serving_args(tiny_models()),  # its limits, as a pod spec would say them
+        )
         controller = kube.start_controller(*FAST, *(() if sidecar else ("--enable-runtime-sidecar=false",)))
         yield kube
     finally:
@@ -60,10 +66,16 @@ def test_an_adapter_reaches_running_on_real_vllm_and_serves(
     assert wait_until(lambda: name not in real_vllm.adapters(), 10)
 
 
-def test_an_adapter_vllm_can_never_load_fails_at_once_with_the_reason(real_pod: FakeKube) -> None:
-    """Rank above --max-lora-rank: vLLM says 500, which used to be retried 5 times per pod; now Failed, no retry."""
+def test_an_adapter_above_the_pods_rank_limit_is_kept_off_it_and_the_status_says_why(real_pod: FakeKube) -> None:
+    """Rank above --max-lora-rank: vLLM says 500, which used to be retried 5 times per pod. It is the pod's limit, not
+    the adapter's fault: vLLM is asked once, the rank is learned, and the status says why no pod holds it."""
     real_pod.add_adapter("too-big", artifactURL=str(tiny_models() / "lora-r64"), replicas=1)
-    failed = real_pod.wait_adapter("too-big", lambda o: phase(o) == "Failed", timeout=30)
-    ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
-    assert "greater than max_lora_rank 8" in ready["message"]
-    assert not failed["status"].get("retries")
+    said = "0 of 1 placeable: 1 pod lack rank >= 64"
+    stuck = real_pod.wait_adapter("too-big", lambda o: said in json.dumps(o.get("status", {})), timeout=30)
+    assert phase(stuck) == "Pending" and stuck["status"]["rank"] == 64
+    ready = next(c for c in stuck["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "RankTooHigh"
+    [retry] = stuck["status"]["retries"]
+    assert "greater than max_lora_rank 8" in retry["lastError"]
+    time.sleep(2)  # no later pass asks vLLM again
+    assert real_pod.adapter("too-big")["status"]["retries"][0]["lastAttemptTime"] == retry["lastAttemptTime"]

@@ -238,7 +238,6 @@ class AdapterService:
         (runtime/preflight.py). The record is on disk before the answer; if the load fails it is written back."""
         started = time.monotonic()
         pending = self._inflight[name] = ManagedAdapter(name, path, source, delegated)
-        recorded: asyncio.Future[None] | None = None
         try:
             snapshot = self.record.snapshot(self._entries())
             checks = functools.partial(_checks, path, delegated, judge)
