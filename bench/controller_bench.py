@@ -76,8 +76,19 @@ def wait_all(kube: FakeKube, check, timeout: float) -> float:  # type: ignore[no
         if all(check(a) for a in adapters(kube)):
             return time.monotonic() - started
         time.sleep(0.05)
-    phases = Counter((a.get("status") or {}).get("phase") for a in adapters(kube))
+    left = [a for a in adapters(kube) if not check(a)]
+    phases = Counter((a.get("status") or {}).get("phase") for a in left)
+    print(f"not done within {timeout}s: {len(left)} adapters, by phase {dict(phases)}; their Ready conditions:")
+    reasons = Counter(_ready(a) for a in left)  # kept before the bench tears the cluster down
+    for (reason, message), count in reasons.most_common(10):
+        print(f"  {count} x {reason}: {message[:300]}")
     raise TimeoutError(f"not done within {timeout}s: {dict(phases)}")
+
+
+def _ready(adapter: dict) -> tuple[str, str]:
+    conditions = (adapter.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+    return str(ready.get("reason", "-")), str(ready.get("message", ""))
 
 
 def main() -> None:

@@ -141,7 +141,7 @@ def test_a_failed_load_costs_the_pod_attempts(
         (1, 2, {"b": 1}, ["a", "b"], None, Phase.RUNNING, "ModelAdapterAvailable"),
         (0, 1, {}, ["a"], "no such file", Phase.FAILED, "LoadFailed"),
         (0, 1, {"a": 2}, ["a"], None, Phase.LOADING, "Loading"),
-        (0, 1, {"a": 5}, ["a"], None, Phase.FAILED, "NoPodAvailable"),
+        (0, 1, {"a": 5}, ["a"], None, Phase.PENDING, "NoPodAvailable"),  # passing errors: no verdict
         (0, 1, {"a": 5}, ["a", "b"], None, Phase.PENDING, "NoCandidatePods"),  # "b" is still to be tried
         (0, 0, {}, [], None, Phase.PENDING, "NoCandidatePods"),
     ],

@@ -139,7 +139,7 @@ def test_retries_back_off_and_survive_a_controller_restart(
     assert done["status"].get("retries") == []
 
 
-def test_retries_spent_fail_over_then_failed_then_new_pod(
+def test_retries_spent_on_every_pod_leave_it_pending_not_failed_until_a_new_pod_takes_it(
     kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
 ) -> None:
     kube.add_pod("dead", engine=None)  # nothing listens on its engine port
@@ -148,10 +148,10 @@ def test_retries_spent_fail_over_then_failed_then_new_pod(
     )
     kube.add_adapter("lonely", artifactURL=str(adapter_dir), replicas=1)
 
-    failed = kube.wait_adapter("lonely", lambda o: phase(o) == "Failed", timeout=15)
-    ready = condition(failed, "Ready")
-    assert ready["reason"] == "NoPodAvailable"
-    assert "dead" in ready["message"]
+    spent = kube.wait_adapter("lonely", lambda o: "NoPodAvailable" in json.dumps(status(o)), timeout=15)
+    ready = condition(spent, "Ready")
+    assert phase(spent) == "Pending"  # a passing failure everywhere is no verdict on the adapter
+    assert ready["reason"] == "NoPodAvailable" and "dead" in ready["message"] and "trying again in" in ready["message"]
     events = kube.items("/api/v1/namespaces/default/events")
     assert any(e["reason"] == "MaxRetriesExceeded" and "dead" in e["message"] for e in events)
 

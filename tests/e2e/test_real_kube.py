@@ -78,6 +78,25 @@ def test_a_name_a_service_cannot_take_is_refused_by_the_cel_rule(kube: RealKube)
     assert response.status_code == 422, response.text
 
 
+def test_kubectl_explain_describes_every_field_and_a_refusal_names_its_field(kube: RealKube, tmp_path: Path) -> None:
+    """kubectl explain shows a description for the spec and each of its fields; kubectl apply of a bad name says
+    which field is wrong (it used to print an empty "<nil>:" cause)."""
+    explained = kube.plane.kubectl("explain", "modeladapter.spec").stdout
+    assert "DESCRIPTION:" in explained and "Which adapter to serve" in explained
+    for field in ("artifactURL", "artifactDigest", "podSelector", "replicas", "schedulerName", "credentialsSecretRef"):
+        assert field in explained
+        block = kube.plane.kubectl("explain", f"modeladapter.spec.{field}").stdout
+        assert "<empty>" not in block.split("DESCRIPTION:", 1)[1].split("FIELDS:", 1)[0], block
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: model.aibrix.ai/v1alpha1\nkind: ModelAdapter\nmetadata: {name: 9-lives}\n"
+        "spec: {podSelector: {matchLabels: {a: b}}, artifactURL: s3://b/k}\n"
+    )
+    refused = kube.plane.kubectl("apply", "-f", str(bad), check=False)
+    assert refused.returncode != 0 and "<nil>" not in refused.stderr, refused.stderr
+    assert "metadata.name" in refused.stderr and "DNS-1035 label" in refused.stderr, refused.stderr
+
+
 def test_kubectl_get_wide_describe_and_wait(kube: RealKube, pod: tuple[Proc, Proc], adapter_dir: Path) -> None:
     controller = kube.start_controller(*FAST)
     try:

@@ -105,9 +105,14 @@ def settle(
             unbound=True,
         )
     if exhausted and not any(p.name not in exhausted for p in candidates):
+        # Passing errors on every pod (overload, a slow start) are no verdict on the adapter: it stays Pending and
+        # starts over when the first pod has cooled down; only a reason no retry fixes is Failed.
         reasons = "; ".join(f"{n}: {retries[n].last_error}" for n in sorted(exhausted))
-        message = f"no pod could load the adapter after retries ({reasons}); waiting for new pods"
-        return Verdict(Phase.FAILED, (ConditionStatus.FALSE, "NoPodAvailable", message), "Failed", unbound=True)
+        again = min(retries[n].next_attempt for n in exhausted) - now
+        message = f"no pod could load the adapter after retries ({reasons}); trying again in {max(again, 0):.0f}s"
+        return Verdict(
+            Phase.PENDING, (ConditionStatus.FALSE, "NoPodAvailable", message), "NoPodAvailable", unbound=True
+        )
     if short is not None and short[0] != "NoCandidatePods":  # pods match, but none can hold it: say why
         return Verdict(Phase.PENDING, (ConditionStatus.FALSE, short[0], short[1]), short[0], unbound=True)
     message = "no Ready pod matches spec.podSelector with label adapter.model.aibrix.ai/enabled=true"
