@@ -56,6 +56,18 @@ CASES = [
          {"model": "conf-a", "prompt": "Hello", "max_tokens": 4, "temperature": 0}, compare="shape"),
     Case("chat completion on the adapter", "POST", "/v1/chat/completions",
          {"model": "conf-a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}, compare="shape"),
+    # --max-loras 2 (so --max-cpu-loras 2): more adapters stay registered than the cache holds, each swapped in on
+    # its request; this is why a pod's default slot count is no placement cap (docs/placement.md)
+    Case("a second adapter", "POST", LOAD, load("conf-c", "{models}/lora-r8-b")),
+    Case("a third, beyond --max-loras", "POST", LOAD, load("conf-d", "{models}/lora-r8")),
+    Case("completion on the third", "POST", "/v1/completions",
+         {"model": "conf-d", "prompt": "Hello", "max_tokens": 2, "temperature": 0}, compare="shape"),
+    Case("completion on the second", "POST", "/v1/completions",
+         {"model": "conf-c", "prompt": "Hello", "max_tokens": 2, "temperature": 0}, compare="shape"),
+    Case("completion on the first, swapped back in", "POST", "/v1/completions",
+         {"model": "conf-a", "prompt": "Hello", "max_tokens": 2, "temperature": 0}, compare="shape"),
+    Case("unload the third", "POST", UNLOAD, {"lora_name": "conf-d"}),
+    Case("unload the second", "POST", UNLOAD, {"lora_name": "conf-c"}),
     Case("completion on an unknown model", "POST", "/v1/completions", {"model": "nope", "prompt": "Hi"}),
     Case("max_tokens above --max-model-len", "POST", "/v1/completions",
          {"model": "tiny", "prompt": "Hi", "max_tokens": 5000}),
