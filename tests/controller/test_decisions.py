@@ -183,3 +183,59 @@ def test_stale_instances_roll_through_runtimes_and_reload_without_one() -> None:
         pods, {"a": "v1", "b": "v1", "c": "v2"}, "v2", lambda p: p.runtime_port is not None
     )
     assert (names(rolling), names(reloading)) == (["a"], ["b"])
+
+
+def limited(name: str, rank: int | None = None, slots: int | None = None) -> Pod:
+    from aibrix.controller.engine_args import PodLimits
+
+    return pod(name, limits=PodLimits(rank, slots))
+
+
+@pytest.mark.parametrize(
+    "rank, priority, on_pod, holding, fit, unfit",
+    [
+        (64, 0, [], set(), ["r64"], {"r8": "RankTooHigh"}),  # a rank limit below the adapter's: never chosen
+        (None, 0, [], set(), ["r8", "r64"], {}),  # rank not known yet: both may be tried
+        (8, 0, [(0, "a"), (0, "b")], set(), ["r8"], {"r64": "InsufficientCapacity"}),  # two slots, both taken
+        (8, 0, [(0, "a"), (0, "b")], {"r64"}, ["r8", "r64"], {}),  # holding it already: it stays
+        (8, 5, [(0, "a"), (7, "b")], set(), ["r8", "r64"], {}),  # a lower priority there yields its slot
+        (8, 0, [(0, "a"), (7, "b")], set(), ["r8"], {"r64": "InsufficientCapacity"}),  # equals never displace
+    ],
+)
+def test_capacity_keeps_off_pods_that_cannot_hold_the_adapter(rank, priority, on_pod, holding, fit, unfit):
+    from aibrix.controller.capacity import fitting
+
+    pods = [limited("r8", rank=8), limited("r64", rank=64, slots=2)]
+    chosen, refused = fitting(pods, rank, lambda name: on_pod if name == "r64" else [], holding, priority)
+    assert [p.name for p in chosen] == fit and refused == unfit
+
+
+@pytest.mark.parametrize(
+    "on_pod, slots, yields",
+    [
+        ([(0, "low"), (10, "high")], 1, {"low"}),
+        ([(0, "b"), (0, "a"), (10, "high")], 2, {"b"}),  # among equals the name sorting last yields
+        ([(0, "a"), (0, "b")], 1, set()),  # slots lowered under equals: nobody is displaced
+        ([(0, "a"), (10, "high")], 2, set()),  # room for both
+        ([(0, "a"), (10, "high")], None, set()),  # no declared slots
+    ],
+)
+def test_the_lowest_priority_beyond_the_slots_yields(on_pod, slots, yields):
+    from aibrix.controller.capacity import preempted
+
+    assert {name for _, name in on_pod if preempted(on_pod, slots, name)} == yields
+
+
+def test_the_shortfall_says_how_many_and_why() -> None:
+    from aibrix.controller.capacity import Unfit, shortfall
+
+    unfit = {"a": Unfit.RANK_TOO_HIGH, "b": Unfit.RANK_TOO_HIGH, "c": Unfit.INSUFFICIENT_CAPACITY}
+    assert shortfall(5, 2, unfit, 64) == (
+        "RankTooHigh",
+        "2 of 5 placeable: 2 pods lack rank >= 64; 1 pod has no free adapter slot",
+    )
+    assert shortfall(2, 2, unfit, 64) is None
+    assert shortfall(3, 1, {}, None) == (
+        "NoCandidatePods",
+        "1 of 3 placeable: no other Ready pod matches spec.podSelector",
+    )

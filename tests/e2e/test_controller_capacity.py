@@ -37,7 +37,7 @@ def test_a_wide_adapter_lands_only_where_its_rank_fits_and_the_status_says_why(
     controller()
     kube.add_adapter("wide-lora", artifactURL=str(_adapter(tmp_path / "wide", 64)))  # every pod that can hold it
 
-    said = "1 of 2 placeable: 1 pod lack"  # the count, then why
+    said = "1 of 2 placeable: 1 pod lacks"  # the count, then why
     done = kube.wait_adapter(
         "wide-lora",
         lambda o: running(o) and said in condition(o, "Scheduled")["message"],
@@ -62,9 +62,10 @@ def test_an_adapter_that_fits_nowhere_says_so_and_no_pod_is_tried_for_ever(
     small, _ = _engine_pod(kube, engines, "rank-8", 8)
     controller()
     kube.add_adapter("too-wide", artifactURL=str(_adapter(tmp_path / "too-wide", 64)), replicas=1)
-    stuck = kube.wait_adapter("too-wide", lambda o: status(o).get("rank") == 64 and phase(o) == "Pending", timeout=20)
+    stuck = kube.wait_adapter("too-wide", lambda o: '"reason": "RankTooHigh"' in json.dumps(o.get("status", {})))
+    assert phase(stuck) == "Pending" and status(stuck)["rank"] == 64
     ready = condition(stuck, "Ready")
-    assert ready["reason"] == "RankTooHigh" and "0 of 1 placeable: 1 pod lack rank >= 64" in ready["message"]
+    assert ready["reason"] == "RankTooHigh" and "0 of 1 placeable: 1 pod lacks rank >= 64" in ready["message"]
     assert adapters_on(small.url) == set()
 
 
@@ -82,6 +83,32 @@ def test_slots_are_never_exceeded(kube: FakeKube, engines: Engines, controller: 
     told = kube.wait_adapter(
         "third", lambda o: '"reason": "InsufficientCapacity"' in json.dumps(o.get("status", {})), timeout=15
     )
-    assert "0 of 1 placeable: 1 pod have no free adapter slot" in condition(told, "Ready")["message"]
+    assert "0 of 1 placeable: 1 pod has no free adapter slot" in condition(told, "Ready")["message"]
     assert adapters_on(sim.url) == {"first", "second"}
     assert httpx.get(runtime.url + "/v1/lora_adapter", timeout=5).json()["data"][0]["rank"] == 8
+
+
+def test_a_higher_priority_takes_the_slot_and_the_lower_one_is_told_why(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+) -> None:
+    sim = engines.sim()
+    runtime = engines.runtime(sim)
+    kube.add_pod("one-slot", runtime=runtime, engine=sim, annotations={"adapter.model.aibrix.ai/max-adapters": "1"})
+    controller()
+    folder = _adapter(tmp_path / "lora", 8)
+    kube.add_adapter("low", artifactURL=str(folder), replicas=1)
+    kube.wait_adapter("low", running)
+    kube.add_adapter("peer", artifactURL=str(folder), replicas=1)  # the same priority never displaces
+    kube.wait_adapter("peer", lambda o: '"reason": "InsufficientCapacity"' in json.dumps(o.get("status", {})))
+
+    kube.add_adapter("high", artifactURL=str(folder), replicas=1, priority=10)
+    kube.wait_adapter("high", running, timeout=20)
+    low = kube.wait_adapter("low", lambda o: "InsufficientCapacity" in json.dumps(status(o)), timeout=20)
+    assert not status(low).get("instances") and phase(low) == "Pending"
+    deadline = time.monotonic() + 10
+    while adapters_on(sim.url) != {"high"}:
+        assert time.monotonic() < deadline, adapters_on(sim.url)
+        time.sleep(0.1)
+    events = kube.http.get("/api/v1/namespaces/default/events").json()["items"]
+    assert any(e["reason"] == "Preempted" and e["involvedObject"]["name"] == "low" for e in events)
+    assert status(kube.adapter("peer")).get("instances") in (None, [])  # still waiting: equals do not displace

@@ -390,3 +390,22 @@ def test_two_controllers_do_not_fight(
     lease = kube.get(lease_path)
     assert lease["spec"]["holderIdentity"] != holder  # type: ignore[index]
     assert lease["spec"]["leaseTransitions"] >= 1  # type: ignore[index]
+
+
+def test_the_slice_is_emptied_when_the_last_pod_goes(
+    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path
+) -> None:
+    """With no pod left the EndpointSlice empties, no traffic goes to a pod that lost the adapter. The real API
+    server validates a create before it finds the slice exists: an emptied slice must still carry addressType
+    (it answered 422 "addressType: Required value" for every pass, and the slice kept the gone pod)."""
+    pod_with_runtime(kube, engines, "only")
+    controller()
+    kube.add_adapter("orphan", artifactURL=str(adapter_dir), replicas=1)
+    kube.wait_adapter("orphan", running)
+    kube.delete(POD.format("only"))
+    deadline = time.monotonic() + 15
+    while (kube.get(SLICE.format("orphan")) or {}).get("endpoints"):
+        assert time.monotonic() < deadline, kube.get(SLICE.format("orphan"))
+        time.sleep(0.1)
+    assert kube.get(SLICE.format("orphan"))["addressType"] == "IPv4"  # type: ignore[index]
+    assert phase(kube.adapter("orphan")) == "Pending"  # type: ignore[arg-type]

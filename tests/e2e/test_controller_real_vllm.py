@@ -78,7 +78,7 @@ def test_an_adapter_above_the_pods_rank_limit_is_kept_off_it_and_the_status_says
 
     before = loads_asked()
     real_pod.add_adapter("too-big", artifactURL=str(tiny_models() / "lora-r64"), replicas=1)
-    said = "0 of 1 placeable: 1 pod lack rank >= 64"
+    said = "0 of 1 placeable: 1 pod lacks rank >= 64"
     stuck = real_pod.wait_adapter("too-big", lambda o: said in json.dumps(o.get("status", {})), timeout=30)
     assert phase(stuck) == "Pending" and stuck["status"]["rank"] == 64
     ready = next(c for c in stuck["status"]["conditions"] if c["type"] == "Ready")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from lightkube import ApiError
 
 from aibrix.controller import exposure, schedulers
+from aibrix.controller.capacity import room as _room
 from aibrix.controller.capacity import shortfall
 from aibrix.controller.exposure import sglang_naming
 from aibrix.controller.fleet import Fleet
@@ -93,11 +94,14 @@ class AdapterPass:
         if held_until and held_until > self.now and self.status.get("observedGeneration") == self.generation:
             return held_until - self.now  # failed for a reason no retry fixes; wait for the cool-down or an edit
         seen = observe(
-            spec, self.status, self.fleet.namespace_pods(self.key[0]), self.now, self.options, self.adapters_on
+            spec, self.status, self.fleet.namespace_pods(self.key[0]), self.now, self.options, self.residents
         )
         self.instances, self.retries = list(seen.instances), dict(seen.retries)
         for pod_name in seen.gone:
-            self.event("Warning", "InstanceLost", f"pod {pod_name} is gone, not ready or no longer selected")
+            if pod_name in seen.preempted:
+                self.event("Warning", "Preempted", f"pod {pod_name}'s adapter slots went to higher-priority adapters")
+            else:
+                self.event("Warning", "InstanceLost", f"pod {pod_name} is gone, not ready or no longer selected")
         lost = await self.refresh(spec, seen)
         pending = await self.place(spec, seen, lost)
         short = shortfall(seen.wanted, len(seen.candidates), seen.unfit, seen.rank)
@@ -211,7 +215,8 @@ class AdapterPass:
             await asyncio.gather(*(self.fleet.unload(self.obj, spec, pod) for pod in plan.extra))
         chosen = [*plan.first, *await self.schedule(spec, plan.pool, plan.need)]
         pending = [*plan.retrying, *chosen]
-        self.fleet.placements.assign(self.key, {p.name for p in self.instances + pending})
+        self.fleet.placements.assign(self.key, {p.name for p in self.instances + pending}, spec.priority)
+        self.displace(spec, chosen)
         if chosen:
             listed = ", ".join(p.name for p in chosen)
             message = f"ModelAdapter {self.name} has selected {len(chosen)} pods for scheduling: [{listed}]"
@@ -235,13 +240,27 @@ class AdapterPass:
         """Adapters held or being loaded on ``pod`` in this namespace, this one included."""
         return self.fleet.placements.adapters_on(self.key[0], pod)
 
+    def residents(self, pod: str) -> list[tuple[int, str]]:
+        """(priority, name) of the adapters placed on ``pod``, lowest priority first."""
+        return [(priority, key[1]) for priority, key in self.fleet.placements.residents(self.key[0], pod)]
+
+    def displace(self, spec: AdapterSpec, pods: Sequence[Pod]) -> None:
+        """Wake the lower-priority adapters this one displaced on full pods: each gives up its slot in its own pass."""
+        for pod in pods:
+            slots = pod.limits.max_adapters
+            on_pod = self.fleet.placements.residents(self.key[0], pod.name)
+            if slots is not None and len(on_pod) > slots:
+                for priority, key in on_pod[: len(on_pod) - slots]:
+                    if priority < spec.priority:
+                        self.fleet.wake(key)
+
     async def schedule(self, spec: AdapterSpec, pool: Sequence[Pod], count: int) -> list[Pod]:
         if count <= 0 or not pool:
             return []
         asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics)
         chosen = await schedulers.POLICIES[spec.scheduler](asked)
         # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot
-        return [p for p in chosen if p.limits.max_adapters is None or self.adapters_on(p.name) < p.limits.max_adapters]
+        return [p for p in chosen if p.limits.max_adapters is None or _room(self.residents(p.name), p, spec.priority)]
 
     async def load(self, spec: AdapterSpec, pods: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""
@@ -342,7 +361,9 @@ class AdapterPass:
             )
             await self.write_phase(Phase.BOUND, seen)
         await self.fleet.kube.apply_once(Service, exposure.service(spec, owners, port))
-        await self.fleet.kube.apply_once(EndpointSlice, exposure.endpoint_slice(spec, owners, self.instances, port))
+        await self.fleet.kube.apply_once(
+            EndpointSlice, exposure.endpoint_slice(spec, owners, self.instances, port, seen.matching)
+        )
 
     def apply(self, verdict: Verdict, spec: AdapterSpec) -> None:
         """The phase and conditions the pass settles in."""

@@ -22,10 +22,14 @@ class Unfit(StrEnum):
     INSUFFICIENT_CAPACITY = "InsufficientCapacity"
 
 
+Residents = Callable[[str], list[tuple[int, str]]]  # a pod's adapters as (priority, name), lowest priority first
+
+
 def fitting(
-    pods: Sequence[Pod], rank: int | None, adapters_on: Callable[[str], int], holding: Collection[str]
+    pods: Sequence[Pod], rank: int | None, residents: Residents, holding: Collection[str], priority: int = 0
 ) -> tuple[list[Pod], dict[str, Unfit]]:
-    """The pods that can take the adapter, and why each other one cannot."""
+    """The pods that can take the adapter, and why each other one cannot. A pod whose slots are all taken can
+    still take it when one of its adapters has a lower priority: that one yields (``preempted``)."""
     fit: list[Pod] = []
     unfit: dict[str, Unfit] = {}
     for pod in pods:
@@ -34,11 +38,27 @@ def fitting(
             fit.append(pod)
         elif rank is not None and limits.max_rank is not None and rank > limits.max_rank:
             unfit[pod.name] = Unfit.RANK_TOO_HIGH
-        elif limits.max_adapters is not None and adapters_on(pod.name) >= limits.max_adapters:
+        elif not room(residents(pod.name), pod, priority):
             unfit[pod.name] = Unfit.INSUFFICIENT_CAPACITY
         else:
             fit.append(pod)
     return fit, unfit
+
+
+def room(on_pod: list[tuple[int, str]], pod: Pod, priority: int) -> bool:
+    """Whether ``pod`` has a free slot, or one an adapter of lower priority than ``priority`` would yield."""
+    slots = pod.limits.max_adapters
+    return slots is None or len(on_pod) < slots or any(theirs < priority for theirs, _ in on_pod)
+
+
+def preempted(on_pod: list[tuple[int, str]], slots: int | None, name: str) -> bool:
+    """Whether ``name`` must yield its slot on a pod holding more adapters than it has: the lowest-priority ones
+    beyond the slots yield, and only to a higher priority (equals never displace each other)."""
+    if slots is None or len(on_pod) <= slots:
+        return False
+    top = max(theirs for theirs, _ in on_pod)
+    yielding = [n for theirs, n in on_pod[: len(on_pod) - slots] if theirs < top]
+    return name in yielding
 
 
 def shortfall(want: int, fit: int, unfit: Mapping[str, Unfit], rank: int | None) -> tuple[str, str] | None:
@@ -51,12 +71,12 @@ def shortfall(want: int, fit: int, unfit: Mapping[str, Unfit], rank: int | None)
         return "NoCandidatePods", f"{fit} of {want} placeable: no other Ready pod matches spec.podSelector"
     said = []
     if counts[Unfit.RANK_TOO_HIGH]:
-        said.append(f"{_pods(counts[Unfit.RANK_TOO_HIGH])} lack rank >= {rank}")
+        said.append(_pods(counts[Unfit.RANK_TOO_HIGH], "lacks", "lack") + f" rank >= {rank}")
     if counts[Unfit.INSUFFICIENT_CAPACITY]:
-        said.append(f"{_pods(counts[Unfit.INSUFFICIENT_CAPACITY])} have no free adapter slot")
+        said.append(_pods(counts[Unfit.INSUFFICIENT_CAPACITY], "has", "have") + " no free adapter slot")
     reason = counts.most_common(1)[0][0]
     return str(reason), f"{fit} of {want} placeable: {'; '.join(said)}"
 
 
-def _pods(count: int) -> str:
-    return f"{count} pod" if count == 1 else f"{count} pods"
+def _pods(count: int, one: str, many: str) -> str:
+    return f"1 pod {one}" if count == 1 else f"{count} pods {many}"

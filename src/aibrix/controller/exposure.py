@@ -35,7 +35,9 @@ def service(spec: AdapterSpec, owners: list[Obj], port: int) -> Obj:
     }  # fmt: skip
 
 
-def endpoint_slice(spec: AdapterSpec, owners: list[Obj], instances: list[Pod], port: int) -> Obj:
+def endpoint_slice(
+    spec: AdapterSpec, owners: list[Obj], instances: list[Pod], port: int, candidates: Sequence[Pod] = ()
+) -> Obj:
     """The pods serving the adapter; with none left, an empty slice (no traffic to pods that lost it)."""
     endpoints = [
         {"addresses": [p.ip], "conditions": {"ready": True},
@@ -49,8 +51,10 @@ def endpoint_slice(spec: AdapterSpec, owners: list[Obj], instances: list[Pod], p
         "endpoints": endpoints,
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
     }
-    if instances:  # addressType cannot change; an emptied slice keeps the one it has
-        slice_["addressType"] = "IPv6" if ":" in (instances[0].ip or "") else "IPv4"
+    # Required even on an emptied slice (the API server validates a create before it finds the slice exists) and
+    # immutable: the serving pods' family, else the candidates' (the same cluster), else IPv4.
+    known = [p.ip for p in [*instances, *candidates] if p.ip]
+    slice_["addressType"] = "IPv6" if known and ":" in known[0] else "IPv4"
     return slice_
 
 

@@ -4,6 +4,7 @@ writes, de-duplicated Events, the pods' metric pages and unloading. A pass gets 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aibrix.controller.informer import Informer
 from aibrix.controller.loader import Loader, LoadError
@@ -34,6 +35,7 @@ class Fleet:
         self._events: dict[Key, tuple[str, str]] = {}
         self._metrics: dict[str, tuple[float, str | None]] = {}
         self._pods: dict[tuple[str, str], Pod] = {}
+        self.wake: Callable[[Key], None] = lambda key: None  # queue another adapter's pass (the manager sets it)
 
     def forget(self, key: Key) -> None:
         self.placements.forget(key)

@@ -125,7 +125,9 @@ class Controller:
             Informer(client, kind, config.namespace, self._on_owned(kind), labels=owned)
             for kind in (Service, EndpointSlice)
         ]
-        self.reconciler = Reconciler(Fleet(self.kube, self.adapters, self.pods, self.loader, config.options, metrics))
+        fleet = Fleet(self.kube, self.adapters, self.pods, self.loader, config.options, metrics)
+        fleet.wake = self.queue.add  # a preempting adapter wakes the ones it displaced
+        self.reconciler = Reconciler(fleet)
         self.leading = False
         self._selectors: dict[tuple[str, str, int], Selector | None] = {}
 

@@ -4,11 +4,11 @@ alive, gone, or left somewhere they should not be. ``observe`` is pure: the pass
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from aibrix.controller.capacity import Unfit, fitting
+from aibrix.controller.capacity import Residents, Unfit, fitting, preempted
 from aibrix.controller.options import Options
 from aibrix.controller.pods import Pod
 from aibrix.controller.resources import Obj
@@ -28,6 +28,7 @@ class Observation:
     gone: tuple[str, ...]  # recorded instances that are gone, not ready or no longer selected
     strays: tuple[Pod, ...]  # of those, pods still reachable: a copy left there must be unloaded
     desired: int
+    preempted: tuple[str, ...] = ()  # of the gone, pods where a higher-priority adapter took this one's slot
     rank: int | None = None  # the adapter's rank, as its status knows it
     unfit: Mapping[str, Unfit] = field(default_factory=dict)  # eligible pods that cannot take it, and why
     wanted: int = 0  # spec.replicas, or every eligible pod (fit or not): what the Scheduled condition counts against
@@ -43,10 +44,10 @@ def observe(
     pods: Sequence[Pod],
     now: float,
     options: Options,
-    adapters_on: Callable[[str], int] = lambda pod: 0,
+    residents: Residents = lambda pod: [],
 ) -> Observation:
     """The adapter's world as the caches and its status describe it; ``pods`` are all pods of its namespace,
-    ``adapters_on`` counts the adapters placed on a pod (controller/capacity.py)."""
+    ``residents`` the adapters placed on a pod with their priorities (controller/capacity.py)."""
     matching = tuple(p for p in pods if spec.selector.matches(p.labels))
     by_name = {p.name: p for p in matching}
     eligible = [p for p in matching if p.eligible(now, options.stability)]
@@ -59,17 +60,23 @@ def observe(
     retries = _retries(status, by_name, now, options)
     rank = status.get("rank") if isinstance(status.get("rank"), int) else None
     holding = set(status.get("instances") or []) | set(retries)
-    fit, unfit = fitting(eligible, rank, adapters_on, holding)
-    candidates = tuple(fit)
+    yielded = {
+        p.name for p in eligible if p.name in holding and preempted(residents(p.name), p.limits.max_adapters, spec.name)
+    }
+    fit, unfit = fitting(eligible, rank, residents, holding - yielded, spec.priority)
+    candidates = tuple(p for p in fit if p.name not in yielded)
+    unfit.update({name: Unfit.INSUFFICIENT_CAPACITY for name in yielded})
     everywhere = {p.name: p for p in pods}
-    instances, gone, strays = [], [], []
+    instances, gone, strays, preempted_on = [], [], [], []
     for pod_name in status.get("instances") or []:
         pod = by_name.get(pod_name)
-        if pod is not None and pod.alive():
+        if pod is not None and pod.alive() and pod_name not in yielded:
             instances.append(pod)
             continue
         gone.append(pod_name)
         stray = everywhere.get(pod_name)
+        if pod_name in yielded:
+            preempted_on.append(pod_name)
         if stray is not None and stray.reachable():
             strays.append(stray)  # the selector changed, or the pod is not ready: a copy would come back untracked
     return Observation(
@@ -81,6 +88,7 @@ def observe(
         instances=tuple(instances),
         gone=tuple(gone),
         strays=tuple(strays),
+        preempted=tuple(preempted_on),
         desired=spec.replicas if spec.replicas is not None else len(candidates),
         rank=rank,
         unfit=MappingProxyType(unfit),

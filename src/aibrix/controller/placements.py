@@ -15,6 +15,7 @@ class Placements:
     def __init__(self, metrics: ControllerMetrics) -> None:
         self.metrics = metrics
         self._pods: dict[Key, set[str]] = {}  # adapter -> pods it is on or being loaded on
+        self._priority: dict[Key, int] = {}  # adapter -> spec.priority
         self._per_pod: Counter[tuple[str, str]] = Counter()  # (namespace, pod) -> adapters placed there
         self._phases: dict[Key, str] = {}
 
@@ -22,10 +23,13 @@ class Placements:
         """Count placements from the cached statuses, so least-adapters is right from the first reconcile."""
         for key, obj in adapters.items():
             status = obj.get("status") or {}
-            self.assign(key, claimed_pods(status))
+            priority = (obj.get("spec") or {}).get("priority", 0)
+            self.assign(key, claimed_pods(status), priority if isinstance(priority, int) else 0)
             self.set_phase(key, status.get("phase"))
 
-    def assign(self, key: Key, pods: set[str]) -> None:
+    def assign(self, key: Key, pods: set[str], priority: int | None = None) -> None:
+        if priority is not None:
+            self._priority[key] = priority
         old = self._pods.get(key, set())
         for pod in old - pods:
             self._per_pod[(key[0], pod)] -= 1
@@ -35,6 +39,13 @@ class Placements:
 
     def adapters_on(self, namespace: str, pod: str) -> int:
         return self._per_pod[(namespace, pod)]
+
+    def residents(self, namespace: str, pod: str) -> list[tuple[int, Key]]:
+        """(priority, adapter) of every adapter placed on ``pod``, lowest priority first (then by name, last first:
+        among equals the one placed under the later name yields first, so the order never depends on timing)."""
+        found = [(self._priority.get(k, 0), k) for k, pods in self._pods.items() if k[0] == namespace and pod in pods]
+        by_name = sorted(found, key=lambda item: item[1][1], reverse=True)
+        return sorted(by_name, key=lambda item: item[0])
 
     def set_phase(self, key: Key, phase: str | None) -> None:
         old = self._phases.get(key)
@@ -51,4 +62,5 @@ class Placements:
     def forget(self, key: Key) -> None:
         self.assign(key, set())
         self._pods.pop(key, None)
+        self._priority.pop(key, None)
         self.set_phase(key, None)

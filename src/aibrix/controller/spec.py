@@ -14,6 +14,7 @@ SCHEMES = tuple(STORAGE_SCHEMES)
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_PRIORITY = 1_000_000  # the CRD's bounds
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # what a Service name must be
 
 
@@ -60,6 +61,7 @@ class AdapterSpec:
     secret_name: str | None
     additional_config: dict[str, str] = field(default_factory=dict)
     artifact_digest: str | None = None  # sha256:<hex> the runtime checks before the engine load
+    priority: int = 0  # when adapter slots are short, a higher priority takes the slot of a lower one
 
     @property
     def api_key(self) -> str | None:
@@ -113,6 +115,11 @@ def parse_spec(obj: dict[str, Any]) -> AdapterSpec:
     digest = spec.get("artifactDigest") or None
     if digest is not None and (not isinstance(digest, str) or not _DIGEST.fullmatch(digest)):
         raise SpecError(f"spec.artifactDigest {digest!r} must be sha256: and 64 lowercase hex digits")
+    priority = spec.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > MAX_PRIORITY:
+        raise SpecError(
+            f"spec.priority must be a whole number between -{MAX_PRIORITY} and {MAX_PRIORITY}, not {priority!r}"
+        )
     secret = (spec.get("credentialsSecretRef") or {}).get("name") or None
     config = {str(k): str(v) for k, v in (spec.get("additionalConfig") or {}).items()}
     return AdapterSpec(
@@ -126,4 +133,5 @@ def parse_spec(obj: dict[str, Any]) -> AdapterSpec:
         secret_name=secret,
         additional_config=config,
         artifact_digest=digest,
+        priority=priority,
     )

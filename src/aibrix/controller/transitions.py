@@ -97,6 +97,8 @@ def settle(
         # rounded up so the hold is never cut short
         hold = math.ceil(now + options.cooldown)
         return Verdict(Phase.FAILED, (ConditionStatus.FALSE, "LoadFailed", fatal), "LoadFailed", hold, unbound=True)
+    if short is not None and short[0] != "NoCandidatePods" and not candidates:  # pods match, none can hold it
+        return Verdict(Phase.PENDING, (ConditionStatus.FALSE, short[0], short[1]), short[0], unbound=True)
     exhausted = {n for n, e in retries.items() if e.attempts >= options.max_retries}
     if any(n not in exhausted for n in retries):
         return Verdict(
@@ -113,8 +115,6 @@ def settle(
         return Verdict(
             Phase.PENDING, (ConditionStatus.FALSE, "NoPodAvailable", message), "NoPodAvailable", unbound=True
         )
-    if short is not None and short[0] != "NoCandidatePods":  # pods match, but none can hold it: say why
-        return Verdict(Phase.PENDING, (ConditionStatus.FALSE, short[0], short[1]), short[0], unbound=True)
     message = "no Ready pod matches spec.podSelector with label adapter.model.aibrix.ai/enabled=true"
     return Verdict(Phase.PENDING, (ConditionStatus.FALSE, "NoCandidatePods", message), "NoCandidatePods", unbound=True)
 
