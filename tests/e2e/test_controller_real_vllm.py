@@ -85,3 +85,33 @@ def test_an_adapter_above_the_pods_rank_limit_is_kept_off_it_and_the_status_says
     assert ready["reason"] == "RankTooHigh"
     time.sleep(3)  # later passes (and cool-downs ending) never ask vLLM again
     assert loads_asked() == before + 1
+
+
+def test_two_engines_with_different_rank_limits_hold_only_what_fits(real_vllm: RealVLLM, tmp_path: Path) -> None:
+    """A second real vLLM with --max-lora-rank 64 beside the session's (8): an adapter of rank 64 with replicas
+    omitted lands only on the wide one, the status says why not on the other, and completions through it work."""
+    wide = RealVLLM(args=["--max-lora-rank", "64"]).start()
+    kube = FakeKube(tmp_path)
+    runtimes = [
+        start_runtime("vllm", engine.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / f"adapters-{i}")})
+        for i, engine in enumerate((real_vllm, wide))
+    ]
+    controller = None
+    try:
+        kube.add_pod("rank-8", runtime=runtimes[0], engine=real_vllm, args=real_vllm.args)  # type: ignore[arg-type]
+        kube.add_pod("rank-64", runtime=runtimes[1], engine=wide, args=wide.args)  # type: ignore[arg-type]
+        controller = kube.start_controller(*FAST)
+        kube.add_adapter("wide-lora", artifactURL=str(tiny_models() / "lora-r64"))
+        said = "1 of 2 placeable: 1 pod lacks rank >= 64"
+        done = kube.wait_adapter("wide-lora", lambda o: running(o) and said in json.dumps(o["status"]), timeout=60)
+        assert done["status"]["instances"] == ["rank-64"] and done["status"]["rank"] == 64
+        completion = wide.complete("wide-lora")
+        assert completion.status_code == 200, completion.text
+        assert "wide-lora" not in real_vllm.adapters()
+    finally:
+        if controller is not None:
+            controller.stop()
+        for runtime in runtimes:
+            runtime.stop()
+        kube.stop()
+        wide.stop()

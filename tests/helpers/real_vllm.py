@@ -48,9 +48,15 @@ class RealVLLM:
     """``python -m vllm.entrypoints.openai.api_server`` (the wheel's ``vllm serve`` cannot find its distribution)."""
 
     def __init__(
-        self, *, api_key: str | None = None, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        *,
+        api_key: str | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.extra_env = env or {}
+        self.args = [*serving_args(tiny_models()), *(args or [])]  # later flags win, as argparse reads them
         self.models = tiny_models()
         self.python = vllm_python()
         self.api_key = api_key
@@ -75,7 +81,7 @@ class RealVLLM:
             "--enable-lora",
             "--max-num-seqs",
             "4",
-            *serving_args(self.models),
+            *self.args,
         ]
         if self.api_key:
             argv += ["--api-key", self.api_key]
