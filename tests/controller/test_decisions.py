@@ -198,6 +198,7 @@ def limited(name: str, rank: int | None = None, slots: int | None = None) -> Pod
         (None, 0, [], set(), ["r8", "r64"], {}),  # rank not known yet: both may be tried
         (8, 0, [(0, "a"), (0, "b")], set(), ["r8"], {"r64": "InsufficientCapacity"}),  # two slots, both taken
         (8, 0, [(0, "a"), (0, "b")], {"r64"}, ["r8", "r64"], {}),  # holding it already: it stays
+        (64, 0, [], {"r8"}, ["r64"], {"r8": "RankTooHigh"}),  # being tried there does not beat the rank limit
         (8, 5, [(0, "a"), (7, "b")], set(), ["r8", "r64"], {}),  # a lower priority there yields its slot
         (8, 0, [(0, "a"), (7, "b")], set(), ["r8"], {"r64": "InsufficientCapacity"}),  # equals never displace
     ],

@@ -237,9 +237,9 @@ def test_a_hub_adapter_is_checked_before_a_direct_load_and_the_engine_never_sees
         )
 
         kube.add_adapter("wide", artifactURL="huggingface://org/rank64", replicas=1)
-        said = "LoRA rank 64 is greater than max_lora_rank 16"
+        said = "0 of 1 placeable: 1 pod lacks rank >= 64"  # the rank learned from the check's refusal
         wide = kube.wait_adapter("wide", lambda o: said in json.dumps(status(o).get("conditions", [])), timeout=15)
-        assert phase(wide) != "Running"
+        assert phase(wide) == "Pending" and status(wide)["rank"] == 64
     assert adapters_on(sim.url) == set()  # neither reached the engine
 
 

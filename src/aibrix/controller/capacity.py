@@ -3,7 +3,8 @@ below its rank, nor to a pod whose adapter slots are all taken. Pure functions; 
 
 Limits come from the pod (``engine_args.PodLimits``: engine arguments, annotations); an adapter's rank from its
 status (``status.rank``), learned from the runtime's load answer or from a refusal that names it. A pod that already
-holds the adapter, or is being tried for it, stays fit: the constraints choose new pods, they never evict.
+holds the adapter, or is being tried for it, keeps its slot: the constraints choose new pods, they never evict. A
+rank above a pod's limit rules the pod out even then: it can never load the adapter.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def fitting(
     unfit: dict[str, Unfit] = {}
     for pod in pods:
         limits = pod.limits
-        if pod.name in holding:
+        if rank is not None and limits.max_rank is not None and rank > limits.max_rank:
+            unfit[pod.name] = Unfit.RANK_TOO_HIGH  # even a pod being tried: it can never load it
+        elif pod.name in holding:
             fit.append(pod)
-        elif rank is not None and limits.max_rank is not None and rank > limits.max_rank:
-            unfit[pod.name] = Unfit.RANK_TOO_HIGH
         elif not room(residents(pod.name), pod, priority):
             unfit[pod.name] = Unfit.INSUFFICIENT_CAPACITY
         else:

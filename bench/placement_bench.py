@@ -1,0 +1,249 @@
+"""Placement on a fleet of mixed capacity (issue 23), through the controller, with real pods (runtime + simulator).
+
+    scripts/in_netns.sh .venv/bin/python bench/placement_bench.py [--pods 50] [--adapters 1000] [--api fake|real]
+
+Pods get a rank limit of 8, 16 or 64 (their engine's --max-lora-rank, and the simulator enforces it) and 20-40
+declared adapter slots (the annotation adapter.model.aibrix.ai/max-adapters). Adapters have ranks 8, 16 or 64 and
+replicas 1-3; each gets a Zipf-skewed demand weight (s = 1.1). The ModelAdapters are created concurrently.
+For each placement policy given, in one run:
+
+- constraint violations: an instance on a pod whose rank limit is below the adapter's, or a pod holding more adapters
+  than its slots;
+- time from the first create until every placeable adapter is Running with all the replicas it can get;
+- peak pod demand over mean pod demand (an adapter's weight is split evenly over its instances);
+- adapters moved when a pod joins, and when one leaves, against the minimum that must move (those on the leaving
+  pod; none when one joins);
+- failover: time until the adapters of the deleted pod are Running elsewhere.
+Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from controller_bench import adapters  # noqa: E402
+from tests.helpers.kube import ADAPTERS, FakeKube  # noqa: E402
+from tests.helpers.procs import HOST, Proc, start_runtime, start_sim  # noqa: E402
+from tests.helpers.real_kube import ControlPlane, RealKube, pod_ip  # noqa: E402
+
+RANKS = (8, 16, 64)
+SLOTS = "adapter.model.aibrix.ai/max-adapters"
+
+
+class Fleet:
+    """The pods of one run: a simulator and a runtime each, with their limits."""
+
+    def __init__(self, kube: FakeKube, host: str, seed: int) -> None:
+        self.kube, self.host = kube, host
+        self.random = random.Random(seed)
+        self.limits: dict[str, tuple[int, int]] = {}  # pod -> (rank limit, slots)
+        self.procs: dict[str, list[Proc]] = {}
+
+    def add(self, name: str) -> None:
+        rank, slots = self.random.choice(RANKS), self.random.randint(20, 40)
+        sim = start_sim("vllm", "--lora-load-ms", "5", "--max-lora-rank", str(rank), host=self.host)
+        runtime = start_runtime("vllm", sim.url, host=self.host)
+        args = ["--enable-lora", "--max-lora-rank", str(rank)]
+        self.kube.add_pod(name, runtime=runtime, engine=sim, args=args, annotations={SLOTS: str(slots)})
+        self.limits[name], self.procs[name] = (rank, slots), [sim, runtime]
+
+    def remove(self, name: str) -> None:
+        self.kube.delete(f"/api/v1/namespaces/default/pods/{name}")
+        self.limits.pop(name)
+        for proc in self.procs.pop(name):
+            proc.stop()
+
+    def stop(self) -> None:
+        for procs in self.procs.values():
+            for proc in procs:
+                proc.stop()
+
+
+def folders(work: Path) -> dict[int, str]:
+    made = {}
+    for rank in RANKS:
+        folder = work / f"lora-r{rank}"
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "peft_type": "LORA"}))
+        (folder / "adapter_model.safetensors").write_bytes(b"w")
+        made[rank] = str(folder)
+    return made
+
+
+def placement(kube: FakeKube) -> dict[str, list[str]]:
+    return {a["metadata"]["name"]: list((a.get("status") or {}).get("instances") or []) for a in adapters(kube)}
+
+
+def violations(places: dict[str, list[str]], ranks: dict[str, int], limits: dict[str, tuple[int, int]]) -> int:
+    per_pod = Counter(pod for pods in places.values() for pod in pods)
+    over_rank = sum(1 for name, pods in places.items() for pod in pods if ranks[name] > limits[pod][0])
+    over_slots = sum(1 for pod, count in per_pod.items() if count > limits[pod][1])
+    return over_rank + over_slots
+
+
+def peak_over_mean(places: dict[str, list[str]], demand: dict[str, float], pods: list[str]) -> float:
+    load = dict.fromkeys(pods, 0.0)
+    for name, held in places.items():
+        for pod in held:
+            load[pod] += demand[name] / len(held)
+    mean = sum(load.values()) / len(load)
+    return max(load.values()) / mean if mean else 0.0
+
+
+def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
+    """Seconds until every adapter holds what it can: its replicas, or fewer with a Scheduled shortfall said."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        done = 0
+        for a in adapters(kube):
+            status = a.get("status") or {}
+            ready = status.get("readyReplicas") or 0
+            scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "Scheduled"), {})
+            short = scheduled.get("status") == "False"
+            done += ready >= want[a["metadata"]["name"]] or (short and status.get("phase") in ("Running", "Pending"))
+        if done == len(want):
+            return time.monotonic() - started
+        time.sleep(0.5)  # reading every adapter is work for the API server the controller needs too
+    left = Counter()
+    for a in adapters(kube):
+        status = a.get("status") or {}
+        if (status.get("readyReplicas") or 0) < want[a["metadata"]["name"]]:
+            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "Scheduled"), {})
+            left[
+                (status.get("phase"), scheduled.get("reason"), ready.get("reason"), ready.get("message", "")[:160])
+            ] += 1
+    for what, count in left.most_common(8):
+        print(f"  not settled: {count} x {what}", file=sys.stderr)
+    raise TimeoutError(f"not settled within {timeout}s")
+
+
+def _replaced(adapter: dict, gone: str, had: int) -> bool:
+    """Off the pod that left and back to as many pods as before, or told why not (a Scheduled shortfall)."""
+    status = adapter.get("status") or {}
+    held = status.get("instances") or []
+    scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "Scheduled"), {})
+    return gone not in held and (len(held) >= had or scheduled.get("status") == "False")
+
+
+def moved(before: dict[str, list[str]], after: dict[str, list[str]]) -> int:
+    return sum(len(set(before[name]) - set(after.get(name, []))) for name in before)
+
+
+def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | int]:
+    work = work / policy
+    work.mkdir()
+    plane = ControlPlane(work / "kube") if args.api == "real" else None
+    kube: FakeKube = RealKube(plane) if plane is not None else FakeKube(work)
+    fleet = Fleet(kube, pod_ip() if plane is not None else HOST, args.seed)
+    rng = random.Random(args.seed)
+    lora = folders(work)
+    try:
+        for i in range(args.pods):
+            fleet.add(f"pod-{i:02d}")
+        controller = kube.start_controller("--resync-seconds", "5")
+        ranks = {f"lora-{i:04d}": rng.choice(RANKS) for i in range(args.adapters)}
+        replicas = {name: rng.randint(1, 3) for name in ranks}
+        weights = [1 / (k + 1) ** 1.1 for k in range(args.adapters)]
+        rng.shuffle(weights)
+        demand = dict(zip(ranks, weights, strict=True))
+
+        def create(name: str) -> None:
+            body = {
+                "apiVersion": "model.aibrix.ai/v1alpha1",
+                "kind": "ModelAdapter",
+                "metadata": {"name": name},
+                "spec": {
+                    "podSelector": {"matchLabels": {"model.aibrix.ai/name": "base-model"}},
+                    "artifactURL": lora[ranks[name]],
+                    "replicas": replicas[name],
+                    "schedulerName": policy,
+                },
+            }
+            assert kube.http.post(ADAPTERS.format(ns="default"), json=body).status_code == 201
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(create, ranks))
+        settled(kube, replicas, args.timeout)
+        running = time.monotonic() - started  # from the first create
+        first = placement(kube)
+        result: dict[str, float | int] = {
+            "running_s": running,
+            "violations": violations(first, ranks, fleet.limits),
+            "peak_over_mean": peak_over_mean(first, demand, list(fleet.limits)),
+            "placed": sum(1 for pods in first.values() if pods),
+        }
+        fleet.add("pod-joined")
+        time.sleep(args.settle)
+        joined = placement(kube)
+        result["moved_on_join"] = moved(first, joined)
+        busiest = Counter(pod for pods in joined.values() for pod in pods).most_common(1)[0][0]
+        result["must_move_on_leave"] = sum(1 for pods in joined.values() if busiest in pods)
+        left_at = time.monotonic()
+        fleet.remove(busiest)
+        wanted = [name for name, pods in joined.items() if busiest in pods]
+        while time.monotonic() - left_at < args.timeout:
+            if all(
+                _replaced(a, busiest, len(joined[a["metadata"]["name"]]))
+                for a in adapters(kube)
+                if a["metadata"]["name"] in wanted
+            ):
+                break
+            time.sleep(0.2)
+        result["failover_s"] = time.monotonic() - left_at
+        time.sleep(args.settle)
+        after = placement(kube)
+        result["moved_on_leave"] = moved(joined, after)
+        result["violations"] = int(result["violations"]) + violations(after, ranks, fleet.limits)
+        controller.stop()
+        return result
+    finally:
+        fleet.stop()
+        kube.stop()
+        if plane is not None:
+            plane.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", type=int, default=50)
+    parser.add_argument("--adapters", type=int, default=1000)
+    parser.add_argument("--api", choices=["fake", "real"], default="fake")
+    parser.add_argument("--policies", default="default,least-adapters")
+    parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait after a pod joins or leaves")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="placement-bench-"))
+    results = {policy: run(policy, args, work) for policy in args.policies.split(",")}
+    print(f"### Placement: {args.adapters} adapters over {args.pods} pods of mixed limits ({args.api} API server)\n")
+    print("| measure | " + " | ".join(results) + " | target |")
+    print("|---" * (len(results) + 2) + "|")
+    rows = [
+        ("constraint violations", "violations", "{:d}", "0"),
+        ("adapters with at least one pod", "placed", "{:d}", ""),
+        ("create → all placeable settled (s)", "running_s", "{:.1f}", "≤ 15 (fake), ≤ 30 (real)"),
+        ("peak pod demand / mean", "peak_over_mean", "{:.2f}", "≤ 1.25"),
+        ("instances moved when a pod joins (minimum 0)", "moved_on_join", "{:d}", "≤ 1.5 × minimum"),
+        ("instances on the pod that leaves (the minimum)", "must_move_on_leave", "{:d}", ""),
+        ("instances moved when it leaves", "moved_on_leave", "{:d}", "≤ 1.5 × minimum"),
+        ("failover of the leaving pod's adapters (s)", "failover_s", "{:.2f}", "≤ 2"),
+    ]
+    for label, key, form, target in rows:
+        print(f"| {label} | " + " | ".join(form.format(r[key]) for r in results.values()) + f" | {target} |")
+
+
+if __name__ == "__main__":
+    main()
