@@ -142,13 +142,13 @@ class AdapterService:
             self._set(ManagedAdapter(name, folder, source, True, state=AdapterState.DOWNLOADING))
             try:
                 await run_download(fetch_into(name), self._downloads)
-                await self._admit(name, folder, None, downloaded=True)
+                _, size, rank = await self._admit(name, folder, None, delegated=True)
             except BaseException as exc:
                 shutil.rmtree(folder, ignore_errors=True)
                 self._set(ManagedAdapter(name, folder, source, True, state=AdapterState.FAILED, reason=_reason(exc)))
                 raise
-            size = await asyncio.to_thread(folder_size, folder)
-            self._set(ManagedAdapter(name, folder, source, True, size_bytes=size, reason="resolved on first request"))
+            resolved = "resolved on first request"
+            self._set(ManagedAdapter(name, folder, source, True, size_bytes=size, reason=resolved, rank=rank))
             await self.record.flush()
             return folder
 
@@ -179,9 +179,8 @@ class AdapterService:
                 if fetch_into is not None:
                     await run_download(fetch_into(Path(new).name), self._downloads)
                     downloaded = time.monotonic() - started
-                warnings = await self._admit(name, new, auth, downloaded=delegated, digest=digest)
-                size = await asyncio.to_thread(folder_size, new) if delegated else 0
-                record = ManagedAdapter(name, new, source, delegated, size_bytes=size)
+                warnings, size, rank = await self._admit(name, new, auth, delegated=delegated, digest=digest)
+                record = ManagedAdapter(name, new, source, delegated, size_bytes=size, rank=rank)
                 self._inflight[name] = record
                 self.record.save(self._entries())
                 message = await self.engine.replace_adapter(name, new, current.lora_path, auth=auth)
@@ -208,11 +207,12 @@ class AdapterService:
         return self.adapter_dir
 
     async def _admit(
-        self, name: str, path: str, auth: str | None, *, downloaded: bool, digest: str | None = None
-    ) -> tuple[str, ...]:
-        """The admission checks (aibrix.peft): InvalidAdapter before the engine is asked, else the warnings."""
-        judge = await self._judge(name, path, auth, downloaded=downloaded, digest=digest)
-        return () if judge is None else tuple((await asyncio.to_thread(judge)).warnings)
+        self, name: str, path: str, auth: str | None, *, delegated: bool, digest: str | None = None
+    ) -> tuple[tuple[str, ...], int, int | None]:
+        """The admission checks (aibrix.peft), InvalidAdapter before the engine is asked, else what ``_checks``
+        returns: one trip to a thread and one scan of the folder for the checks and its size."""
+        judge = await self._judge(name, path, auth, downloaded=delegated, digest=digest)
+        return await asyncio.to_thread(_checks, path, delegated, judge)
 
     async def _judge(
         self, name: str, path: str, auth: str | None, *, downloaded: bool, digest: str | None = None

@@ -4,7 +4,6 @@ bad one gets one precise 422 and the engine never sees it. The rank limit comes 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
@@ -58,18 +57,11 @@ class AdapterAdmission:
     ) -> Judge:
         """The check of the adapter at ``path``, to run in a worker thread (with whatever else the load does
         there: each trip to a thread costs ~150 µs on a small machine). It raises InvalidAdapter (DigestMismatch
-        when the files are not the ones ``digest`` names) or returns the warnings and the adapter's size. A path the
-        runtime cannot see (the engine's own filesystem) is left to the engine, unless the runtime downloaded it or
-        a digest asks for a check. The engine's base model is asked here, once per engine."""
+        when the files are not the ones ``digest`` names) or returns the warnings, the adapter's size and its rank.
+        A path the runtime cannot see (the engine's own filesystem) is left to the engine, unless the runtime
+        downloaded it or a digest asks for a check. The engine's base model is asked here, once per engine."""
         served = await self._served(auth) if self.base_model_check is not BaseModelCheck.OFF else ()
         return functools.partial(self._judge, name, Path(path), downloaded, digest, served)
-
-    async def check(
-        self, name: str, path: str, *, auth: str | None = None, downloaded: bool = False, digest: str | None = None
-    ) -> list[str]:
-        """``judge`` run on its own: the warnings, or InvalidAdapter."""
-        judge = await self.judge(name, path, auth=auth, downloaded=downloaded, digest=digest)
-        return (await asyncio.to_thread(judge)).warnings
 
     def _judge(self, name: str, folder: Path, downloaded: bool, digest: str | None, served: tuple[str, ...]) -> Verdict:
         if not downloaded and not os.path.exists(folder):
