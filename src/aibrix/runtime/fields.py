@@ -158,26 +158,16 @@ def _coerce_str(kind: type, value: Any) -> str:
     return value
 
 
-def _coerce_int(kind: type, value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
+def _coerce_number(kind: type, value: Any) -> Any:
+    """An int or float field: the number, or text holding one ("60" from an environment variable); never a bool."""
+    if isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool):
+        return kind(value)
     if isinstance(value, str):
         try:
-            return int(value.strip())
+            return kind(value.strip())
         except ValueError:
             pass
-    raise ValueError("must be an integer")
-
-
-def _coerce_float(kind: type, value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise ValueError("must be a number")
+    raise ValueError("must be an integer" if kind is int else "must be a number")
 
 
 def _coerce_bool(kind: type, value: Any) -> bool:
@@ -211,8 +201,8 @@ def _coerce_enum(kind: type, value: Any) -> Any:
 
 _COERCE: dict[type, Callable[[type, Any], Any]] = {
     str: _coerce_str,
-    int: _coerce_int,
-    float: _coerce_float,
+    int: _coerce_number,
+    float: _coerce_number,
     bool: _coerce_bool,
     dict: _coerce_dict,
     Secret: _coerce_secret,
