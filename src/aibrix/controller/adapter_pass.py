@@ -260,7 +260,7 @@ class AdapterPass:
         asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics)
         chosen = await schedulers.POLICIES[spec.scheduler](asked)
         # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot
-        return [p for p in chosen if p.limits.max_adapters is None or _room(self.residents(p.name), p, spec.priority)]
+        return [p for p in chosen if _room(p, spec.priority, self.residents)]
 
     async def load(self, spec: AdapterSpec, pods: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""

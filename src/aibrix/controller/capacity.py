@@ -39,17 +39,21 @@ def fitting(
             unfit[pod.name] = Unfit.RANK_TOO_HIGH  # even a pod being tried: it can never load it
         elif pod.name in holding:
             fit.append(pod)
-        elif not room(residents(pod.name), pod, priority):
+        elif not room(pod, priority, residents):
             unfit[pod.name] = Unfit.INSUFFICIENT_CAPACITY
         else:
             fit.append(pod)
     return fit, unfit
 
 
-def room(on_pod: list[tuple[int, str]], pod: Pod, priority: int) -> bool:
-    """Whether ``pod`` has a free slot, or one an adapter of lower priority than ``priority`` would yield."""
+def room(pod: Pod, priority: int, residents: Residents) -> bool:
+    """Whether ``pod`` has a free slot, or one an adapter of lower priority than ``priority`` would yield; its
+    adapters are looked up only when it declares slots (most pods do not)."""
     slots = pod.limits.max_adapters
-    return slots is None or len(on_pod) < slots or any(theirs < priority for theirs, _ in on_pod)
+    if slots is None:
+        return True
+    on_pod = residents(pod.name)
+    return len(on_pod) < slots or any(theirs < priority for theirs, _ in on_pod)
 
 
 def preempted(on_pod: list[tuple[int, str]], slots: int | None, name: str) -> bool:

@@ -61,7 +61,11 @@ def observe(
     rank = status.get("rank") if isinstance(status.get("rank"), int) else None
     holding = set(status.get("instances") or []) | set(retries)
     yielded = {
-        p.name for p in eligible if p.name in holding and preempted(residents(p.name), p.limits.max_adapters, spec.name)
+        p.name
+        for p in eligible
+        if p.name in holding
+        and p.limits.max_adapters is not None
+        and preempted(residents(p.name), p.limits.max_adapters, spec.name)
     }
     fit, unfit = fitting(eligible, rank, residents, holding - yielded, spec.priority)
     candidates = tuple(p for p in fit if p.name not in yielded)

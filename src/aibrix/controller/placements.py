@@ -3,7 +3,6 @@ phase as the phase gauge shows it. Shared by all adapters; each reconcile update
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 
 from aibrix.controller.metrics import PHASES, ControllerMetrics
@@ -16,7 +15,7 @@ class Placements:
         self.metrics = metrics
         self._pods: dict[Key, set[str]] = {}  # adapter -> pods it is on or being loaded on
         self._priority: dict[Key, int] = {}  # adapter -> spec.priority
-        self._per_pod: Counter[tuple[str, str]] = Counter()  # (namespace, pod) -> adapters placed there
+        self._on_pod: dict[tuple[str, str], set[Key]] = {}  # (namespace, pod) -> adapters placed there
         self._phases: dict[Key, str] = {}
 
     def seed(self, adapters: Mapping[Key, Obj]) -> None:
@@ -32,18 +31,21 @@ class Placements:
             self._priority[key] = priority
         old = self._pods.get(key, set())
         for pod in old - pods:
-            self._per_pod[(key[0], pod)] -= 1
+            here = self._on_pod[(key[0], pod)]
+            here.discard(key)
+            if not here:
+                del self._on_pod[(key[0], pod)]
         for pod in pods - old:
-            self._per_pod[(key[0], pod)] += 1
+            self._on_pod.setdefault((key[0], pod), set()).add(key)
         self._pods[key] = set(pods)
 
     def adapters_on(self, namespace: str, pod: str) -> int:
-        return self._per_pod[(namespace, pod)]
+        return len(self._on_pod.get((namespace, pod), ()))
 
     def residents(self, namespace: str, pod: str) -> list[tuple[int, Key]]:
         """(priority, adapter) of every adapter placed on ``pod``, lowest priority first (then by name, last first:
         among equals the one placed under the later name yields first, so the order never depends on timing)."""
-        found = [(self._priority.get(k, 0), k) for k, pods in self._pods.items() if k[0] == namespace and pod in pods]
+        found = [(self._priority.get(k, 0), k) for k in self._on_pod.get((namespace, pod), ())]
         by_name = sorted(found, key=lambda item: item[1][1], reverse=True)
         return sorted(by_name, key=lambda item: item[0])
 
