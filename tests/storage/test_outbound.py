@@ -432,6 +432,23 @@ def test_a_metadata_answer_trickling_past_its_deadline_is_given_up(where: str) -
         assert time.monotonic() - started < 2.5
 
 
+def test_a_small_answer_is_read_no_further_than_the_caller_asks() -> None:
+    """The controller reads an adapter_config.json from a Hub with a 1 MiB bound: a server sending more (whatever
+    its listing said) is cut off at the bound, not read to the 64 MiB a listing page may take."""
+    from aibrix.storage.fetch import AnswerTooLarge, request
+
+    def script(n: int, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(4096))
+        handler.end_headers()
+        handler.wfile.write(b"x" * 4096)
+
+    with Scripted(script) as server:
+        assert request(server.url + "/config", max_body=4097)[2] == b"x" * 4096
+        with pytest.raises(AnswerTooLarge, match="4096 bytes or more"):
+            request(server.url + "/config", max_body=4096, retries=RetryPolicy(attempts=1))
+
+
 def test_the_size_cap_holds_for_files_whose_size_is_not_declared(tmp_path: Path) -> None:
     """No Content-Length on the HEAD, a body read to its end: the cap is held as the bytes arrive."""
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from aibrix.peft import CONFIG, MAX_CONFIG_BYTES, AdapterFacts, InvalidAdapter, Limits, judge
 from aibrix.storage.base import StorageError, redact
-from aibrix.storage.fetch import request
+from aibrix.storage.fetch import AnswerTooLarge, request
 from aibrix.storage.policy import OutboundPolicy
 from aibrix.storage.retry import RetryPolicy
 from aibrix.storage.uri import SchemeKind, open_source, schemes_of
@@ -68,8 +68,13 @@ class HubFacts:
             config = next((f for f in listing if f.path == CONFIG), None)
             if config is None or (config.size or 0) > MAX_CONFIG_BYTES:
                 return Repository(files, None)
-            _, _, raw = request(config.url, headers=config.headers, policy=self.policy, retries=ONCE)
+            # read no more than a config may hold: the controller has little memory, and the listing may lie
+            _, _, raw = request(
+                config.url, headers=config.headers, policy=self.policy, retries=ONCE, max_body=MAX_CONFIG_BYTES + 1
+            )
+        except AnswerTooLarge:
+            return Repository(files, None)  # refused as too large to read, as when the listing says so
         except StorageError as exc:
             log.info("cannot read %s to check it before a direct load (the engine will): %s", redact(url), exc)
             return None
-        return Repository(files, raw[: MAX_CONFIG_BYTES + 1])
+        return Repository(files, raw)

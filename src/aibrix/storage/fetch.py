@@ -15,6 +15,10 @@ MAX_BODY = 64 << 20  # a listing page is kilobytes; a server sending more is not
 METADATA = RetryPolicy(attempts=4, deadline=120.0)  # a listing page or a HEAD, all attempts together
 
 
+class AnswerTooLarge(StorageError):
+    """The answer ran past what the caller would read (a 502 like any misbehaving server)."""
+
+
 def request(
     url: str,
     *,
@@ -25,9 +29,10 @@ def request(
     policy: OutboundPolicy = DEFAULT_POLICY,
     retries: RetryPolicy | None = None,
     body: bytes | None = None,
+    max_body: int = MAX_BODY,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, lower-cased headers and body of ``url`` after redirects (none for a request with a ``body``);
-    raises StorageError for 4xx/5xx."""
+    """Status, lower-cased headers and body of ``url`` after redirects (none for a request with a ``body``), the
+    answer read up to ``max_body`` bytes; raises StorageError for 4xx/5xx."""
     what = what or redact(url)  # errors never carry a signed URL's query or user info
     transport = Transport(policy, timeout)
 
@@ -35,13 +40,13 @@ def request(
         with transport.deadline(give_up_at, what):
             answered, response = transport.open(method, url, headers or {}, what=what, body=body)
             try:
-                answer = response.read(MAX_BODY)
+                answer = response.read(max_body)
             except OSError as exc:
                 transport.drop(answered)
                 raise transport_error(exc, what) from None
-            if len(answer) >= MAX_BODY:
+            if len(answer) >= max_body:
                 transport.drop(answered)
-                raise StorageError(f"{what}: an answer of {MAX_BODY} bytes or more is not a storage API's")
+                raise AnswerTooLarge(f"{what}: an answer of {max_body} bytes or more is more than was asked for")
             if response.length:  # read(n) stops at EOF without a word: a short answer is caught here
                 transport.drop(answered)
                 raise TransientError(f"{what}: the answer ended {response.length} bytes early")
