@@ -204,10 +204,10 @@ def limited(name: str, rank: int | None = None, slots: int | None = None) -> Pod
     ],
 )
 def test_capacity_keeps_off_pods_that_cannot_hold_the_adapter(rank, priority, on_pod, holding, fit, unfit):
-    from aibrix.controller.capacity import fitting
+    from aibrix.controller.capacity import fitting, occupancy_of
 
     pods = [limited("r8", rank=8), limited("r64", rank=64, slots=2)]
-    chosen, refused = fitting(pods, rank, lambda name: on_pod if name == "r64" else [], holding, priority)
+    chosen, refused = fitting(pods, rank, occupancy_of(lambda name: on_pod if name == "r64" else []), holding, priority)
     assert [p.name for p in chosen] == fit and refused == unfit
 
 
@@ -240,3 +240,48 @@ def test_the_shortfall_says_how_many_and_why() -> None:
         "NoCandidatePods",
         "1 of 3 placeable: no other Ready pod matches spec.podSelector",
     )
+
+
+def test_a_pods_occupancy_follows_arrivals_departures_and_priority_changes() -> None:
+    """The slot check reads (count, lowest priority) without listing a pod's adapters; the kept lowest priority
+    must change as adapters come, go or change priority, or a full pod would be wrongly open or closed."""
+    from aibrix.controller.metrics import ControllerMetrics
+    from aibrix.controller.placements import Placements
+
+    places = Placements(ControllerMetrics())
+    assert places.occupancy("ns", "p") == (0, 0)
+    places.assign(("ns", "low"), {"p"}, -5)
+    places.assign(("ns", "high"), {"p", "q"}, 10)
+    assert places.occupancy("ns", "p") == (2, -5)
+    assert places.occupancy("ns", "q") == (1, 10)
+    places.assign(("ns", "low"), {"p"}, 20)  # reprioritized in place
+    assert places.occupancy("ns", "p") == (2, 10)
+    places.assign(("ns", "high"), {"q"})  # leaves p
+    assert places.occupancy("ns", "p") == (1, 20)
+    places.forget(("ns", "low"))
+    assert places.occupancy("ns", "p") == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "rank, limits, need",
+    [
+        (None, (8, 64, 64), 1),  # rank unknown, limits differ: one load first tells the rank
+        (None, (16, 16, 16), 3),  # every pod takes the same ranks: nothing to learn first
+        (8, (8, 64, 64), 3),  # rank known: place them all
+    ],
+)
+def test_an_adapter_of_unknown_rank_loads_once_before_spreading(rank, limits, need) -> None:
+    pods = [limited(f"p{i}", rank=limit) for i, limit in enumerate(limits)]
+    seen = observe(spec(3), {"rank": rank} if rank else {}, pods, NOW, OPTIONS)
+    assert plan_replicas(seen, 3, [], []).need == need
+
+
+def test_a_status_patch_removes_what_the_new_status_no_longer_has() -> None:
+    """A merge patch carrying a whole map keeps the keys it lacks: instanceVersions kept pods the adapter had left,
+    and every pass wrote the status again. The patch names removed keys as null, nested ones too."""
+    from aibrix.controller.writes import merge_patch
+
+    old = {"phase": "Running", "instanceVersions": {"a": "v1", "b": "v1"}, "rank": 8, "retries": [{"pod": "a"}]}
+    new = {"phase": "Running", "instanceVersions": {"b": "v2"}, "retries": []}
+    assert merge_patch(old, new) == {"instanceVersions": {"a": None, "b": "v2"}, "rank": None, "retries": []}
+    assert merge_patch(new, new) == {}

@@ -62,6 +62,7 @@ class FakeKube:
         port = free_port()
         argv = [
             sys.executable,
+            *(["-m", "cProfile", "-o", os.environ["AIBRIX_PROFILE"]] if os.environ.get("AIBRIX_PROFILE") else []),
             "-m",
             "aibrix.controller.cli",
             "--kubeconfig",

@@ -44,6 +44,7 @@ from aibrix.controller.transitions import (
     settle,
     still_serving,
 )
+from aibrix.controller.writes import merge_patch
 from aibrix.storage.uri import redact
 
 log = logging.getLogger("aibrix.controller")
@@ -64,6 +65,7 @@ class AdapterPass:
         self.instances: list[Pod] = []
         self.retries: dict[str, Retry] = {}
         self.gave_up = False  # a pod was given up on in this pass: choose another at once
+        self.learned = False  # the adapter's rank became known in this pass: place the other replicas at once
         self.version = ""  # the version the spec asks for (rollout.version_of)
         self.versions: dict[str, str] = {}  # instance -> the version it holds
         self.rolled: bool | None = None  # a pod was moved to the new version in this pass (False: that failed)
@@ -94,7 +96,13 @@ class AdapterPass:
         if held_until and held_until > self.now and self.status.get("observedGeneration") == self.generation:
             return held_until - self.now  # failed for a reason no retry fixes; wait for the cool-down or an edit
         seen = observe(
-            spec, self.status, self.fleet.namespace_pods(self.key[0]), self.now, self.options, self.residents
+            spec,
+            self.status,
+            self.fleet.namespace_pods(self.key[0]),
+            self.now,
+            self.options,
+            self.residents,
+            self.occupancy,
         )
         self.instances, self.retries = list(seen.instances), dict(seen.retries)
         for pod_name in seen.gone:
@@ -134,8 +142,8 @@ class AdapterPass:
         await self.write_phase(self.status["phase"], seen)
         if fatal:
             return self.options.cooldown
-        if self.gave_up or self.rolled:
-            return 0.0  # choose another pod, or move the next one to the new version, at once
+        if self.gave_up or self.rolled or (self.learned and len(self.instances) < seen.desired):
+            return 0.0  # choose another pod, place the rest, or move the next one to the new version, at once
         if self.rolled is False and self.status.get("updateRetry"):
             return self.options.backoff(1)
         later = [e.next_attempt - self.now for e in self.retries.values()] + list(seen.stabilizing)
@@ -229,10 +237,10 @@ class AdapterPass:
         return pending
 
     def unschedulable(self, reason: str, message: str) -> None:
-        """Scheduled=False with the counts ("2 of 5 placeable: 3 pods lack rank >= 64"), and an Event when that
-        news is new (a resync repeating it writes nothing)."""
+        """Scheduled=False with the counts ("2 of 5 placeable: 3 pods lack rank >= 64"), and an Event when the
+        reason is new: counts that move as the fleet fills update the condition, not the adapter's Events."""
         before = condition(self.conditions, ConditionType.SCHEDULED)
-        if before is None or (before["status"], before["message"]) != (ConditionStatus.FALSE, message):
+        if before is None or (before["status"], before["reason"]) != (ConditionStatus.FALSE, reason):
             self.event("Warning", reason, message)
         self.condition(ConditionType.SCHEDULED, ConditionStatus.FALSE, reason, message)
 
@@ -243,6 +251,9 @@ class AdapterPass:
     def residents(self, pod: str) -> list[tuple[int, str]]:
         """(priority, name) of the adapters placed on ``pod``, lowest priority first."""
         return [(priority, key[1]) for priority, key in self.fleet.placements.residents(self.key[0], pod)]
+
+    def occupancy(self, pod: str) -> tuple[int, int]:
+        return self.fleet.placements.occupancy(self.key[0], pod)
 
     def displace(self, spec: AdapterSpec, pods: Sequence[Pod]) -> None:
         """Wake the lower-priority adapters this one displaced on full pods: each gives up its slot in its own pass."""
@@ -260,7 +271,7 @@ class AdapterPass:
         asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics)
         chosen = await schedulers.POLICIES[spec.scheduler](asked)
         # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot
-        return [p for p in chosen if _room(p, spec.priority, self.residents)]
+        return [p for p in chosen if _room(p, spec.priority, self.occupancy)]
 
     async def load(self, spec: AdapterSpec, pods: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""
@@ -293,6 +304,7 @@ class AdapterPass:
     def learn_rank(self, rank: int | None) -> None:
         """The adapter's rank, from a runtime's answer or a refusal naming it: placement's constraint from now on."""
         if rank is not None:
+            self.learned = self.learned or self.status.get("rank") != rank
             self.status["rank"] = rank
 
     def loaded(self, spec: AdapterSpec, pod: Pod, seconds: float) -> None:
@@ -319,7 +331,7 @@ class AdapterPass:
             log.warning("adapter %s cannot load: %s", self.name, error.message, extra=extra)
             return error.message
         retry = self.retries[pod.name] = after_failure(self.retries.get(pod.name), pod, error, self.now, self.options)
-        reason, message = failure_news(pod.name, retry, error.message, self.now, self.options)
+        reason, message = failure_news(pod.name, retry, error.message, self.now, self.options, error.rank)
         self.event("Warning", reason, message)
         if retry.attempts >= self.options.max_retries:
             self.fleet.metrics.failovers.inc()
@@ -391,23 +403,26 @@ class AdapterPass:
         await self.write()
 
     async def write(self) -> None:
-        """Write the status if it changed (a resync with nothing to do writes nothing)."""
+        """Write the status if it changed (a resync with nothing to do writes nothing). A change in the candidate
+        count alone waits for the next other change, or a resync interval: as pods fill, every adapter's count moves,
+        and writing each move would cost a write per adapter per pod that fills."""
         self.status["observedGeneration"] = self.generation
         self.fleet.placements.set_phase(self.key, self.status.get("phase"))
         self.status = {k: v for k, v in self.status.items() if v is not None}
-        if self.status == self.old_status:
+        patch = merge_patch(self.old_status, self.status)
+        if not patch or (patch.keys() == {"candidates"} and not self.fleet.written_long_ago(self.key)):
             return
         old_phase, phase = self.old_status.get("phase"), self.status.get("phase")
         if phase != old_phase:
             log.info(
                 "adapter %s phase %s -> %s", self.name, old_phase, phase, extra={"adapter": self.name, "phase": phase}
             )
-        full = {k: self.status.get(k) for k in set(self.status) | set(self.old_status)}
         try:
-            stored = await self.fleet.kube.patch_status(self.key[0], self.key[1], full)
+            stored = await self.fleet.kube.patch_status(self.key[0], self.key[1], patch)
         except ApiError as exc:
             if exc.status.code == 404:
                 return
             raise
         self.fleet.adapters.store(stored)
+        self.fleet.wrote(self.key)
         self.old_status = copy.deepcopy(self.status)

@@ -24,10 +24,21 @@ class Unfit(StrEnum):
 
 
 Residents = Callable[[str], list[tuple[int, str]]]  # a pod's adapters as (priority, name), lowest priority first
+Occupancy = Callable[[str], tuple[int, int]]  # a pod's adapter count and their lowest priority (any when none)
+
+
+def occupancy_of(residents: Residents) -> Occupancy:
+    """Occupancy read from the full listing (``Placements.occupancy`` keeps it without listing)."""
+
+    def occupancy(pod: str) -> tuple[int, int]:
+        on_pod = residents(pod)
+        return len(on_pod), on_pod[0][0] if on_pod else 0
+
+    return occupancy
 
 
 def fitting(
-    pods: Sequence[Pod], rank: int | None, residents: Residents, holding: Collection[str], priority: int = 0
+    pods: Sequence[Pod], rank: int | None, occupancy: Occupancy, holding: Collection[str], priority: int = 0
 ) -> tuple[list[Pod], dict[str, Unfit]]:
     """The pods that can take the adapter, and why each other one cannot. A pod whose slots are all taken can
     still take it when one of its adapters has a lower priority: that one yields (``preempted``)."""
@@ -39,21 +50,21 @@ def fitting(
             unfit[pod.name] = Unfit.RANK_TOO_HIGH  # even a pod being tried: it can never load it
         elif pod.name in holding:
             fit.append(pod)
-        elif not room(pod, priority, residents):
+        elif not room(pod, priority, occupancy):
             unfit[pod.name] = Unfit.INSUFFICIENT_CAPACITY
         else:
             fit.append(pod)
     return fit, unfit
 
 
-def room(pod: Pod, priority: int, residents: Residents) -> bool:
+def room(pod: Pod, priority: int, occupancy: Occupancy) -> bool:
     """Whether ``pod`` has a free slot, or one an adapter of lower priority than ``priority`` would yield; its
-    adapters are looked up only when it declares slots (most pods do not)."""
+    occupancy is looked up only when it declares slots (most pods do not)."""
     slots = pod.limits.max_adapters
     if slots is None:
         return True
-    on_pod = residents(pod.name)
-    return len(on_pod) < slots or any(theirs < priority for theirs, _ in on_pod)
+    count, lowest = occupancy(pod.name)
+    return count < slots or lowest < priority
 
 
 def preempted(on_pod: list[tuple[int, str]], slots: int | None, name: str) -> bool:

@@ -35,11 +35,20 @@ class Fleet:
         self._events: dict[Key, tuple[str, str]] = {}
         self._metrics: dict[str, tuple[float, str | None]] = {}
         self._pods: dict[tuple[str, str], Pod] = {}
+        self._written: dict[Key, float] = {}  # adapter -> when its status was last written (monotonic)
         self.wake: Callable[[Key], None] = lambda key: None  # queue another adapter's pass (the manager sets it)
 
     def forget(self, key: Key) -> None:
         self.placements.forget(key)
         self._events.pop(key, None)
+        self._written.pop(key, None)
+
+    def wrote(self, key: Key) -> None:
+        self._written[key] = time.monotonic()
+
+    def written_long_ago(self, key: Key) -> bool:
+        """Whether a resync interval has passed since the adapter's status was last written."""
+        return time.monotonic() - self._written.get(key, 0.0) >= self.options.resync
 
     def forget_pod(self, obj: Obj) -> None:
         """Drop what was known about a deleted pod, and its pooled connections."""

@@ -17,6 +17,7 @@ from aibrix.controller.leader import LeaderElector
 from aibrix.controller.loader import Loader
 from aibrix.controller.metrics import ControllerMetrics
 from aibrix.controller.options import Options
+from aibrix.controller.pods import pod_from_object
 from aibrix.controller.reconciler import Reconciler
 from aibrix.controller.resources import EndpointSlice, Key, ModelAdapter, Obj, Pod, Service
 from aibrix.controller.runtime_keys import RuntimeKeys
@@ -96,6 +97,13 @@ class WorkQueue:
             self.add(key)
 
 
+def complete(adapter: Obj) -> bool:
+    """Holds all the replicas its spec asks for: a pod that arrives has nothing to offer it."""
+    replicas = (adapter.get("spec") or {}).get("replicas")
+    ready = (adapter.get("status") or {}).get("readyReplicas") or 0
+    return isinstance(replicas, int) and ready >= replicas
+
+
 @dataclass
 class ControllerConfig:
     namespace: str | None = None
@@ -160,12 +168,21 @@ class Controller:
         return handle
 
     def _on_pod(self, event: str, old: Obj | None, new: Obj) -> None:
+        """Wake the adapters a pod's change concerns: those placed on it first (failover), then, when it can take
+        adapters, the matching ones that want more pods. A change the pass would not see wakes nobody."""
         namespace = new["metadata"].get("namespace", "")
-        labels = [(o["metadata"].get("labels") or {}) for o in (old, new) if o is not None]
+        before, after = (None if old is None else pod_from_object(old)), pod_from_object(new)
         if event == "DELETED":
             self.reconciler.forget_pod(new)
+        elif before == after:
+            return  # a status or metadata change placement does not read
+        for key in sorted(self.reconciler.fleet.placements.on_pod(namespace, after.name)):
+            self.queue.add(key)
+        if event == "DELETED" or not after.alive():
+            return
+        labels = [p.labels for p in (before, after) if p is not None]
         for key, adapter in self.adapters.objects.items():
-            if key[0] != namespace:
+            if key[0] != namespace or complete(adapter):
                 continue
             selector = self._selector(adapter)
             if selector is None or any(selector.matches(lbls) for lbls in labels):

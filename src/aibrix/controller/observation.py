@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from aibrix.controller.capacity import Residents, Unfit, fitting, preempted
+from aibrix.controller.capacity import Occupancy, Residents, Unfit, fitting, occupancy_of, preempted
 from aibrix.controller.options import Options
 from aibrix.controller.pods import Pod
 from aibrix.controller.resources import Obj
@@ -45,9 +45,11 @@ def observe(
     now: float,
     options: Options,
     residents: Residents = lambda pod: [],
+    occupancy: Occupancy | None = None,
 ) -> Observation:
     """The adapter's world as the caches and its status describe it; ``pods`` are all pods of its namespace,
-    ``residents`` the adapters placed on a pod with their priorities (controller/capacity.py)."""
+    ``residents`` the adapters placed on a pod with their priorities, ``occupancy`` their count and lowest priority
+    (controller/capacity.py)."""
     matching = tuple(p for p in pods if spec.selector.matches(p.labels))
     by_name = {p.name: p for p in matching}
     eligible = [p for p in matching if p.eligible(now, options.stability)]
@@ -67,7 +69,7 @@ def observe(
         and p.limits.max_adapters is not None
         and preempted(residents(p.name), p.limits.max_adapters, spec.name)
     }
-    fit, unfit = fitting(eligible, rank, residents, holding - yielded, spec.priority)
+    fit, unfit = fitting(eligible, rank, occupancy or occupancy_of(residents), holding - yielded, spec.priority)
     candidates = tuple(p for p in fit if p.name not in yielded)
     unfit.update({name: Unfit.INSUFFICIENT_CAPACITY for name in yielded})
     everywhere = {p.name: p for p in pods}

@@ -17,6 +17,7 @@ class Placements:
         self._priority: dict[Key, int] = {}  # adapter -> spec.priority
         self._on_pod: dict[tuple[str, str], set[Key]] = {}  # (namespace, pod) -> adapters placed there
         self._phases: dict[Key, str] = {}
+        self._lowest: dict[tuple[str, str], int] = {}  # (namespace, pod) -> lowest priority, until it changes
 
     def seed(self, adapters: Mapping[Key, Obj]) -> None:
         """Count placements from the cached statuses, so least-adapters is right from the first reconcile."""
@@ -27,9 +28,12 @@ class Placements:
             self.set_phase(key, status.get("phase"))
 
     def assign(self, key: Key, pods: set[str], priority: int | None = None) -> None:
+        old = self._pods.get(key, set())
+        reprioritized = priority is not None and priority != self._priority.get(key, 0)
+        for pod in old | pods if reprioritized else old ^ pods:
+            self._lowest.pop((key[0], pod), None)
         if priority is not None:
             self._priority[key] = priority
-        old = self._pods.get(key, set())
         for pod in old - pods:
             here = self._on_pod[(key[0], pod)]
             here.discard(key)
@@ -39,8 +43,22 @@ class Placements:
             self._on_pod.setdefault((key[0], pod), set()).add(key)
         self._pods[key] = set(pods)
 
+    def on_pod(self, namespace: str, pod: str) -> set[Key]:
+        """The adapters placed on ``pod``, or being loaded there."""
+        return set(self._on_pod.get((namespace, pod), ()))
+
     def adapters_on(self, namespace: str, pod: str) -> int:
         return len(self._on_pod.get((namespace, pod), ()))
+
+    def occupancy(self, namespace: str, pod: str) -> tuple[int, int]:
+        """(adapters on ``pod``, their lowest priority): what the slot check needs, without listing them."""
+        here = self._on_pod.get((namespace, pod))
+        if not here:
+            return 0, 0
+        lowest = self._lowest.get((namespace, pod))
+        if lowest is None:
+            lowest = self._lowest[(namespace, pod)] = min(self._priority.get(k, 0) for k in here)
+        return len(here), lowest
 
     def residents(self, namespace: str, pod: str) -> list[tuple[int, Key]]:
         """(priority, adapter) of every adapter placed on ``pod``, lowest priority first (then by name, last first:

@@ -53,6 +53,8 @@ def plan_replicas(
     taken = names | seen.exhausted | {p.name for p in retrying}
     pool = [p for p in seen.candidates if p.name not in taken]
     first = tuple(p for p in lost if p in pool)[:need]
+    if seen.rank is None and len({p.limits.max_rank for p in pool}) > 1:
+        need = min(need, 1 + len(first))  # rank unknown and the limits differ: learn it from one load first
     return ReplicaPlan(keep, extra, retrying, first, tuple(p for p in pool if p not in first), need - len(first))
 
 
@@ -119,8 +121,13 @@ def settle(
     return Verdict(Phase.PENDING, (ConditionStatus.FALSE, "NoCandidatePods", message), "NoCandidatePods", unbound=True)
 
 
-def failure_news(pod: str, retry: Retry, error: str, now: float, options: Options) -> tuple[str, str]:
-    """The Warning event a failed load earns (reason, message): the pod was given up on, or a retry is scheduled."""
+def failure_news(
+    pod: str, retry: Retry, error: str, now: float, options: Options, rank: int | None = None
+) -> tuple[str, str]:
+    """The Warning event a failed load earns (reason, message): the pod cannot hold the adapter's rank, it was
+    given up on, or a retry is scheduled."""
+    if rank is not None:
+        return "RankTooHigh", f"pod {pod} cannot hold rank {rank}: {error}"
     if retry.attempts >= options.max_retries:
         return "MaxRetriesExceeded", f"Max retries exceeded for pod {pod}: {error}"
     delay = retry.next_attempt - now

@@ -15,6 +15,21 @@ from aibrix.controller.events import EventRecorder
 from aibrix.controller.resources import ModelAdapter, Obj, Secret
 
 
+def merge_patch(old: Obj, new: Obj) -> Obj:
+    """The JSON merge patch (RFC 7396) that turns ``old`` into ``new``: changed keys only, null for a removed one,
+    nested maps patched key by key (a merge patch that sent a whole map would keep the keys it no longer has)."""
+    patch: Obj = {}
+    for key in old.keys() | new.keys():
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            patch[key] = merge_patch(before, after)
+        else:
+            patch[key] = after
+    return patch
+
+
 class Kube:
     """The writes and point reads the controller makes."""
 
