@@ -10,7 +10,10 @@ For each placement policy given, in one run:
 - constraint violations: an instance on a pod whose rank limit is below the adapter's, or a pod holding more adapters
   than its slots;
 - time from the first create until every placeable adapter is Running with all the replicas it can get;
-- peak pod demand over mean pod demand (an adapter's weight is split evenly over its instances);
+- peak pod demand over mean pod demand (an adapter's weight is split evenly over its instances), after a phase of
+  Zipf-weighted completions sent to the pods holding each adapter (the ``balanced`` policy estimates demand from the
+  engines' metrics during it and moves adapters); beside it, peak over the floor no placement can go below (the
+  mean, or one adapter's weight over its replicas when larger);
 - adapters moved when a pod joins, and when one leaves, against the minimum that must move (those on the leaving
   pod; none when one joins);
 - failover: time until the adapters of the deleted pod are Running elsewhere.
@@ -28,6 +31,8 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -92,13 +97,46 @@ def violations(places: dict[str, list[str]], ranks: dict[str, int], limits: dict
     return over_rank + over_slots
 
 
-def peak_over_mean(places: dict[str, list[str]], demand: dict[str, float], pods: list[str]) -> float:
+def pod_demand(places: dict[str, list[str]], demand: dict[str, float], pods: list[str]) -> dict[str, float]:
     load = dict.fromkeys(pods, 0.0)
     for name, held in places.items():
         for pod in held:
             load[pod] += demand[name] / len(held)
-    mean = sum(load.values()) / len(load)
-    return max(load.values()) / mean if mean else 0.0
+    return load
+
+
+def floor(places: dict[str, list[str]], demand: dict[str, float], pods: list[str]) -> float:
+    """The lowest peak any placement of these instances reaches: the mean, or one instance's share when larger."""
+    mean = sum(demand[name] for name, held in places.items() if held) / len(pods)
+    return max([mean, *(demand[name] / len(held) for name, held in places.items() if held)])
+
+
+def traffic(fleet: Fleet, kube: FakeKube, demand: dict[str, float], seconds: float, workers: int) -> int:
+    """Completions for ``seconds``: adapters drawn by weight, each request to one of the pods its status names now
+    (re-read every two seconds, as a gateway follows the EndpointSlices), so traffic follows the moves."""
+    places = placement(kube)
+    deadline = time.monotonic() + seconds
+    urls = {pod: procs[0].url for pod, procs in fleet.procs.items()}
+
+    def worker(seed: int) -> int:
+        rng, sent = random.Random(seed), 0
+        with httpx.Client(timeout=10) as client:
+            while time.monotonic() < deadline:
+                names = [name for name, held in places.items() if held]
+                name = rng.choices(names, [demand[n] for n in names])[0]
+                url = urls.get(rng.choice(places[name]))
+                if url is None:
+                    continue
+                body = {"model": name, "prompt": "x", "max_tokens": 30}
+                sent += client.post(f"{url}/v1/completions", json=body).status_code == 200
+        return sent
+
+    with ThreadPoolExecutor(workers + 1) as pool:
+        sent = [pool.submit(worker, seed) for seed in range(workers)]
+        while time.monotonic() < deadline:
+            time.sleep(2.0)
+            places = placement(kube)
+        return sum(f.result() for f in sent)
 
 
 def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
@@ -182,9 +220,18 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         result: dict[str, float | int] = {
             "running_s": running,
             "violations": violations(first, ranks, fleet.limits),
-            "peak_over_mean": peak_over_mean(first, demand, list(fleet.limits)),
             "placed": sum(1 for pods in first.values() if pods),
         }
+        before = pod_demand(first, demand, list(fleet.limits))
+        result["peak_before"] = max(before.values()) / (sum(before.values()) / len(before))
+        result["requests"] = traffic(fleet, kube, demand, args.traffic, args.workers)
+        time.sleep(args.settle)  # moves asked near the end of the traffic finish
+        first = placement(kube)
+        events = kube.items("/api/v1/namespaces/default/events", fieldSelector="reason=Moved")
+        result["balancer_moves"] = sum(1 for e in events if e.get("reason") == "Moved")
+        load = pod_demand(first, demand, list(fleet.limits))
+        result["peak_over_mean"] = max(load.values()) / (sum(load.values()) / len(load))
+        result["peak_over_floor"] = max(load.values()) / floor(first, demand, list(fleet.limits))
         fleet.add("pod-joined")
         time.sleep(args.settle)
         joined = placement(kube)
@@ -221,7 +268,9 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--adapters", type=int, default=1000)
     parser.add_argument("--api", choices=["fake", "real"], default="fake")
-    parser.add_argument("--policies", default="default,least-adapters")
+    parser.add_argument("--policies", default="default,balanced")
+    parser.add_argument("--traffic", type=float, default=40.0, help="seconds of Zipf-weighted completions")
+    parser.add_argument("--workers", type=int, default=16, help="concurrent completions during the traffic")
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait after a pod joins or leaves")
     parser.add_argument("--timeout", type=float, default=300.0)
@@ -235,7 +284,11 @@ def main() -> None:
         ("constraint violations", "violations", "{:d}", "0"),
         ("adapters with at least one pod", "placed", "{:d}", ""),
         ("create → all placeable settled (s)", "running_s", "{:.1f}", "≤ 15 (fake), ≤ 30 (real)"),
+        ("peak pod demand / mean before the traffic", "peak_before", "{:.2f}", ""),
+        ("completions sent during the traffic phase", "requests", "{:d}", ""),
+        ("adapters moved to even out demand during it", "balancer_moves", "{:d}", ""),
         ("peak pod demand / mean", "peak_over_mean", "{:.2f}", "≤ 1.25"),
+        ("peak pod demand / floor (mean, or the largest instance share)", "peak_over_floor", "{:.2f}", ""),
         ("instances moved when a pod joins (minimum 0)", "moved_on_join", "{:d}", "≤ 1.5 × minimum"),
         ("instances on the pod that leaves (the minimum)", "must_move_on_leave", "{:d}", ""),
         ("instances moved when it leaves", "moved_on_leave", "{:d}", "≤ 1.5 × minimum"),

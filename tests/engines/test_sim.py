@@ -224,3 +224,27 @@ def test_the_sidecar_runs_without_the_simulators_extra_and_the_simulator_says_wh
     )
     assert sim.returncode == 2
     assert sim.stderr.strip() == "aibrix_engine_sim: the simulator needs its extra: pip install 'aibrix[sim]'"
+
+
+def test_vllm_lists_adapters_with_requests_in_flight_in_both_lora_lists(vllm, tmp_path):
+    """Real vLLM 0.32 names every adapter with a request in flight in running_lora_adapters and
+    waiting_lora_adapters alike (v1/metrics/stats.py LoRARequestStates; tests/fixtures/metrics/vllm_0_32_cpu.txt),
+    and the newest series is the one to read: the controller's demand estimate depends on both."""
+    from aibrix.metrics.lora import vllm_lora_activity
+
+    load = {"lora_name": "busy", "lora_path": str(tmp_path)}
+    httpx.post(f"{vllm.url}/v1/load_lora_adapter", json=load, headers=AUTH)
+
+    async def traffic() -> str:
+        async with httpx.AsyncClient(headers=AUTH, timeout=10) as client:
+            body = {"model": "busy", "prompt": "a", "max_tokens": 10}
+            calls = [asyncio.create_task(client.post(f"{vllm.url}/v1/completions", json=body)) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            during = (await client.get(f"{vllm.url}/metrics")).text
+            await asyncio.gather(*calls)
+            return during
+
+    during = vllm_lora_activity(asyncio.run(traffic()))
+    after = vllm_lora_activity(httpx.get(f"{vllm.url}/metrics").text)
+    assert during is not None and during["running"] == during["waiting"] == {"busy"}
+    assert after is not None and after["running"] == after["waiting"] == frozenset()

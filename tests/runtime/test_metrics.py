@@ -249,6 +249,6 @@ def test_prometheus_itself_accepts_the_output(procs, client, engine, path, paylo
     ],
 )
 def test_the_lines_of_one_family_are_found_without_splitting_the_page(page: str, lines: list[str]) -> None:
-    from aibrix.runtime.scrape import _lines_starting
+    from aibrix.metrics.lora import lines_starting
 
-    assert list(_lines_starting(page, "x{")) == lines
+    assert list(lines_starting(page, "x{")) == lines

@@ -121,6 +121,8 @@ class AdapterPass:
             if not self.instances:
                 await self.write_phase(Phase.LOADING, seen)
             fatal = await self.load(spec, now_due)
+        if self.key in self.fleet.moves:
+            await self.finish_move(spec)
         self.fleet.placements.assign(
             self.key, {p.name for p in self.instances} | {n for n in self.retries if n in seen.by_name}
         )
@@ -222,6 +224,7 @@ class AdapterPass:
         if plan.extra:
             await asyncio.gather(*(self.fleet.unload(self.obj, spec, pod) for pod in plan.extra))
         chosen = [*plan.first, *await self.schedule(spec, plan.pool, plan.need)]
+        chosen += self.move_target(seen, chosen)
         pending = [*plan.retrying, *chosen]
         self.fleet.placements.assign(self.key, {p.name for p in self.instances + pending}, spec.priority)
         self.displace(spec, chosen)
@@ -235,6 +238,30 @@ class AdapterPass:
             )
             await self.write_phase(Phase.SCHEDULED, seen)
         return pending
+
+    def move_target(self, seen: Observation, chosen: Sequence[Pod]) -> list[Pod]:
+        """The pod the balancer asked this adapter to move to, when the move still makes sense: it is on the source,
+        the target can take it now, and it is not already being placed there."""
+        move = self.fleet.moves.get(self.key)
+        if move is None:
+            return []
+        held = {p.name for p in self.instances} | {p.name for p in chosen} | set(self.retries)
+        target = next((p for p in seen.candidates if p.name == move.target), None)
+        if move.source not in held or target is None or target.name in held:
+            del self.fleet.moves[self.key]
+            return []
+        return [target]
+
+    async def finish_move(self, spec: AdapterSpec) -> None:
+        """Leave the source once the target holds the adapter (make before break); a failed load leaves it be."""
+        move = self.fleet.moves.pop(self.key)
+        held = {p.name: p for p in self.instances}
+        source = held.get(move.source)
+        if move.target not in held or source is None:
+            return
+        if await self.fleet.unload(self.obj, spec, source):
+            self.instances.remove(source)
+            self.event("Normal", "Moved", f"moved from pod {move.source} to pod {move.target} to even out demand")
 
     def unschedulable(self, reason: str, message: str) -> None:
         """Scheduled=False with the counts ("2 of 5 placeable: 3 pods lack rank >= 64"), and an Event when the
@@ -252,6 +279,9 @@ class AdapterPass:
         """(priority, name) of the adapters placed on ``pod``, lowest priority first."""
         return [(priority, key[1]) for priority, key in self.fleet.placements.residents(self.key[0], pod)]
 
+    def demand_on(self, pod: str) -> float:
+        return self.fleet.demand.of_pod((self.key[0], pod))
+
     def occupancy(self, pod: str) -> tuple[int, int]:
         return self.fleet.placements.occupancy(self.key[0], pod)
 
@@ -268,7 +298,7 @@ class AdapterPass:
     async def schedule(self, spec: AdapterSpec, pool: Sequence[Pod], count: int) -> list[Pod]:
         if count <= 0 or not pool:
             return []
-        asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics)
+        asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics, self.demand_on)
         chosen = await schedulers.POLICIES[spec.scheduler](asked)
         # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot
         return [p for p in chosen if _room(p, spec.priority, self.occupancy)]

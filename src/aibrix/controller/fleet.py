@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from aibrix.controller.demand import DemandEstimator, Move
 from aibrix.controller.informer import Informer
 from aibrix.controller.loader import Loader, LoadError
 from aibrix.controller.metrics import ControllerMetrics
@@ -35,11 +36,14 @@ class Fleet:
         self._events: dict[Key, tuple[str, str]] = {}
         self._metrics: dict[str, tuple[float, str | None]] = {}
         self._pods: dict[tuple[str, str], Pod] = {}
+        self.demand = DemandEstimator()  # fed by the balancer's samples (controller/balancer.py)
+        self.moves: dict[Key, Move] = {}  # adapter -> the move the balancer asked of its next pass
         self._written: dict[Key, float] = {}  # adapter -> when its status was last written (monotonic)
         self.wake: Callable[[Key], None] = lambda key: None  # queue another adapter's pass (the manager sets it)
 
     def forget(self, key: Key) -> None:
         self.placements.forget(key)
+        self.moves.pop(key, None)
         self._events.pop(key, None)
         self._written.pop(key, None)
 
@@ -54,6 +58,7 @@ class Fleet:
         """Drop what was known about a deleted pod, and its pooled connections."""
         pod = pod_from_object(obj)
         self.index.forget(pod.uid)
+        self.demand.forget((pod.namespace, pod.name))
         self._metrics.pop(pod.uid, None)
         self.loader.forget(pod)
 
@@ -74,6 +79,9 @@ class Fleet:
             self.metrics.unloads.labels("error").inc()
             self.event(obj, "Warning", "UnloadFailed", f"could not unload from pod {pod.name}: {exc.message}")
             return False
+
+    def all_pods(self) -> list[Pod]:
+        return [self._pod(o) for o in self.pods.objects.values()]
 
     def namespace_pods(self, namespace: str) -> list[Pod]:
         return [self._pod(o) for (ns, _), o in self.pods.objects.items() if ns == namespace]

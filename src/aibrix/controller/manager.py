@@ -11,6 +11,7 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient, operators
 
+from aibrix.controller.balancer import Balancer
 from aibrix.controller.fleet import Fleet
 from aibrix.controller.informer import Informer
 from aibrix.controller.leader import LeaderElector
@@ -136,6 +137,7 @@ class Controller:
         fleet = Fleet(self.kube, self.adapters, self.pods, self.loader, config.options, metrics)
         fleet.wake = self.queue.add  # a preempting adapter wakes the ones it displaced
         self.reconciler = Reconciler(fleet)
+        self.balancer = Balancer(fleet)
         self.leading = False
         self._selectors: dict[tuple[str, str, int], Selector | None] = {}
 
@@ -229,6 +231,7 @@ class Controller:
             log.info("caches synced: %d adapters, %d pods", len(self.adapters.objects), len(self.pods.objects))
             tasks += [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
             tasks.append(asyncio.create_task(self._resync()))
+            tasks.append(asyncio.create_task(self.balancer.run()))
             watchers: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
             if elector is not None:
                 watchers.append(asyncio.ensure_future(elector.keep()))

@@ -6,6 +6,8 @@
   visible in any status, so 200 adapters created together do not all pile onto one pod.
 - ``least-load``: the pods with the fewest running plus waiting requests, then the emptiest KV cache, read from
   the pods' standardized ``aibrix:`` metrics (the runtime's /metrics, or the engine's through the same rules).
+- ``balanced``: the pods with the least estimated adapter demand (controller/demand.py), then the fewest adapters;
+  the balancer (controller/balancer.py) later moves a few adapters off pods well above the mean.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Placement:
     count: int
     adapters_on: Callable[[str], int]  # adapters held or being loaded on a pod, by name
     fetch: MetricsFetcher  # a pod's metrics page
+    demand_on: Callable[[str], float] = lambda pod: 0.0  # a pod's estimated adapter demand, by name
 
 
 async def _default(p: Placement) -> list[Pod]:
@@ -86,10 +89,17 @@ async def _least_load(p: Placement) -> list[Pod]:
     return await by_least_load(p.adapter, p.pods, p.count, p.fetch, p.adapters_on)
 
 
+async def _balanced(p: Placement) -> list[Pod]:
+    return sorted(
+        p.pods, key=lambda pod: (p.demand_on(pod.name), p.adapters_on(pod.name), _rendezvous(p.adapter, pod))
+    )[: p.count]
+
+
 # The one table of placement policies: spec.schedulerName names one (the CRD's enum lists the same names;
 # tests/test_registries.py checks).
 POLICIES: dict[str, Callable[[Placement], Awaitable[list[Pod]]]] = {
     "default": _default,
     "least-adapters": _least_adapters,
     "least-load": _least_load,
+    "balanced": _balanced,
 }

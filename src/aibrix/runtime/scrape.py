@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Iterator
 
 from aibrix.engines import Engine, EngineClient
 from aibrix.engines.errors import EngineError
 from aibrix.metrics import Standardizer
+from aibrix.metrics.lora import vllm_lora_activity
 from aibrix.runtime.telemetry import Telemetry
 
 log = logging.getLogger("aibrix.runtime")
-LORA_INFO = "vllm:lora_requests_info{"
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -83,21 +80,12 @@ class MetricsScraper:
         return b"".join(parts)
 
     def _adapter_demand(self, text: str) -> None:
-        """Per-adapter demand from vLLM's ``vllm:lora_requests_info`` (v1/metrics/loggers.py): one series per state the
-        adapter lists have been in, its value the time it was set; the newest says which adapters have requests
-        running or waiting now (names only: vLLM exports no counts)."""
+        """Per-adapter demand from vLLM's ``vllm:lora_requests_info`` (aibrix.metrics.lora): which adapters have
+        requests running or waiting now."""
         self.telemetry.lora_active.clear()
-        newest: tuple[float, str] | None = None
-        for line in _lines_starting(text, LORA_INFO):
-            labels, _, value = line[len(LORA_INFO) :].rpartition("} ")
-            stamp = _number(value)
-            if newest is None or stamp >= newest[0]:
-                newest = (stamp, labels)
-        if newest is None:
-            return
-        found = dict(_LABEL.findall(newest[1]))
+        activity = vllm_lora_activity(text)
         for state in ("running", "waiting"):
-            for name in filter(None, (n.strip() for n in found.get(f"{state}_lora_adapters", "").split(","))):
+            for name in sorted((activity or {}).get(state, ())):
                 self.telemetry.lora_active.labels(name, state).set(1)
 
     def _standard_families(self, text: str) -> bytes:
@@ -107,23 +95,3 @@ class MetricsScraper:
             log.exception("metric standardization failed; serving the engine's raw payload for this scrape")
             self.telemetry.fallbacks.inc()
             return b""
-
-
-def _lines_starting(text: str, prefix: str) -> Iterator[str]:
-    """The lines of ``text`` that start with ``prefix``, found by searching: a scrape never splits the whole page
-    (vLLM's is ~60 KB; splitting it cost ~100 µs per scrape, searching ~15 µs)."""
-    marker = "\n" + prefix
-    found = text.find(marker)
-    start = 0 if text.startswith(prefix) else (-1 if found == -1 else found + 1)
-    while start != -1:
-        end = text.find("\n", start)
-        yield text[start:] if end == -1 else text[start:end]
-        found = -1 if end == -1 else text.find(marker, end)
-        start = -1 if found == -1 else found + 1
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return 0.0

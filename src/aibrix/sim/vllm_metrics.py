@@ -3,7 +3,8 @@
 Taken from a capture of real vLLM 0.32.0 (CPU build) and its source: v1/metrics/loggers.py (PrometheusStatLogger:
 labels ``model_name`` and ``engine``, counters declared without ``_total``; token histograms bucketed 1-2-5 up to
 ``--max-model-len``; every ``finished_reason`` series exists at 0 from the start; ``lora_requests_info`` carries
-``max_lora`` from ``--max-loras`` and the running adapters), and the API server's prometheus-fastapi-instrumentator
+``max_lora`` from ``--max-loras`` and, in both its running and waiting lists, every adapter with a request in flight:
+v1/metrics/stats.py ``LoRARequestStates`` fills both dicts for each such adapter), and the API server's prometheus-fastapi-instrumentator
 (``http_*``). tests/e2e/test_vllm_conformance.py compares the families, types, labels and buckets with a live vLLM.
 """
 
@@ -248,8 +249,8 @@ class VLLMMetrics(EngineMetrics):
         self._publish_lora()
 
     def _publish_lora(self) -> None:
-        running = ",".join(sorted(self._running_adapters))
-        self.lora_info.labels(self.max_lora, "", running).set_to_current_time()
+        active = ",".join(sorted(self._running_adapters))
+        self.lora_info.labels(self.max_lora, active, active).set_to_current_time()
 
     def finished(self, r: FinishedRequest) -> None:
         super().finished(r)

@@ -1,0 +1,113 @@
+"""Demand balancing for adapters placed by the ``balanced`` policy: sample every pod's metrics page on a fixed
+interval into the demand estimate, and every few samples plan a bounded number of moves (controller/demand.py) and
+wake the adapters to make them. A move loads the adapter on its new pod before it leaves the old one.
+
+Nothing runs while no adapter asks for ``balanced``: a fleet that does not use it pays no scrapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+
+from aibrix.controller.demand import Move, PodState, plan_moves
+from aibrix.controller.fleet import Fleet
+from aibrix.controller.pods import Pod
+from aibrix.controller.resources import Key, Obj
+from aibrix.controller.schedulers import load_of
+from aibrix.metrics.lora import active_adapters
+
+BALANCED = "balanced"
+
+
+@dataclass(frozen=True)
+class BalanceOptions:
+    interval: float = 2.0  # seconds between samples of every pod
+    plan_every: int = 3  # samples between two move plans
+    threshold: float = 0.25  # a pod more than 25 % above the mean demand sheds an adapter
+    moves: int = 10  # moves per plan at most
+    settle: float = 60.0  # an adapter moved is not moved again for this long
+
+
+class Balancer:
+    def __init__(self, fleet: Fleet, options: BalanceOptions | None = None) -> None:
+        self.fleet = fleet
+        self.options = options or BalanceOptions()
+        self._moved: dict[Key, float] = {}
+
+    async def run(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(self.options.interval)
+            balanced = self._balanced()
+            if not balanced:
+                continue
+            await self.sample()
+            rounds += 1
+            if rounds % self.options.plan_every == 0:
+                for move in self.plan(balanced):
+                    self.fleet.wake(move[0])
+
+    def _balanced(self) -> dict[Key, Obj]:
+        return {
+            key: obj
+            for key, obj in self.fleet.adapters.objects.items()
+            if (obj.get("spec") or {}).get("schedulerName") == BALANCED
+        }
+
+    async def sample(self) -> None:
+        pods = [p for p in self.fleet.all_pods() if p.alive()]
+        pages = await asyncio.gather(*(self.fleet.pod_metrics(pod) for pod in pods))
+        now = time.monotonic()
+        for pod, page in zip(pods, pages, strict=True):
+            if page is None:
+                continue
+            active = active_adapters(page)
+            requests = load_of(pod.engine, page)[0]
+            if active is not None:
+                self.fleet.demand.sample(
+                    (pod.namespace, pod.name), active, 0.0 if math.isinf(requests) else requests, now
+                )
+
+    def plan(self, balanced: dict[Key, Obj]) -> list[tuple[Key, Move]]:
+        """Plan each namespace's moves and hand them to the adapters' passes."""
+        now = time.monotonic()
+        self._moved = {key: when for key, when in self._moved.items() if key in balanced}
+        planned: list[tuple[Key, Move]] = []
+        for namespace in {key[0] for key in balanced}:
+            movable = {
+                key[1]
+                for key, obj in balanced.items()
+                if key[0] == namespace
+                and isinstance((obj.get("spec") or {}).get("replicas"), int)
+                and now - self._moved.get(key, -math.inf) >= self.options.settle
+                and key not in self.fleet.moves
+            }
+            pods = self.fleet.namespace_pods(namespace)
+            states = [self._state(p, movable) for p in pods if p.eligible(time.time(), self.fleet.options.stability)]
+            ranks = {
+                key[1]: (obj.get("status") or {}).get("rank") for key, obj in balanced.items() if key[0] == namespace
+            }
+            for move in plan_moves(states, ranks, self.options.threshold, self.options.moves):
+                key = (namespace, move.adapter)
+                self.fleet.moves[key] = move
+                self._moved[key] = now
+                planned.append((key, move))
+        return planned
+
+    def _state(self, pod: Pod, movable: set[str]) -> PodState:
+        namespace = pod.namespace
+        placed = {key[1] for key in self.fleet.placements.on_pod(namespace, pod.name)}
+        demand = self.fleet.demand.on_pod((namespace, pod.name))
+        slots = pod.limits.max_adapters
+        return PodState(
+            name=pod.name,
+            demand=sum(demand.values()),
+            max_rank=pod.limits.max_rank,
+            free_slots=None if slots is None else max(0, slots - len(placed)),
+            adapters={name: demand.get(name, 0.0) for name in placed & movable if demand.get(name, 0.0) > 0},
+            holds=frozenset(placed),
+            largest=max(demand.values(), default=0.0),
+        )

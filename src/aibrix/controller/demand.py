@@ -1,0 +1,139 @@
+"""Each adapter's demand, estimated from what the engines report, and the moves that even it out.
+
+The signal is the one vLLM exports: which adapters have requests in flight (``vllm:lora_requests_info``, or the
+runtime's ``aibrix:lora_adapter_requests_active`` built from it; aibrix.metrics.lora) beside the engine's count of
+running and waiting requests. Each sample splits the pod's requests evenly over the adapters active there (at least
+one request each), and an exponentially weighted average per (pod, adapter) smooths the samples over time
+(half-life ``half_life`` seconds); until a pod has that many samples, their plain mean (one early sample must not
+outweigh the rest). An adapter's demand is the sum over its pods; a pod's is the sum over its adapters.
+
+Limits, said once: vLLM exports names, not per-adapter counts, so two adapters active on one pod share its requests
+evenly whatever their real split; base-model requests count toward the adapters active beside them; SGLang exports
+no per-adapter signal, so its pods report no demand; a sample is a moment, so bursts shorter than the sampling
+interval are seen by chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+PodKey = tuple[str, str]  # (namespace, pod)
+
+
+class DemandEstimator:
+    def __init__(self, half_life: float = 30.0) -> None:
+        self.half_life = half_life
+        self._pods: dict[PodKey, dict[str, float]] = {}  # (namespace, pod) -> adapter -> smoothed requests
+        self._sampled: dict[PodKey, tuple[float, int]] = {}  # (namespace, pod) -> (last sample time, samples)
+
+    def sample(self, pod: PodKey, active: Collection[str], requests: float, now: float) -> None:
+        """One reading of a pod: the adapters with requests in flight and its running plus waiting requests."""
+        last, count = self._sampled.get(pod, (now, 0))
+        self._sampled[pod] = (now, count + 1)
+        weight = max(1.0 / (count + 1), 1.0 - 0.5 ** (max(0.0, now - last) / self.half_life))
+        share = max(requests, float(len(active))) / len(active) if active else 0.0
+        current = self._pods.setdefault(pod, {})
+        for name in current.keys() | set(active):
+            value = current.get(name, 0.0)
+            value += weight * ((share if name in active else 0.0) - value)
+            if value < 1e-3:
+                current.pop(name, None)
+            else:
+                current[name] = value
+
+    def forget(self, pod: PodKey) -> None:
+        self._pods.pop(pod, None)
+        self._sampled.pop(pod, None)
+
+    def on_pod(self, pod: PodKey) -> Mapping[str, float]:
+        """Smoothed requests per adapter on ``pod``."""
+        return self._pods.get(pod, {})
+
+    def of_pod(self, pod: PodKey) -> float:
+        return sum(self._pods.get(pod, {}).values())
+
+    def of_adapter(self, namespace: str, name: str) -> float:
+        return sum(values.get(name, 0.0) for (ns, _), values in self._pods.items() if ns == namespace)
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the move planner knows of a pod: its demand, its limits and what it holds."""
+
+    name: str
+    demand: float
+    max_rank: int | None
+    free_slots: int | None  # None: no declared slots
+    adapters: Mapping[str, float]  # movable adapters here -> their demand on this pod
+    holds: frozenset[str]  # every adapter placed here, movable or not
+    largest: float = 0.0  # the largest one adapter's demand here, movable or not
+
+
+@dataclass(frozen=True)
+class Move:
+    adapter: str
+    source: str
+    target: str
+
+
+def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], threshold: float, limit: int) -> list[Move]:
+    """At most ``limit`` moves, each taking one adapter off the busiest pod while that pod's demand is more than
+    ``threshold`` (0.25: 25 %) above what any placement could reach, onto the least busy pod that can hold it, and
+    only when the move leaves both pods below the busiest one's demand (hysteresis: a move that only trades places
+    never happens). What a placement could reach is the mean, or more when one adapter's share on one pod is larger
+    (moves do not split an adapter's traffic further). Ties go to the pod listed first: the same readings always plan
+    the same moves."""
+    if not pods:
+        return []
+    demand = {p.name: p.demand for p in pods}
+    free = {p.name: p.free_slots for p in pods}
+    holds = {p.name: set(p.holds) for p in pods}
+    movable = {p.name: dict(p.adapters) for p in pods}
+    by_name = {p.name: p for p in pods}
+    mean = sum(demand.values()) / len(demand)
+    floor = max([mean, *(p.largest for p in pods), *(share for p in pods for share in p.adapters.values())])
+    moves: list[Move] = []
+    while len(moves) < limit:
+        source = max(demand, key=lambda n: demand[n])
+        if mean <= 0 or demand[source] <= (1 + threshold) * floor:
+            break
+        move = _best_move(source, demand, movable, holds, free, by_name, ranks)
+        if move is None:
+            break
+        share = movable[source].pop(move.adapter)
+        demand[source] -= share
+        demand[move.target] += share
+        holds[source].discard(move.adapter)
+        holds[move.target].add(move.adapter)
+        if free[move.target] is not None:
+            free[move.target] = int(free[move.target] or 0) - 1
+        moves.append(move)
+    return moves
+
+
+def _best_move(
+    source: str,
+    demand: Mapping[str, float],
+    movable: Mapping[str, dict[str, float]],
+    holds: Mapping[str, set[str]],
+    free: Mapping[str, int | None],
+    by_name: Mapping[str, PodState],
+    ranks: Mapping[str, int | None],
+) -> Move | None:
+    """The move off ``source`` that leaves the higher of the two pods lowest, if any improves on ``source``; among
+    equal results the adapter with the least demand moves (less traffic disturbed)."""
+    best: tuple[float, Move] | None = None
+    for adapter, share in sorted(movable[source].items(), key=lambda item: (item[1], item[0])):
+        rank = ranks.get(adapter)
+        for target in sorted(demand, key=lambda n: demand[n]):
+            pod = by_name[target]
+            if target == source or adapter in holds[target] or free[target] == 0:
+                continue
+            if rank is not None and pod.max_rank is not None and rank > pod.max_rank:
+                continue
+            peak = max(demand[source] - share, demand[target] + share)
+            if peak < demand[source] and (best is None or peak < best[0]):
+                best = (peak, Move(adapter, source, target))
+            break  # the least busy pod that can take it is the best target for this adapter
+    return None if best is None else best[1]

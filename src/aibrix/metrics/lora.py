@@ -1,0 +1,67 @@
+"""Which adapters an engine is serving requests for right now, read from a metrics page: vLLM's own
+``vllm:lora_requests_info`` or the runtime's standardized ``aibrix:lora_adapter_requests_active``.
+
+vLLM (v1/metrics/loggers.py, v1/metrics/stats.py ``LoRARequestStates``) keeps one series per combination the adapter
+lists have been in, never removing old ones; each is set to the time it was last current, so the newest is now. Both
+lists name every adapter with a request in flight (running or waiting), joined by commas: names only, no counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+LORA_INFO = "vllm:lora_requests_info{"
+ACTIVE = "aibrix:lora_adapter_requests_active{"
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def lines_starting(text: str, prefix: str) -> Iterator[str]:
+    """The lines of ``text`` that start with ``prefix``, found by searching: a scrape never splits the whole page
+    (vLLM's is ~60 KB; splitting it cost ~100 µs per scrape, searching ~15 µs)."""
+    marker = "\n" + prefix
+    found = text.find(marker)
+    start = 0 if text.startswith(prefix) else (-1 if found == -1 else found + 1)
+    while start != -1:
+        end = text.find("\n", start)
+        yield text[start:] if end == -1 else text[start:end]
+        found = -1 if end == -1 else text.find(marker, end)
+        start = -1 if found == -1 else found + 1
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def vllm_lora_activity(text: str) -> dict[str, frozenset[str]] | None:
+    """{"running": names, "waiting": names} from the newest ``vllm:lora_requests_info`` series, with its
+    ``max_lora`` under the key "max_lora" when present; None when the page has no such series."""
+    newest: tuple[float, str] | None = None
+    for line in lines_starting(text, LORA_INFO):
+        labels, _, value = line[len(LORA_INFO) :].rpartition("} ")
+        stamp = number(value)
+        if newest is None or stamp >= newest[0]:
+            newest = (stamp, labels)
+    if newest is None:
+        return None
+    found = dict(_LABEL.findall(newest[1]))
+    activity = {
+        state: frozenset(filter(None, (n.strip() for n in found.get(f"{state}_lora_adapters", "").split(","))))
+        for state in ("running", "waiting")
+    }
+    if found.get("max_lora"):
+        activity["max_lora"] = frozenset({found["max_lora"]})
+    return activity
+
+
+def active_adapters(text: str) -> frozenset[str] | None:
+    """Adapters with requests in flight on the page's engine (the runtime's gauge, else vLLM's own series), or None
+    when the page says nothing about adapters."""
+    names = {dict(_LABEL.findall(line))["lora_name"] for line in lines_starting(text, ACTIVE) if "lora_name=" in line}
+    if names or ACTIVE[:-1] in text:
+        return frozenset(names)
+    activity = vllm_lora_activity(text)
+    return None if activity is None else activity["running"] | activity["waiting"]

@@ -1,0 +1,82 @@
+"""Demand estimation and the moves that even it out (controller/demand.py): pure, milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from aibrix.controller.demand import DemandEstimator, Move, PodState, plan_moves
+from aibrix.metrics.lora import active_adapters
+
+
+def test_a_pods_requests_are_split_over_the_adapters_active_there_and_fade_when_they_stop() -> None:
+    est = DemandEstimator(half_life=10.0)
+    est.sample(("ns", "p"), {"a", "b"}, 6.0, now=0.0)
+    assert est.on_pod(("ns", "p")) == {"a": 3.0, "b": 3.0}
+    est.sample(("ns", "q"), {"a"}, 0.0, now=0.0)  # active with no count read: at least one request
+    assert est.of_adapter("ns", "a") == 4.0 and est.of_pod(("ns", "p")) == 6.0
+    est.sample(("ns", "p"), set(), 0.0, now=0.1)  # the second sample counts as much as the first
+    assert est.on_pod(("ns", "p")) == pytest.approx({"a": 1.5, "b": 1.5})
+    est.sample(("ns", "p"), {"a", "b"}, 6.0, now=0.2)
+    est.sample(("ns", "p"), set(), 0.0, now=10.2)  # later, one half-life weighs as much as the past
+    assert est.on_pod(("ns", "p")) == pytest.approx({"a": 1.0, "b": 1.0})
+    est.sample(("ns", "p"), set(), 0.0, now=200.0)
+    assert est.of_pod(("ns", "p")) == 0.0 and est.on_pod(("ns", "p")) == {}
+    est.forget(("ns", "q"))
+    assert est.of_adapter("ns", "a") == 0.0
+
+
+def test_the_active_adapters_come_from_the_newest_vllm_series_or_the_runtimes_gauge() -> None:
+    vllm = (
+        'vllm:lora_requests_info{max_lora="4",running_lora_adapters="a,b",waiting_lora_adapters="a,b"} 100.0\n'
+        'vllm:lora_requests_info{max_lora="4",running_lora_adapters="c",waiting_lora_adapters="c"} 200.0\n'
+        'vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 50.0\n'
+    )
+    assert active_adapters(vllm) == {"c"}
+    runtime = (
+        "# TYPE aibrix:lora_adapter_requests_active gauge\n"
+        'aibrix:lora_adapter_requests_active{lora_name="x",state="running"} 1\n'
+        'aibrix:lora_adapter_requests_active{lora_name="y",state="waiting"} 1\n'
+    )
+    assert active_adapters(runtime) == {"x", "y"}
+    assert active_adapters("# TYPE aibrix:lora_adapter_requests_active gauge\n") == frozenset()
+    assert active_adapters("vllm:num_requests_running 3\n") is None  # says nothing about adapters
+
+
+def pod(name: str, demand: dict[str, float], *, rank: int | None = 64, free: int | None = None) -> PodState:
+    return PodState(name, sum(demand.values()), rank, free, demand, frozenset(demand))
+
+
+def test_the_busiest_pod_sheds_onto_the_least_busy_one_that_can_hold_it() -> None:
+    pods = [pod("hot", {"a": 6.0, "b": 2.0}), pod("cold", {}), pod("warm", {"c": 4.0})]
+    assert plan_moves(pods, {}, 0.25, 5) == [Move("b", "hot", "cold")]  # moving a (6) would just trade places
+
+
+def test_within_the_threshold_nothing_moves() -> None:
+    assert plan_moves([pod("p", {"a": 5.0}), pod("q", {"b": 4.5})], {}, 0.25, 5) == []
+
+
+@pytest.mark.parametrize(
+    "cold, ranks",
+    [
+        (pod("cold", {}, rank=8), {"a": 64, "b": 16}),  # the target's rank limit is below the adapter's
+        (pod("cold", {}, free=0), {}),  # no free slot
+        (PodState("cold", 0.0, 64, None, {}, frozenset({"a", "b"})), {}),  # it holds them already
+    ],
+)
+def test_a_move_keeps_the_hard_constraints(cold: PodState, ranks: dict) -> None:
+    assert plan_moves([pod("hot", {"a": 6.0, "b": 2.0}), cold], ranks, 0.25, 5) == []
+
+
+def test_moves_per_plan_are_bounded() -> None:
+    hot = pod("hot", {name: 1.0 for name in "abcdefgh"})
+    colds = [pod(f"cold{i}", {}) for i in range(4)]
+    assert len(plan_moves([hot, *colds], {}, 0.25, 3)) == 3
+    assert len(plan_moves([hot, *colds], {}, 0.25, 10)) == 6  # then the busiest pod is within 25 % of the mean
+
+
+def test_a_pod_held_up_by_one_hot_adapter_keeps_the_rest_when_within_reach_of_it() -> None:
+    """One adapter's share is a floor no move can lower: a pod within 25 % of it is as balanced as it gets."""
+    pods = [pod("hot", {"big": 8.0, "small": 1.5}), pod("a", {"x": 1.0}), pod("b", {})]
+    assert plan_moves(pods, {}, 0.25, 5) == []
+    pods = [pod("hot", {"big": 8.0, "small": 3.0}), pod("a", {"x": 1.0}), pod("b", {})]
+    assert plan_moves(pods, {}, 0.25, 5) == [Move("small", "hot", "b")]
