@@ -128,7 +128,10 @@ def traffic(fleet: Fleet, kube: FakeKube, demand: dict[str, float], seconds: flo
                 if url is None:
                     continue
                 body = {"model": name, "prompt": "x", "max_tokens": 30}
-                sent += client.post(f"{url}/v1/completions", json=body).status_code == 200
+                try:
+                    sent += client.post(f"{url}/v1/completions", json=body).status_code == 200
+                except httpx.TransportError:
+                    continue  # a pod that left, or a kept-alive connection the server closed
         return sent
 
     with ThreadPoolExecutor(workers + 1) as pool:

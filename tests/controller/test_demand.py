@@ -13,14 +13,14 @@ def test_a_pods_requests_are_split_over_the_adapters_active_there_and_fade_when_
     est.sample(("ns", "p"), {"a", "b"}, 6.0, now=0.0)
     assert est.on_pod(("ns", "p")) == {"a": 3.0, "b": 3.0}
     est.sample(("ns", "q"), {"a"}, 0.0, now=0.0)  # active with no count read: at least one request
-    assert est.of_adapter("ns", "a") == 4.0 and est.of_pod(("ns", "p")) == 6.0
+    assert est.of_adapter("ns", "a") == 4.0 and est.of_adapter("ns", "b") == 3.0
     est.sample(("ns", "p"), set(), 0.0, now=0.1)  # the second sample counts as much as the first
     assert est.on_pod(("ns", "p")) == pytest.approx({"a": 1.5, "b": 1.5})
     est.sample(("ns", "p"), {"a", "b"}, 6.0, now=0.2)
     est.sample(("ns", "p"), set(), 0.0, now=10.2)  # later, one half-life weighs as much as the past
     assert est.on_pod(("ns", "p")) == pytest.approx({"a": 1.0, "b": 1.0})
     est.sample(("ns", "p"), set(), 0.0, now=200.0)
-    assert est.of_pod(("ns", "p")) == 0.0 and est.on_pod(("ns", "p")) == {}
+    assert est.on_pod(("ns", "p")) == {} and est.of_adapter("ns", "b") == 0.0
     est.forget(("ns", "q"))
     assert est.of_adapter("ns", "a") == 0.0
 
@@ -80,3 +80,25 @@ def test_a_pod_held_up_by_one_hot_adapter_keeps_the_rest_when_within_reach_of_it
     assert plan_moves(pods, {}, 0.25, 5) == []
     pods = [pod("hot", {"big": 8.0, "small": 3.0}), pod("a", {"x": 1.0}), pod("b", {})]
     assert plan_moves(pods, {}, 0.25, 5) == [Move("small", "hot", "b")]
+
+
+def test_an_engine_that_contradicts_its_arguments_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    """vLLM reports its --max-loras back in lora_requests_info; when the arguments the controller read say
+    otherwise, the limits read from them are suspect, and the log says so once per pod."""
+    from aibrix.controller.balancer import Balancer
+    from aibrix.controller.engine_args import pod_limits
+    from aibrix.controller.pods import Pod
+
+    def vllm_pod(*args: str) -> Pod:
+        limits = pod_limits("vllm", [{"name": "vllm", "args": list(args)}])
+        values = {"name": "p", "namespace": "ns", "uid": "u", "labels": {}, "ip": "10.0.0.1", "ready_since": 0.0}
+        return Pod(**values, terminating=False, engine_port=8000, runtime_port=None, engine="vllm", limits=limits)
+
+    page = 'vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 1.0\n'
+    balancer = Balancer(fleet=None)  # type: ignore[arg-type]  # the check reads only the pod and the page
+    balancer.cross_check(vllm_pod("--max-loras", "4"), page)
+    assert not caplog.records
+    balancer.cross_check(vllm_pod(), page)  # vLLM's default is 1: the engine runs with other arguments
+    balancer.cross_check(vllm_pod(), page)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "max_lora=4" in said[0] and "--max-loras 1" in said[0]

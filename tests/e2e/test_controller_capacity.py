@@ -4,13 +4,19 @@ why it is not on the other pods, with counts, instead of retrying there for ever
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers.controller_env import Controllers, Engines, adapters_on, condition
-from tests.helpers.kube import FakeKube, phase, running, status
+from tests.helpers.kube import ADAPTERS, FakeKube, phase, running, status
+
+ADAPTERS_PATH = ADAPTERS.format(ns="default")
 
 
 def _adapter(folder: Path, rank: int) -> Path:
@@ -116,3 +122,92 @@ def test_a_higher_priority_takes_the_slot_and_the_lower_one_is_told_why(
     events = kube.http.get("/api/v1/namespaces/default/events").json()["items"]
     assert any(e["reason"] == "Preempted" and e["involvedObject"]["name"] == "low" for e in events)
     assert status(kube.adapter("peer")).get("instances") in (None, [])  # still waiting: equals do not displace
+
+
+@pytest.mark.fake_only("the fake API server injects the delay; the real one cannot be slowed on demand")
+def test_an_overloaded_fleet_and_api_server_leave_adapters_pending_never_failed(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+) -> None:
+    """Overload is a passing condition, not a verdict: with every API request 150 ms late and one pod's engine and
+    runtime frozen (a CPU-starved pod that accepts connections and answers nothing), adapters wait or go elsewhere
+    and are never Failed; once the pod thaws, every one of them holds both its replicas."""
+    folder = _adapter(tmp_path / "lora", 8)
+    frozen_sim, frozen_runtime = _engine_pod(kube, engines, "starved", 16)
+    for name in ("p1", "p2"):
+        _engine_pod(kube, engines, name, 16)
+    kube.http.post("/fault", json={"delay_ms": 150})
+    for proc in (frozen_sim, frozen_runtime):
+        os.kill(proc.popen.pid, signal.SIGSTOP)
+    try:
+        controller("--retry-base-seconds", "0.2", "--max-retries", "2", "--resync-seconds", "2")
+        names = [f"busy-{i}" for i in range(4)]  # 12 replicas: the three pods' 4 slots each
+        for name in names:
+            kube.add_adapter(name, artifactURL=str(folder), replicas=3)
+        phases: set[str] = set()
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:  # the starved pod answers nothing all this while
+            phases |= {phase(a) for a in kube.items(ADAPTERS_PATH)}
+            time.sleep(0.3)
+        assert "Failed" not in phases
+    finally:
+        for proc in (frozen_sim, frozen_runtime):
+            os.kill(proc.popen.pid, signal.SIGCONT)
+    kube.http.post("/fault", json={"delay_ms": 0})
+    for name in names:
+        kube.wait_adapter(name, lambda o: running(o) and status(o).get("readyReplicas") == 3, timeout=60)
+    assert "busy-0" in adapters_on(frozen_sim.url)
+
+
+def test_the_balanced_policy_moves_an_adapter_off_a_busy_pod_without_a_gap(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+) -> None:
+    """Two busy adapters that share a pod while the other pod idles: the balancer sees their requests in the
+    engine's lora_requests_info, moves one of them, loading it on the idle pod before it leaves the busy one, and
+    moves nothing more once the two pods carry even demand."""
+    folder = _adapter(tmp_path / "lora", 8)
+    sims = {}
+    for name in ("pod-a", "pod-b"):
+        sims[name], _ = _engine_pod(kube, engines, name, 16, "--itl-ms", "40")
+    controller("--balance-interval-seconds", "0.3")
+    for name in ("x", "y", "z"):
+        kube.add_adapter(name, artifactURL=str(folder), replicas=1, schedulerName="balanced")
+    for name in ("x", "y", "z"):
+        kube.wait_adapter(name, running, timeout=20)
+    held = {name: status(kube.adapter(name))["instances"][0] for name in ("x", "y", "z")}
+    shared = next(pod for pod in sims if list(held.values()).count(pod) == 2)
+    busy = sorted(name for name, pod in held.items() if pod == shared)
+
+    stop = threading.Event()
+    gaps: list[str] = []
+
+    def load(adapter: str) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                instances = status(kube.adapter(adapter)).get("instances") or []
+                if not instances:
+                    gaps.append(adapter)
+                    time.sleep(0.05)
+                    continue
+                url = sims[instances[0]].url
+                client.post(f"{url}/v1/completions", json={"model": adapter, "prompt": "x", "max_tokens": 10})
+
+    workers = [threading.Thread(target=load, args=(name,)) for name in busy for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            places = {name: status(kube.adapter(name)).get("instances") for name in busy}
+            if places[busy[0]] != places[busy[1]] and all(len(p or []) == 1 for p in places.values()):
+                break
+            time.sleep(0.2)
+        time.sleep(3)  # ten more plans: the pods are even now, nothing moves again
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=15)
+    places = {name: status(kube.adapter(name))["instances"] for name in busy}
+    assert places[busy[0]] != places[busy[1]], places
+    events = [e for e in kube.items("/api/v1/namespaces/default/events") if e["reason"] == "Moved"]
+    assert len(events) == 1 and f"from pod {shared}" in events[0]["message"]
+    assert gaps == []  # the adapter was served throughout the move

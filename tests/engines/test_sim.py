@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -248,3 +249,52 @@ def test_vllm_lists_adapters_with_requests_in_flight_in_both_lora_lists(vllm, tm
     after = vllm_lora_activity(httpx.get(f"{vllm.url}/metrics").text)
     assert during is not None and during["running"] == during["waiting"] == {"busy"}
     assert after is not None and after["running"] == after["waiting"] == frozenset()
+
+
+def _adapter(folder, rank: int):
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"r": rank}))
+    return str(folder)
+
+
+def test_vllm_cache_evicts_the_least_recently_used_and_unload_only_forgets_the_name(tmp_path):
+    """--max-cpu-loras bounds the adapters that answer without a load first, not the names served (vLLM 0.32:
+    LRUCacheWorkerLoRAManager; unload deletes the name only); a load costs more with rank (sim/lora_cache.py)."""
+    sim = start_sim(
+        "vllm",
+        "--max-lora-rank",
+        "64",
+        "--max-loras",
+        "1",
+        "--max-cpu-loras",
+        "2",
+        "--lora-load-ms",
+        "200",
+        "--lora-load-ms-per-rank",
+        "4",
+    )
+    try:
+
+        def load(name: str, rank: int) -> float:
+            started = time.perf_counter()
+            body = {"lora_name": name, "lora_path": _adapter(tmp_path / name, rank)}
+            assert httpx.post(f"{sim.url}/v1/load_lora_adapter", json=body).status_code == 200
+            return time.perf_counter() - started
+
+        def ask(name: str) -> float:
+            started = time.perf_counter()
+            body = {"model": name, "prompt": "x", "max_tokens": 1}
+            assert httpx.post(f"{sim.url}/v1/completions", json=body).status_code == 200
+            return time.perf_counter() - started
+
+        assert load("wide", 64) >= 0.2 + 0.256 > load("a", 8) >= 0.2 + 0.032
+        load("b", 8)  # the cache holds two: "wide" is evicted
+        served = {card["id"] for card in httpx.get(f"{sim.url}/v1/models").json()["data"]}
+        assert {"wide", "a", "b"} <= served  # every name is still served
+        assert ask("b") < 0.2  # cached
+        assert ask("wide") >= 0.2 + 0.256  # evicted: loaded again first
+        assert ask("wide") < 0.2  # and cached now
+        assert httpx.post(f"{sim.url}/v1/unload_lora_adapter", json={"lora_name": "b"}).status_code == 200
+        assert "b" not in {card["id"] for card in httpx.get(f"{sim.url}/v1/models").json()["data"]}
+    finally:
+        sim.stop()

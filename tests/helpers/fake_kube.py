@@ -97,6 +97,7 @@ class Store:
         self.history: deque[tuple[int, Kind, str, Obj]] = deque(maxlen=HISTORY)
         self.watchers: list[Watcher] = []
         self.requests = 0
+        self.delay = 0.0  # seconds every request but a watch waits (POST /fault)
 
     def add_kind(self, kind: Kind) -> None:
         self.objects.setdefault(kind, {})
@@ -286,10 +287,12 @@ async def collection(request: Request) -> Response:
         if request.method == "POST":
             if namespace is None:
                 raise ApiError(405, "MethodNotAllowed", "create needs a namespace")
+            await asyncio.sleep(store.delay)
             return JSONResponse(store.create(kind, namespace, await _body(request)), status_code=201)
         query = request.query_params
         if query.get("watch") in ("true", "1"):
             return await watch(kind, namespace, request)
+        await asyncio.sleep(store.delay)
         items = store.list(kind, namespace, query.get("labelSelector"), query.get("fieldSelector"))
         return JSONResponse(
             {
@@ -350,6 +353,7 @@ async def watch(kind: Kind, namespace: str | None, request: Request) -> Response
 
 async def member(request: Request) -> Response:
     store.requests += 1
+    await asyncio.sleep(store.delay)
     try:
         kind, namespace, name, sub = _route(request)
         assert namespace is not None and name is not None
@@ -383,9 +387,16 @@ async def stats(request: Request) -> Response:
     return JSONResponse({"requests": store.requests, "resourceVersion": store.last_rv})
 
 
+async def fault(request: Request) -> Response:
+    """POST {"delay_ms": N}: every request but a watch waits N ms first (an API server under load)."""
+    store.delay = float((await request.json()).get("delay_ms", 0)) / 1000
+    return JSONResponse({"delay_ms": store.delay * 1000})
+
+
 _METHODS = ["GET", "PUT", "PATCH", "DELETE"]
 routes = [
     Route("/stats", stats),
+    Route("/fault", fault, methods=["POST"]),
     Route("/api/{version}/{plural}", collection, methods=["GET", "POST"]),
     Route("/api/{version}/namespaces/{namespace}/{plural}", collection, methods=["GET", "POST"]),
     Route("/api/{version}/namespaces/{namespace}/{plural}/{name}", member, methods=_METHODS),

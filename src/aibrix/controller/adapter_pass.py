@@ -8,7 +8,6 @@ The status carries the per-pod retry state, so a restarted controller carries on
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -22,21 +21,18 @@ from aibrix.controller.exposure import sglang_naming
 from aibrix.controller.fleet import Fleet
 from aibrix.controller.loader import Loaded, LoadError, Outcome
 from aibrix.controller.observation import Observation, observe
+from aibrix.controller.pass_status import StatusKeeper
 from aibrix.controller.pods import Pod, parse_time
-from aibrix.controller.resources import EndpointSlice, Obj, Service, key_of, timestamp
+from aibrix.controller.resources import EndpointSlice, Obj, Service
 from aibrix.controller.rollout import instance_versions, stale_instances, version_of
 from aibrix.controller.spec import AdapterSpec, SpecError, parse_spec
 from aibrix.controller.status import (
-    Condition,
     ConditionStatus,
     ConditionType,
     Phase,
-    Retry,
     condition,
-    set_condition,
 )
 from aibrix.controller.transitions import (
-    Verdict,
     after_failure,
     due,
     failure_news,
@@ -44,37 +40,21 @@ from aibrix.controller.transitions import (
     settle,
     still_serving,
 )
-from aibrix.controller.writes import merge_patch
 from aibrix.storage.uri import redact
 
 log = logging.getLogger("aibrix.controller")
 
 
-class AdapterPass:
-    """What acting changes is kept here: the status to write, the instances and the retry entries."""
+class AdapterPass(StatusKeeper):
+    """What acting changes is kept here (StatusKeeper): the status to write, the instances and the retry entries."""
 
     def __init__(self, fleet: Fleet, obj: Obj) -> None:
-        self.fleet, self.obj, self.key = fleet, obj, key_of(obj)
-        self.name = f"{self.key[0]}/{self.key[1]}"
+        super().__init__(fleet, obj)
         self.options = fleet.options
-        self.old_status: Obj = obj.get("status") or {}
-        self.status: Obj = copy.deepcopy(self.old_status)
-        self.conditions: list[Condition] = self.status.setdefault("conditions", [])
-        self.generation = int(obj["metadata"].get("generation") or 1)
         self.now = time.time()
-        self.instances: list[Pod] = []
-        self.retries: dict[str, Retry] = {}
         self.gave_up = False  # a pod was given up on in this pass: choose another at once
         self.learned = False  # the adapter's rank became known in this pass: place the other replicas at once
-        self.version = ""  # the version the spec asks for (rollout.version_of)
-        self.versions: dict[str, str] = {}  # instance -> the version it holds
         self.rolled: bool | None = None  # a pod was moved to the new version in this pass (False: that failed)
-
-    def condition(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str) -> None:
-        set_condition(self.conditions, type_, status, reason, message, self.generation)
-
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.fleet.event(self.obj, type_, reason, message)
 
     async def run(self) -> float | None:
         """Act, then say how soon to run again (a retry falling due, a pod becoming stable), or None."""
@@ -115,20 +95,7 @@ class AdapterPass:
         short = shortfall(seen.wanted, len(seen.candidates), seen.unfit, seen.rank)
         if short is not None:
             self.unschedulable(*short)
-        fatal = None
-        now_due = due(pending, self.retries, self.now)
-        if now_due:
-            if not self.instances:
-                await self.write_phase(Phase.LOADING, seen)
-            fatal = await self.load(spec, now_due)
-        if self.key in self.fleet.moves:
-            await self.finish_move(spec)
-        self.fleet.placements.assign(
-            self.key, {p.name for p in self.instances} | {n for n in self.retries if n in seen.by_name}
-        )
-        bound = condition(self.conditions, ConditionType.BOUND)
-        if self.instances or (bound is not None and bound["status"] == ConditionStatus.TRUE):
-            await self.expose(spec, seen)  # with no instances left, the slice is emptied: no traffic to pods without it
+        fatal = await self.act(spec, seen, pending)
         verdict = settle(
             self.name,
             len(self.instances),
@@ -150,6 +117,24 @@ class AdapterPass:
             return self.options.backoff(1)
         later = [e.next_attempt - self.now for e in self.retries.values()] + list(seen.stabilizing)
         return min((w for w in later if w > 0), default=None)
+
+    async def act(self, spec: AdapterSpec, seen: Observation, pending: list[Pod]) -> str | None:
+        """Load where due, finish a move, and expose what holds the adapter; returns why it cannot load anywhere."""
+        fatal = None
+        now_due = due(pending, self.retries, self.now)
+        if now_due:
+            if not self.instances:
+                await self.write_phase(Phase.LOADING, seen)
+            fatal = await self.load(spec, now_due)
+        if self.key in self.fleet.moves:
+            await self.finish_move(spec)
+        self.fleet.placements.assign(
+            self.key, {p.name for p in self.instances} | {n for n in self.retries if n in seen.by_name}
+        )
+        bound = condition(self.conditions, ConditionType.BOUND)
+        if self.instances or (bound is not None and bound["status"] == ConditionStatus.TRUE):
+            await self.expose(spec, seen)  # with no instances left, the slice is emptied: no traffic to pods without it
+        return fatal
 
     async def refresh(self, spec: AdapterSpec, seen: Observation) -> list[Pod]:
         """Unload where the adapter should no longer be, move an instance on an old version to the new one, and
@@ -263,14 +248,6 @@ class AdapterPass:
             self.instances.remove(source)
             self.event("Normal", "Moved", f"moved from pod {move.source} to pod {move.target} to even out demand")
 
-    def unschedulable(self, reason: str, message: str) -> None:
-        """Scheduled=False with the counts ("2 of 5 placeable: 3 pods lack rank >= 64"), and an Event when the
-        reason is new: counts that move as the fleet fills update the condition, not the adapter's Events."""
-        before = condition(self.conditions, ConditionType.SCHEDULED)
-        if before is None or (before["status"], before["reason"]) != (ConditionStatus.FALSE, reason):
-            self.event("Warning", reason, message)
-        self.condition(ConditionType.SCHEDULED, ConditionStatus.FALSE, reason, message)
-
     def adapters_on(self, pod: str) -> int:
         """Adapters held or being loaded on ``pod`` in this namespace, this one included."""
         return self.fleet.placements.adapters_on(self.key[0], pod)
@@ -280,7 +257,7 @@ class AdapterPass:
         return [(priority, key[1]) for priority, key in self.fleet.placements.residents(self.key[0], pod)]
 
     def demand_on(self, pod: str) -> float:
-        return self.fleet.demand.of_pod((self.key[0], pod))
+        return sum(self.fleet.expected_demand(self.key[0], pod).values())
 
     def occupancy(self, pod: str) -> tuple[int, int]:
         return self.fleet.placements.occupancy(self.key[0], pod)
@@ -406,53 +383,3 @@ class AdapterPass:
         await self.fleet.kube.apply_once(
             EndpointSlice, exposure.endpoint_slice(spec, owners, self.instances, port, seen.matching)
         )
-
-    def apply(self, verdict: Verdict, spec: AdapterSpec) -> None:
-        """The phase and conditions the pass settles in."""
-        self.condition(ConditionType.INITIALIZED, ConditionStatus.TRUE, "Initialized", "Configuration is valid")
-        self.status["phase"] = verdict.phase
-        self.status["nextAttemptTime"] = None if verdict.hold_until is None else timestamp(verdict.hold_until)
-        if self.instances and all(self.versions.get(p.name) == self.version for p in self.instances):
-            self.status["artifactURL"] = redact(spec.artifact_url)
-            self.status["artifactDigest"] = spec.artifact_digest
-        if verdict.unbound and condition(self.conditions, ConditionType.BOUND) is not None:
-            self.condition(ConditionType.BOUND, ConditionStatus.FALSE, "NoInstances", "No pod holds the adapter")
-        self.condition(ConditionType.READY, *verdict.ready)
-        if verdict.event is not None:
-            self.event("Warning", verdict.event, verdict.ready[2])
-
-    async def write_phase(self, phase: Phase, seen: Observation) -> None:
-        """Write the status with ``phase`` (while no pod serves the adapter; afterwards it stays Running)."""
-        self.status["phase"] = Phase.RUNNING if self.instances and phase in (Phase.SCHEDULED, Phase.LOADING) else phase
-        self.status["instances"] = sorted(p.name for p in self.instances)
-        self.status["instanceVersions"] = {p.name: self.versions.get(p.name, self.version) for p in self.instances}
-        self.status["readyReplicas"] = len(self.instances)
-        self.status["retries"] = [self.retries[n].to_status() for n in sorted(self.retries)]
-        self.status["desiredReplicas"] = seen.desired
-        self.status["candidates"] = len(seen.candidates)
-        await self.write()
-
-    async def write(self) -> None:
-        """Write the status if it changed (a resync with nothing to do writes nothing). A change in the candidate
-        count alone waits for the next other change, or a resync interval: as pods fill, every adapter's count moves,
-        and writing each move would cost a write per adapter per pod that fills."""
-        self.status["observedGeneration"] = self.generation
-        self.fleet.placements.set_phase(self.key, self.status.get("phase"))
-        self.status = {k: v for k, v in self.status.items() if v is not None}
-        patch = merge_patch(self.old_status, self.status)
-        if not patch or (patch.keys() == {"candidates"} and not self.fleet.written_long_ago(self.key)):
-            return
-        old_phase, phase = self.old_status.get("phase"), self.status.get("phase")
-        if phase != old_phase:
-            log.info(
-                "adapter %s phase %s -> %s", self.name, old_phase, phase, extra={"adapter": self.name, "phase": phase}
-            )
-        try:
-            stored = await self.fleet.kube.patch_status(self.key[0], self.key[1], patch)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return
-            raise
-        self.fleet.adapters.store(stored)
-        self.fleet.wrote(self.key)
-        self.old_status = copy.deepcopy(self.status)

@@ -8,6 +8,7 @@ Nothing runs while no adapter asks for ``balanced``: a fleet that does not use i
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from aibrix.controller.fleet import Fleet
 from aibrix.controller.pods import Pod
 from aibrix.controller.resources import Key, Obj
 from aibrix.controller.schedulers import load_of
-from aibrix.metrics.lora import active_adapters
+from aibrix.metrics.lora import active_adapters, vllm_lora_activity
+
+log = logging.getLogger("aibrix.controller")
 
 BALANCED = "balanced"
 
@@ -36,6 +39,7 @@ class Balancer:
         self.fleet = fleet
         self.options = options or BalanceOptions()
         self._moved: dict[Key, float] = {}
+        self._mismatched: set[str] = set()  # pod uids whose engine contradicted their arguments (said once)
 
     async def run(self) -> None:
         rounds = 0
@@ -64,12 +68,32 @@ class Balancer:
         for pod, page in zip(pods, pages, strict=True):
             if page is None:
                 continue
+            self.cross_check(pod, page)
             active = active_adapters(page)
             requests = load_of(pod.engine, page)[0]
             if active is not None:
                 self.fleet.demand.sample(
                     (pod.namespace, pod.name), active, 0.0 if math.isinf(requests) else requests, now
                 )
+
+    def cross_check(self, pod: Pod, page: str) -> None:
+        """Limits come from the engine's arguments; vLLM reports its --max-loras back in lora_requests_info. When
+        the two disagree, the arguments read are not the ones the engine runs with (a wrapper script, a config
+        file), and the rank limit read from them may be wrong too: say so once per pod."""
+        activity = vllm_lora_activity(page) if pod.engine == "vllm" else None
+        reported = next(iter((activity or {}).get("max_lora", ())), None)
+        if reported is None or pod.uid in self._mismatched or reported == str(pod.limits.max_loras):
+            return
+        self._mismatched.add(pod.uid)
+        log.warning(
+            "pod %s/%s: the engine reports max_lora=%s but its arguments say --max-loras %s; its limits may be "
+            "misread: set the annotations adapter.model.aibrix.ai/max-lora-rank and .../max-adapters",
+            pod.namespace,
+            pod.name,
+            reported,
+            pod.limits.max_loras,
+            extra={"pod": pod.name},
+        )
 
     def plan(self, balanced: dict[Key, Obj]) -> list[tuple[Key, Move]]:
         """Plan each namespace's moves and hand them to the adapters' passes."""
@@ -100,7 +124,7 @@ class Balancer:
     def _state(self, pod: Pod, movable: set[str]) -> PodState:
         namespace = pod.namespace
         placed = {key[1] for key in self.fleet.placements.on_pod(namespace, pod.name)}
-        demand = self.fleet.demand.on_pod((namespace, pod.name))
+        demand = self.fleet.expected_demand(namespace, pod.name)
         slots = pod.limits.max_adapters
         return PodState(
             name=pod.name,

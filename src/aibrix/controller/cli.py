@@ -114,6 +114,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--unload-timeout", type=_positive, default=5.0, help="per-pod unload timeout on deletion")
     p.add_argument("--deletion-timeout", type=_positive, default=30.0, help="longest a deletion waits on pods")
     p.add_argument("--workers", type=int, default=32, help="adapters reconciled at once")
+    p.add_argument(
+        "--balance-interval-seconds",
+        type=_positive,
+        default=2.0,
+        help="how often pods' demand is sampled for schedulerName: balanced (moves are planned every third sample)",
+    )
+    p.add_argument(
+        "--balance-threshold", type=float, default=0.25, help="a pod this far above the reachable floor sheds adapters"
+    )
+    p.add_argument("--balance-moves", type=int, default=10, help="adapters moved per plan at most")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     return p
@@ -215,6 +225,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def controller_config(args: argparse.Namespace) -> ControllerConfig:
+    from aibrix.controller.balancer import BalanceOptions
     from aibrix.controller.manager import ControllerConfig
     from aibrix.controller.options import Options
 
@@ -227,9 +238,13 @@ def controller_config(args: argparse.Namespace) -> ControllerConfig:
         unload_timeout=args.unload_timeout,
         deletion_timeout=args.deletion_timeout,
     )
+    balance = BalanceOptions(
+        interval=args.balance_interval_seconds, threshold=args.balance_threshold, moves=args.balance_moves
+    )
     return ControllerConfig(
         namespace=args.namespace,
         options=options,
+        balance=balance,
         workers=args.workers,
         leader_elect=args.leader_elect,
         lease_name=args.leader_election_id,

@@ -5,7 +5,9 @@ runtime's ``aibrix:lora_adapter_requests_active`` built from it; aibrix.metrics.
 running and waiting requests. Each sample splits the pod's requests evenly over the adapters active there (at least
 one request each), and an exponentially weighted average per (pod, adapter) smooths the samples over time
 (half-life ``half_life`` seconds); until a pod has that many samples, their plain mean (one early sample must not
-outweigh the rest). An adapter's demand is the sum over its pods; a pod's is the sum over its adapters.
+outweigh the rest). An adapter's demand is the sum over the pods it was seen on; a pod's expected demand is the sum,
+over the adapters placed on it now, of each one's demand over its replicas (a gateway splits an adapter's traffic
+over the pods that hold it), so a move counts at once, before the readings catch up.
 
 Limits, said once: vLLM exports names, not per-adapter counts, so two adapters active on one pod share its requests
 evenly whatever their real split; base-model requests count toward the adapters active beside them; SGLang exports
@@ -26,6 +28,7 @@ class DemandEstimator:
         self.half_life = half_life
         self._pods: dict[PodKey, dict[str, float]] = {}  # (namespace, pod) -> adapter -> smoothed requests
         self._sampled: dict[PodKey, tuple[float, int]] = {}  # (namespace, pod) -> (last sample time, samples)
+        self._totals: dict[tuple[str, str], float] = {}  # (namespace, adapter) -> the sum over its pods
 
     def sample(self, pod: PodKey, active: Collection[str], requests: float, now: float) -> None:
         """One reading of a pod: the adapters with requests in flight and its running plus waiting requests."""
@@ -35,26 +38,34 @@ class DemandEstimator:
         share = max(requests, float(len(active))) / len(active) if active else 0.0
         current = self._pods.setdefault(pod, {})
         for name in current.keys() | set(active):
-            value = current.get(name, 0.0)
-            value += weight * ((share if name in active else 0.0) - value)
+            old = current.get(name, 0.0)
+            value = old + weight * ((share if name in active else 0.0) - old)
             if value < 1e-3:
+                value = 0.0
                 current.pop(name, None)
             else:
                 current[name] = value
+            self._add((pod[0], name), value - old)
+
+    def _add(self, key: tuple[str, str], change: float) -> None:
+        total = self._totals.get(key, 0.0) + change
+        if total < 1e-3:
+            self._totals.pop(key, None)
+        else:
+            self._totals[key] = total
 
     def forget(self, pod: PodKey) -> None:
-        self._pods.pop(pod, None)
+        for name, value in self._pods.pop(pod, {}).items():
+            self._add((pod[0], name), -value)
         self._sampled.pop(pod, None)
 
     def on_pod(self, pod: PodKey) -> Mapping[str, float]:
-        """Smoothed requests per adapter on ``pod``."""
+        """Smoothed requests per adapter seen on ``pod`` (adapters that left it fade out over the half-life)."""
         return self._pods.get(pod, {})
 
-    def of_pod(self, pod: PodKey) -> float:
-        return sum(self._pods.get(pod, {}).values())
-
     def of_adapter(self, namespace: str, name: str) -> float:
-        return sum(values.get(name, 0.0) for (ns, _), values in self._pods.items() if ns == namespace)
+        """The adapter's demand wherever it was seen: what it brings to the pods it is placed on, split evenly."""
+        return self._totals.get((namespace, name), 0.0)
 
 
 @dataclass(frozen=True)

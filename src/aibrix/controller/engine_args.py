@@ -51,6 +51,7 @@ class PodLimits:
 
     max_rank: int | None = None
     max_adapters: int | None = None
+    max_loras: int | None = None  # vLLM's --max-loras as its arguments say (what lora_requests_info reports back)
 
 
 def pod_limits(engine: str, containers: list[dict[str, Any]], annotations: dict[str, str] | None = None) -> PodLimits:
@@ -63,15 +64,18 @@ def pod_limits(engine: str, containers: list[dict[str, Any]], annotations: dict[
     args = engine_arguments(containers)
     rank = _number(flag(args, "--max-lora-rank"))
     slots: int | None = None
+    loras: int | None = None
     if engine == "vllm":
         rank = rank or VLLM_DEFAULT_RANK
-        slots = _number(flag(args, "--max-cpu-loras")) or _number(flag(args, "--max-loras"))
+        loras = _number(flag(args, "--max-loras"))
+        slots = _number(flag(args, "--max-cpu-loras")) or loras
+        loras = loras or VLLM_DEFAULT_LORAS
     elif engine == "sglang":
         slots = _number(flag(args, "--max-loaded-loras"))
     notes = annotations or {}
     rank = _number(notes.get(MAX_RANK_ANNOTATION, "").strip()) or rank
     slots = _number(notes.get(MAX_ADAPTERS_ANNOTATION, "").strip()) or slots
-    return PodLimits(rank, slots)
+    return PodLimits(rank, slots, loras)
 
 
 def limits_env(

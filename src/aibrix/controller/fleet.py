@@ -80,6 +80,15 @@ class Fleet:
             self.event(obj, "Warning", "UnloadFailed", f"could not unload from pod {pod.name}: {exc.message}")
             return False
 
+    def expected_demand(self, namespace: str, pod: str) -> dict[str, float]:
+        """Each adapter placed on ``pod`` with its share of demand there: its demand over the pods it is on."""
+        shares = {}
+        for key in self.placements.on_pod(namespace, pod):
+            demand = self.demand.of_adapter(*key)
+            if demand > 0:
+                shares[key[1]] = demand / max(1, len(self.placements.pods_of(key)))
+        return shares
+
     def all_pods(self) -> list[Pod]:
         return [self._pod(o) for o in self.pods.objects.values()]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient, operators
 
-from aibrix.controller.balancer import Balancer
+from aibrix.controller.balancer import BalanceOptions, Balancer
 from aibrix.controller.fleet import Fleet
 from aibrix.controller.informer import Informer
 from aibrix.controller.leader import LeaderElector
@@ -109,6 +109,7 @@ def complete(adapter: Obj) -> bool:
 class ControllerConfig:
     namespace: str | None = None
     options: Options = field(default_factory=Options)
+    balance: BalanceOptions = field(default_factory=BalanceOptions)
     workers: int = 32
     leader_elect: bool = True
     lease_name: str = "aibrix-controller-manager"
@@ -137,7 +138,7 @@ class Controller:
         fleet = Fleet(self.kube, self.adapters, self.pods, self.loader, config.options, metrics)
         fleet.wake = self.queue.add  # a preempting adapter wakes the ones it displaced
         self.reconciler = Reconciler(fleet)
-        self.balancer = Balancer(fleet)
+        self.balancer = Balancer(fleet, config.balance)
         self.leading = False
         self._selectors: dict[tuple[str, str, int], Selector | None] = {}
 

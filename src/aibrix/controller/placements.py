@@ -43,6 +43,10 @@ class Placements:
             self._on_pod.setdefault((key[0], pod), set()).add(key)
         self._pods[key] = set(pods)
 
+    def pods_of(self, key: Key) -> set[str]:
+        """The pods ``key`` is on or being loaded on."""
+        return self._pods.get(key, set())
+
     def on_pod(self, namespace: str, pod: str) -> set[Key]:
         """The adapters placed on ``pod``, or being loaded there."""
         return set(self._on_pod.get((namespace, pod), ()))

@@ -15,6 +15,7 @@ from aibrix.asgi import RecordingMiddleware, Seen
 from aibrix.auth import bearer
 from aibrix.sim import SIM_ENGINES
 from aibrix.sim.engine import SimEngine, Timing
+from aibrix.sim.lora_cache import LoadCost, LoRACache
 from aibrix.sim.metrics import SGLangMetrics
 from aibrix.sim.sglang import SGLangServing, sglang_auth_exempt, sglang_routes
 from aibrix.sim.sglang_lora import SGLangLoRA, SGLangLoRAFlags
@@ -73,7 +74,10 @@ def build_sim_app(
     if engine == "vllm":
         limits = vllm_limits or VLLMLimits()
         vllm_metrics = VLLMMetrics(model, max_lora=limits.max_loras, max_model_len=limits.max_model_len)
-        state = SimEngine(model, vllm_metrics, timing or Timing(), max_running=max_running)
+        timing = timing or Timing()
+        cost = LoadCost(timing.lora_load, timing.lora_load_per_rank, timing.lora_load_per_mb)
+        cache = LoRACache(limits.max_cpu_loras or limits.max_loras, cost)
+        state = SimEngine(model, vllm_metrics, timing, max_running=max_running, lora_cache=cache)
         routes = vllm_routes(state, error_style=error_style, allow_lora=allow_lora, limits=limits)
         exempt = vllm_auth_exempt
     elif engine == "sglang":

@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="base time to first token")
     parser.add_argument("--itl-ms", type=float, default=5.0, help="time between generated tokens")
     parser.add_argument("--lora-load-ms", type=float, default=0.0, help="time an adapter load takes")
+    parser.add_argument("--lora-load-ms-per-rank", type=float, default=0.0, help="more load time per unit of rank")
+    parser.add_argument("--lora-load-ms-per-mb", type=float, default=0.0, help="more load time per MB of files")
     parser.add_argument("--max-running", type=int, default=64, help="requests run at once; the rest wait")
     vllm = parser.add_argument_group("vLLM serving flags (same meaning as vLLM's)")
     vllm.add_argument("--model-path", help="the model's folder: root of the base model card (default: --model)")
@@ -49,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "inferred from --lora-paths)",
     )
     vllm.add_argument("--max-loras", type=int, default=1)
+    vllm.add_argument(
+        "--max-cpu-loras", type=int, default=None, help="adapters kept in the cache (default: --max-loras)"
+    )
     _sglang_flags(parser)
     args = parser.parse_args(argv)
     flags = SGLangLoRAFlags(
@@ -81,10 +86,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         api_key=args.api_key,
         allow_lora=args.engine != "vllm" or runtime_lora_allowed(),
         error_style=args.error_style,
-        timing=Timing(ttft=args.ttft_ms / 1000, itl=args.itl_ms / 1000, lora_load=args.lora_load_ms / 1000),
+        timing=Timing(
+            ttft=args.ttft_ms / 1000,
+            itl=args.itl_ms / 1000,
+            lora_load=args.lora_load_ms / 1000,
+            lora_load_per_rank=args.lora_load_ms_per_rank / 1000,
+            lora_load_per_mb=args.lora_load_ms_per_mb / 1000,
+        ),
         max_running=args.max_running,
         metrics_payload=args.metrics_payload.read() if args.metrics_payload else None,
-        vllm_limits=VLLMLimits(args.max_model_len, args.max_lora_rank or 16, args.max_loras, args.model_path),
+        vllm_limits=VLLMLimits(
+            args.max_model_len, args.max_lora_rank or 16, args.max_loras, args.model_path, args.max_cpu_loras
+        ),
         sglang_flags=flags,
         sglang_serving=SGLangServing(
             list_adapters=not args.sglang_legacy_models,

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from aibrix.sim.lora_cache import LoRACache
 from aibrix.sim.metrics import EngineMetrics, FinishedRequest
 
 
@@ -18,6 +19,8 @@ class Timing:
     prefill_per_token: float = 0.0001
     itl: float = 0.005
     lora_load: float = 0.0
+    lora_load_per_rank: float = 0.0  # seconds more per unit of the adapter's rank (sim/lora_cache.py)
+    lora_load_per_mb: float = 0.0  # seconds more per MB of its files
 
 
 @dataclass
@@ -30,6 +33,7 @@ class SimEngine:
     adapters: dict[str, str] = field(default_factory=dict)
     metrics_payload: bytes | None = None  # served instead of live metrics when set (replay a capture)
     created: int = field(default_factory=lambda: int(time.time()))
+    lora_cache: LoRACache | None = None  # vLLM's worker cache (--max-cpu-loras); None: every adapter stays in
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.max_running)
@@ -61,6 +65,8 @@ class SimEngine:
             generated = 0
             ttft = 0.0
             try:
+                if adapter and self.lora_cache is not None:
+                    await self.lora_cache.use(adapter)  # an evicted adapter is loaded again first
                 await asyncio.sleep(self.timing.ttft + self.timing.prefill_per_token * prompt_tokens)
                 last = time.perf_counter()
                 ttft = last - arrived

@@ -36,13 +36,15 @@ VLLM_VERSION = "0.32.0"
 
 @dataclass(frozen=True)
 class VLLMLimits:
-    """The serving flags that shape vLLM's answers: ``--max-model-len``, ``--max-lora-rank``, ``--max-loras``, and
-    the model's path (``root`` of the base model card; the served name when not given)."""
+    """The serving flags that shape vLLM's answers: ``--max-model-len``, ``--max-lora-rank``, ``--max-loras``, the
+    model's path (``root`` of the base model card; the served name when not given) and ``--max-cpu-loras`` (the
+    adapter cache; default ``--max-loras``, as vLLM's config/lora.py)."""
 
     max_model_len: int = 32768
     max_lora_rank: int = 16
     max_loras: int = 1
     model_path: str | None = None
+    max_cpu_loras: int | None = None
 
 
 def runtime_lora_allowed(environ: dict[str, str] | None = None) -> bool:
@@ -129,13 +131,16 @@ def vllm_routes(engine: SimEngine, *, error_style: str, allow_lora: bool, limits
             if error_style == "nested":
                 message += " If you want to load the adapter in place, set 'load_inplace' to True."
             return error(400, message, "InvalidUserInput")
-        await asyncio.sleep(engine.timing.lora_load)
         # A relative path is a Hub repo id, which real vLLM downloads; the simulator takes it as there.
         problem = adapter_problem(path, limits.max_lora_rank) if path.startswith("/") else None
+        if problem is not None:
+            await asyncio.sleep(engine.timing.lora_load)
         if problem is not None and problem[0] == 404:
             return error(404, f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError")
         if problem is not None:
             return error(500, problem[1], "InternalServerError")
+        if engine.lora_cache is not None:
+            await engine.lora_cache.load(name, path)
         engine.adapters[name] = path
         return _text(f"Success: LoRA adapter '{name}' added successfully.")
 
@@ -144,6 +149,8 @@ def vllm_routes(engine: SimEngine, *, error_style: str, allow_lora: bool, limits
             return error(400, "'lora_name' needs to be provided to unload a LoRA adapter.", "InvalidUserInput")
         if engine.adapters.pop(name, None) is None:
             return error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
+        if engine.lora_cache is not None:
+            engine.lora_cache.forget(name)  # the name goes; the cached weights stay until evicted
         return None
 
     async def load(request: Request) -> Response:
