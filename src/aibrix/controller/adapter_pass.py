@@ -54,6 +54,7 @@ class AdapterPass(StatusKeeper):
         self.now = time.time()
         self.gave_up = False  # a pod was given up on in this pass: choose another at once
         self.learned = False  # the adapter's rank became known in this pass: place the other replicas at once
+        self.crowded = False  # pods observed with room filled up before this pass chose: look again at once
         self.rolled: bool | None = None  # a pod was moved to the new version in this pass (False: that failed)
 
     async def run(self) -> float | None:
@@ -111,8 +112,11 @@ class AdapterPass(StatusKeeper):
         await self.write_phase(self.status["phase"], seen)
         if fatal:
             return self.options.cooldown
-        if self.gave_up or self.rolled or (self.learned and len(self.instances) < seen.desired):
-            return 0.0  # choose another pod, place the rest, or move the next one to the new version, at once
+        if self.learned and len(self.instances) < seen.desired:
+            self.learned = False
+            return await self.run()  # the rank is known now: place the other replicas in this same pass
+        if self.gave_up or self.rolled or self.crowded:
+            return 0.0  # choose another pod, look at the pods again, or move the next one to the new version, at once
         if self.rolled is False and self.status.get("updateRetry"):
             return self.options.backoff(1)
         later = [e.next_attempt - self.now for e in self.retries.values()] + list(seen.stabilizing)
