@@ -168,7 +168,8 @@ def test_retries_spent_on_every_pod_leave_it_pending_not_failed_until_a_new_pod_
         for e in lines
         if e.get("pod") == "dead" and e.get("adapter") == "default/lonely" and "attempt" in e
     ]
-    assert attempts == [1, 2]
+    # 1, 2, then the third gives up; a slow run may see the pod cool down (0.8 s) and get a fresh set
+    assert attempts[:2] == [1, 2] and attempts == [1, 2] * (len(attempts) // 2)
     assert any(e["level"] == "warning" and e.get("pod") == "dead" and "giving up" in e["msg"] for e in lines)
 
 

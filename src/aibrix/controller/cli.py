@@ -171,11 +171,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     try:
-        from lightkube import AsyncClient, KubeConfig
+        from lightkube import KubeConfig
         from lightkube.core.exceptions import ConfigError
     except ImportError:
         print("aibrix_controller: the controller needs its extra: pip install 'aibrix[controller]'", file=sys.stderr)
         raise SystemExit(2) from None
+    from aibrix.controller.api_client import api_client
     from aibrix.controller.manager import Controller
     from aibrix.controller.metrics import ControllerMetrics
 
@@ -186,7 +187,7 @@ async def run(args: argparse.Namespace) -> None:
         raise SystemExit(2) from None
     config = controller_config(args)
     metrics = ControllerMetrics()
-    client = AsyncClient(config=kubeconfig, field_manager="aibrix-controller")
+    client = api_client(kubeconfig)
     controller = Controller(client, config, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
