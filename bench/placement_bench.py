@@ -226,6 +226,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
             "creates_s": creates,
             "violations": violations(first, ranks, fleet.limits),
             "placed": sum(1 for pods in first.values() if pods),
+            "demand_placed": sum(demand[n] for n, pods in first.items() if pods) / sum(demand.values()),
         }
         before = pod_demand(first, demand, list(fleet.limits))
         result["peak_before"] = max(before.values()) / (sum(before.values()) / len(before))
@@ -288,6 +289,7 @@ def main() -> None:
     rows = [
         ("constraint violations", "violations", "{:d}", "0"),
         ("adapters with at least one pod", "placed", "{:d}", ""),
+        ("share of all demand on adapters with a pod", "demand_placed", "{:.1%}", ""),
         ("all creates answered (s)", "creates_s", "{:.1f}", ""),
         ("create → all placeable settled (s)", "running_s", "{:.1f}", "≤ 15 (fake), ≤ 30 (real)"),
         ("peak pod demand / mean before the traffic", "peak_before", "{:.2f}", ""),

@@ -285,3 +285,21 @@ def test_a_status_patch_removes_what_the_new_status_no_longer_has() -> None:
     new = {"phase": "Running", "instanceVersions": {"b": "v2"}, "retries": []}
     assert merge_patch(old, new) == {"instanceVersions": {"a": None, "b": "v2"}, "rank": None, "retries": []}
     assert merge_patch(new, new) == {}
+
+
+def test_free_slots_wait_for_first_replicas_before_extra_ones() -> None:
+    """An adapter that already holds a pod takes no free slot another adapter still waiting for its first replica
+    could use; a first replica takes it. Nothing placed is displaced, and a waiting rank-64 adapter keeps nothing
+    on a rank-8 pod it could never use."""
+    from aibrix.controller.capacity import reserved_for
+
+    pods = [limited("r8", rank=8, slots=4), limited("r64", rank=64, slots=4), limited("open", rank=64)]
+    extra = observe(spec(3), {"instances": ["r64"], "rank": 8}, pods, NOW, OPTIONS, reserved=reserved_for([64]))
+    assert names(extra.candidates) == ["r8", "r64", "open"]  # held, rank-8 useless to it, no slots declared
+    extra = observe(spec(3), {"instances": ["open"], "rank": 8}, pods, NOW, OPTIONS, reserved=reserved_for([None]))
+    assert names(extra.candidates) == ["open"] and extra.unfit == {
+        "r8": "InsufficientCapacity",
+        "r64": "InsufficientCapacity",
+    }
+    first = observe(spec(3), {"rank": 8}, pods, NOW, OPTIONS, reserved=reserved_for([None]))
+    assert names(first.candidates) == ["r8", "r64", "open"]

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from lightkube import ApiError
 
 from aibrix.controller import exposure, schedulers
+from aibrix.controller.capacity import Unfit, reserved_for, shortfall
 from aibrix.controller.capacity import room as _room
-from aibrix.controller.capacity import shortfall
 from aibrix.controller.exposure import sglang_naming
 from aibrix.controller.fleet import Fleet
 from aibrix.controller.loader import Loaded, LoadError, Outcome
@@ -84,6 +84,7 @@ class AdapterPass(StatusKeeper):
             self.options,
             self.residents,
             self.occupancy,
+            reserved_for(self.fleet.placements.starving(self.key[0], self.key)),
         )
         self.instances, self.retries = list(seen.instances), dict(seen.retries)
         for pod_name in seen.gone:
@@ -110,13 +111,15 @@ class AdapterPass(StatusKeeper):
         )
         self.apply(verdict, spec)
         await self.write_phase(self.status["phase"], seen)
+        starving = not self.instances and short is not None and short[0] == Unfit.INSUFFICIENT_CAPACITY
+        self.fleet.placements.starve(self.key, starving, seen.rank)
         if fatal:
             return self.options.cooldown
-        if self.learned and len(self.instances) < seen.desired:
-            self.learned = False
-            return await self.run()  # the rank is known now: place the other replicas in this same pass
-        if self.gave_up or self.rolled or self.crowded:
-            return 0.0  # choose another pod, look at the pods again, or move the next one to the new version, at once
+        if self.gave_up or self.rolled or self.crowded or (self.learned and len(self.instances) < seen.desired):
+            # choose another pod, look at the pods again, place the other replicas now that the rank is known (behind
+            # the adapters queued before: their first replicas come before this one's extra ones), or move the next
+            # pod to the new version
+            return 0.0
         if self.rolled is False and self.status.get("updateRetry"):
             return self.options.backoff(1)
         later = [e.next_attempt - self.now for e in self.retries.values()] + list(seen.stabilizing)

@@ -38,10 +38,16 @@ def occupancy_of(residents: Residents) -> Occupancy:
 
 
 def fitting(
-    pods: Sequence[Pod], rank: int | None, occupancy: Occupancy, holding: Collection[str], priority: int = 0
+    pods: Sequence[Pod],
+    rank: int | None,
+    occupancy: Occupancy,
+    holding: Collection[str],
+    priority: int = 0,
+    reserved: Callable[[Pod], bool] = lambda pod: False,
 ) -> tuple[list[Pod], dict[str, Unfit]]:
     """The pods that can take the adapter, and why each other one cannot. A pod whose slots are all taken can
-    still take it when one of its adapters has a lower priority: that one yields (``preempted``)."""
+    still take it when one of its adapters has a lower priority: that one yields (``preempted``). A pod whose free
+    slots are ``reserved`` (for adapters still waiting for their first replica) takes no extra replica."""
     fit: list[Pod] = []
     unfit: dict[str, Unfit] = {}
     for pod in pods:
@@ -50,7 +56,7 @@ def fitting(
             unfit[pod.name] = Unfit.RANK_TOO_HIGH  # even a pod being tried: it can never load it
         elif pod.name in holding:
             fit.append(pod)
-        elif not room(pod, priority, occupancy):
+        elif not room(pod, priority, occupancy) or (pod.limits.max_adapters is not None and reserved(pod)):
             unfit[pod.name] = Unfit.INSUFFICIENT_CAPACITY
         else:
             fit.append(pod)
@@ -65,6 +71,18 @@ def room(pod: Pod, priority: int, occupancy: Occupancy) -> bool:
         return True
     count, lowest = occupancy(pod.name)
     return count < slots or lowest < priority
+
+
+def reserved_for(starving: Collection[int | None]) -> Callable[[Pod], bool]:
+    """Whether a pod's free slots are kept for adapters that hold no replica yet and wait for capacity (their ranks
+    given, None when unknown): an extra replica must not take a slot one of them could use. Nothing already placed
+    is displaced for them; they get the next slot that frees."""
+
+    def reserved(pod: Pod) -> bool:
+        limit = pod.limits.max_rank
+        return any(rank is None or limit is None or rank <= limit for rank in starving)
+
+    return reserved
 
 
 def preempted(on_pod: list[tuple[int, str]], slots: int | None, name: str) -> bool:

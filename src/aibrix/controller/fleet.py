@@ -42,7 +42,10 @@ class Fleet:
         self.wake: Callable[[Key], None] = lambda key: None  # queue another adapter's pass (the manager sets it)
 
     def forget(self, key: Key) -> None:
+        """Drop a deleted adapter; the slots it frees go to the adapters waiting for a first replica, at once."""
         self.placements.forget(key)
+        for waiting in self.placements.starving_keys(key[0]):
+            self.wake(waiting)
         self.moves.pop(key, None)
         self._events.pop(key, None)
         self._written.pop(key, None)

@@ -4,7 +4,7 @@ alive, gone, or left somewhere they should not be. ``observe`` is pure: the pass
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -46,10 +46,12 @@ def observe(
     options: Options,
     residents: Residents = lambda pod: [],
     occupancy: Occupancy | None = None,
+    reserved: Callable[[Pod], bool] = lambda pod: False,
 ) -> Observation:
     """The adapter's world as the caches and its status describe it; ``pods`` are all pods of its namespace,
-    ``residents`` the adapters placed on a pod with their priorities, ``occupancy`` their count and lowest priority
-    (controller/capacity.py)."""
+    ``residents`` the adapters placed on a pod with their priorities, ``occupancy`` their count and lowest priority,
+    ``reserved`` whether a pod's free slots wait for other adapters' first replicas (controller/capacity.py): it
+    applies only to an adapter that already holds or is trying a pod."""
     matching = tuple(p for p in pods if spec.selector.matches(p.labels))
     by_name = {p.name: p for p in matching}
     eligible = [p for p in matching if p.eligible(now, options.stability)]
@@ -69,7 +71,15 @@ def observe(
         and p.limits.max_adapters is not None
         and preempted(residents(p.name), p.limits.max_adapters, spec.name)
     }
-    fit, unfit = fitting(eligible, rank, occupancy or occupancy_of(residents), holding - yielded, spec.priority)
+    extra = bool(holding - yielded)
+    fit, unfit = fitting(
+        eligible,
+        rank,
+        occupancy or occupancy_of(residents),
+        holding - yielded,
+        spec.priority,
+        reserved if extra else lambda pod: False,
+    )
     candidates = tuple(p for p in fit if p.name not in yielded)
     unfit.update({name: Unfit.INSUFFICIENT_CAPACITY for name in yielded})
     everywhere = {p.name: p for p in pods}

@@ -17,6 +17,7 @@ class Placements:
         self._priority: dict[Key, int] = {}  # adapter -> spec.priority
         self._on_pod: dict[tuple[str, str], set[Key]] = {}  # (namespace, pod) -> adapters placed there
         self._phases: dict[Key, str] = {}
+        self._starving: dict[Key, int | None] = {}  # adapters with no replica, waiting for a slot -> their rank
         self._lowest: dict[tuple[str, str], int] = {}  # (namespace, pod) -> lowest priority, until it changes
 
     def seed(self, adapters: Mapping[Key, Obj]) -> None:
@@ -83,7 +84,22 @@ class Placements:
         else:
             self._phases.pop(key, None)
 
+    def starve(self, key: Key, starving: bool, rank: int | None) -> None:
+        """Record whether ``key`` ended its pass with no replica for want of a free slot."""
+        if starving:
+            self._starving[key] = rank
+        else:
+            self._starving.pop(key, None)
+
+    def starving(self, namespace: str, but: Key) -> list[int | None]:
+        """The ranks of the other adapters of ``namespace`` waiting for their first replica."""
+        return [rank for key, rank in self._starving.items() if key[0] == namespace and key != but]
+
+    def starving_keys(self, namespace: str) -> list[Key]:
+        return [key for key in self._starving if key[0] == namespace]
+
     def forget(self, key: Key) -> None:
+        self._starving.pop(key, None)
         self.assign(key, set())
         self._pods.pop(key, None)
         self._priority.pop(key, None)
