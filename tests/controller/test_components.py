@@ -333,3 +333,26 @@ def test_a_pods_metrics_are_read_where_its_metric_port_label_says() -> None:
         pod("p", labels={"adapter.model.aibrix.ai/enabled": "true", "model.aibrix.ai/metric-port": "9400"})
     )
     assert labelled.metrics_url == "http://10.0.0.1:9400"
+
+
+@pytest.mark.parametrize(
+    "status, body, outcome",
+    [
+        (404, {"error": {"type": "ArtifactNotFound", "message": "no such object"}}, Outcome.FATAL),
+        (422, {"error": {"type": "RankTooHigh", "message": "rank 64 > 8"}}, Outcome.FAILOVER),
+        (404, {"detail": "Not Found"}, Outcome.FAILOVER),  # another server on the runtime's port
+        (400, "<html>bad request</html>", Outcome.FAILOVER),
+        (503, {"detail": "busy"}, Outcome.RETRY),
+    ],
+)
+def test_only_the_runtimes_own_refusal_fails_an_adapter(status: int, body: object, outcome: Outcome) -> None:
+    """A refusal in the runtime's error body is a verdict on the adapter; a 4xx in any other body comes from
+    something else on that port (seen on the real API server bench: a port another process took), and the adapter
+    moves on to another pod instead of failing."""
+    import httpx
+
+    from aibrix.controller.loader import Loader
+
+    answer = httpx.Response(status, json=body) if isinstance(body, dict) else httpx.Response(status, text=str(body))
+    error = Loader()._refused(pod_from_object(pod("p")), answer)
+    assert error.outcome is outcome, error.message

@@ -144,7 +144,7 @@ def test_an_overloaded_fleet_and_api_server_leave_adapters_pending_never_failed(
         for name in names:
             kube.add_adapter(name, artifactURL=str(folder), replicas=3)
         phases: set[str] = set()
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # the starved pod answers nothing all this while
             phases |= {phase(a) for a in kube.items(ADAPTERS_PATH)}
             time.sleep(0.3)
@@ -201,7 +201,7 @@ def test_the_balanced_policy_moves_an_adapter_off_a_busy_pod_without_a_gap(
             if places[busy[0]] != places[busy[1]] and all(len(p or []) == 1 for p in places.values()):
                 break
             time.sleep(0.2)
-        time.sleep(3)  # ten more plans: the pods are even now, nothing moves again
+        time.sleep(2)  # six more plans: the pods are even now, nothing moves again
     finally:
         stop.set()
         for worker in workers:

@@ -148,8 +148,14 @@ class Loader:
         """The LoadError for a runtime's refusal; after a 401 its key is read again next time (rotated)."""
         if response.status_code == 401 and self.runtime_keys is not None:
             self.runtime_keys.forget(pod.namespace, pod.runtime_key)
-        outcome = Outcome.FAILOVER if _error_type(response) == "RankTooHigh" else classify(response.status_code)
-        return LoadError(f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}", outcome)
+        kind = _error_type(response)
+        outcome = Outcome.FAILOVER if kind == "RankTooHigh" else classify(response.status_code)
+        message = f"runtime on {pod.name} answered {response.status_code}: {error_message(response)}"
+        if outcome is Outcome.FATAL and kind is None:
+            # not the runtime's error body: whatever answers on that port is no verdict on the adapter
+            outcome = Outcome.FAILOVER
+            message += " (not the runtime's error body: is the aibrix-runtime container on that port?)"
+        return LoadError(message, outcome)
 
     async def load(self, pod: Pod, spec: AdapterSpec, credentials: dict[str, str] | None) -> Loaded:
         """Load the adapter on ``pod``; return the seconds it took and its rank if known. Raises LoadError.
