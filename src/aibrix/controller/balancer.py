@@ -48,11 +48,14 @@ class Balancer:
             balanced = self._balanced()
             if not balanced:
                 continue
-            await self.sample()
-            rounds += 1
-            if rounds % self.options.plan_every == 0:
-                for move in self.plan(balanced):
-                    self.fleet.wake(move[0])
+            try:
+                await self.sample()
+                rounds += 1
+                if rounds % self.options.plan_every == 0:
+                    for move in self.plan(balanced):
+                        self.fleet.wake(move[0])
+            except Exception:  # one bad round must not end balancing for the controller's lifetime
+                log.exception("demand balancing round failed; trying again in %.3gs", self.options.interval)
 
     def _balanced(self) -> dict[Key, Obj]:
         return {
