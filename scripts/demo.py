@@ -100,7 +100,8 @@ def engine_command(real: bool, work: Path) -> tuple[list[str], dict[str, str], s
             "--model", str(models / "model"), "--served-model-name", "tiny", "--enable-lora", "--max-lora-rank", "8",
             "--max-loras", "2", "--max-model-len", "256", "--max-num-seqs", "4"]  # fmt: skip
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
-           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}  # fmt: skip
+           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}  # fmt: skip  # the worker in the engine process: ready sooner
     return argv, env, "tiny", models / "lora-r8"
 
 

@@ -303,3 +303,19 @@ def test_free_slots_wait_for_first_replicas_before_extra_ones() -> None:
     }
     first = observe(spec(3), {"rank": 8}, pods, NOW, OPTIONS, reserved=reserved_for([None]))
     assert names(first.candidates) == ["r8", "r64", "open"]
+
+
+def test_a_pod_chosen_for_an_extra_replica_is_checked_again_against_the_slots_kept_back() -> None:
+    """Between observing and choosing, another adapter may start waiting for its first replica: the pass checks the
+    chosen pod again with the same rule, so an extra replica never takes the slot kept for it."""
+    from aibrix.controller.capacity import reserved_for, takeable
+
+    slotted, open_pod = limited("r8", rank=8, slots=4), limited("open", rank=64)
+    empty = lambda pod: (1, 0)  # noqa: E731
+    full = lambda pod: (4, 0)  # noqa: E731
+    assert takeable(slotted, 0, empty, None)  # a first replica takes a free slot
+    assert not takeable(slotted, 0, empty, reserved_for([None]))  # an extra one leaves it to the waiting adapter
+    assert takeable(slotted, 0, empty, reserved_for([64]))  # ...unless the waiting one could never use this pod
+    assert takeable(open_pod, 0, empty, reserved_for([None]))  # a pod without declared slots is never short
+    assert not takeable(slotted, 0, full, None)
+    assert takeable(slotted, 1, full, None)  # a higher priority takes the slot of a lower one

@@ -289,8 +289,9 @@ def test_credentials_secret_reaches_the_runtime(
 
     with HubServer({"org/private-lora": Repo(adapter_dir, private=True)}) as hub:
         sim = engines.sim()
+        port = free_port(engines.host)
         runtime = Proc(
-            [sys.executable, "-m", "aibrix.runtime.cli", "--host", engines.host, "--port", str(port := free_port())],
+            [sys.executable, "-m", "aibrix.runtime.cli", "--host", engines.host, "--port", str(port)],
             port,
             {
                 "INFERENCE_ENGINE": "vllm",

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.kube import ADAPTERS, FakeKube, fast_flags, phase, running
 from tests.helpers.procs import start_runtime
-from tests.helpers.real_vllm import RealVLLM, serving_args, tiny_models
+from tests.helpers.real_vllm import RealVLLM, WideVLLM, serving_args, tiny_models
 
 pytestmark = pytest.mark.real_vllm
 FAST = fast_flags("5", "10")
@@ -87,10 +87,12 @@ def test_an_adapter_above_the_pods_rank_limit_is_kept_off_it_and_the_status_says
     assert loads_asked() == before + 1
 
 
-def test_two_engines_with_different_rank_limits_hold_only_what_fits(real_vllm: RealVLLM, tmp_path: Path) -> None:
+def test_two_engines_with_different_rank_limits_hold_only_what_fits(
+    real_vllm: RealVLLM, wide_vllm: WideVLLM, tmp_path: Path
+) -> None:
     """A second real vLLM with --max-lora-rank 64 beside the session's (8): an adapter of rank 64 with replicas
     omitted lands only on the wide one, the status says why not on the other, and completions through it work."""
-    wide = RealVLLM(args=["--max-lora-rank", "64"]).start()
+    wide = wide_vllm.engine
     kube = FakeKube(tmp_path)
     runtimes = [
         start_runtime("vllm", engine.url, env={"AIBRIX_ADAPTER_DIR": str(tmp_path / f"adapters-{i}")})
@@ -114,4 +116,3 @@ def test_two_engines_with_different_rank_limits_hold_only_what_fits(real_vllm: R
         for runtime in runtimes:
             runtime.stop()
         kube.stop()
-        wide.stop()

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.helpers.counting_proxy import CountingProxy
-from tests.helpers.procs import Proc, free_port, start_runtime
-from tests.helpers.real_vllm import RealVLLM, install_resolver_plugin, tiny_models
+from tests.helpers.procs import Proc, start_runtime
+from tests.helpers.real_vllm import RealVLLM, WideVLLM, tiny_models
 from tests.helpers.services import RadosGateway
 
 pytestmark = pytest.mark.real_vllm
@@ -39,17 +39,11 @@ def upload(rgw: RadosGateway, name: str, folder: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(rgw: RadosGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """vLLM with the plugin enabled, and its runtime reading S3 through a proxy that counts what S3 is asked."""
+def stack(rgw: RadosGateway, wide_vllm: WideVLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """vLLM with the plugin enabled (tests/e2e/conftest.py), and its runtime reading S3 through a proxy that counts
+    what S3 is asked."""
     rgw.client().create_bucket(Bucket=BUCKET)
-    plugin = install_resolver_plugin(tmp_path_factory.mktemp("plugin"))
-    port = free_port()
-    engine_env = {
-        "PYTHONPATH": str(plugin),
-        "AIBRIX_LORA_RESOLVER": "1",
-        "AIBRIX_LORA_RESOLVER_URL": f"http://127.0.0.1:{port}",
-    }
-    vllm = RealVLLM(env=engine_env).start()
+    vllm = wide_vllm.engine
     adapters = tmp_path_factory.mktemp("adapters")
     with CountingProxy(rgw.url) as proxy:
         env = {
@@ -58,10 +52,9 @@ def stack(rgw: RadosGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "AIBRIX_ADAPTER_DIR": str(adapters),
             "AIBRIX_LORA_SOURCE": f"s3://{BUCKET}/adapters/{{name}}/",
         }
-        runtime = start_runtime("vllm", vllm.url, env=env, port=port, host="127.0.0.1")
+        runtime = start_runtime("vllm", vllm.url, env=env, port=wide_vllm.resolver_port, host="127.0.0.1")
         yield Stack(vllm, runtime, proxy, adapters)
         runtime.stop()
-    vllm.stop()
 
 
 def state(stack: Stack, name: str) -> str | None:

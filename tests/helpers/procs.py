@@ -16,9 +16,11 @@ import httpx
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
+def free_port(host: str = HOST) -> int:
+    """A port nothing listens on at ``host``: checked on the address the server will bind (a port free on
+    127.0.0.1 may be taken on a pod address, and a new server there would fail while the old one answered)."""
     with socket.socket() as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -42,9 +44,12 @@ class Proc:
                 raise RuntimeError(f"{self.argv} exited with {self.popen.returncode}: {self.output()}")
             try:
                 httpx.get(self.url + path, timeout=0.5)
-                return
             except httpx.TransportError:
                 time.sleep(0.05)
+                continue
+            if self.popen.poll() is None:
+                return  # alive: the answer is its own unless another process holds the port (see free_port)
+            raise RuntimeError(f"{self.argv} exited with {self.popen.returncode}: {self.output()}")
         self.stop()
         raise TimeoutError(f"{self.argv} did not serve {path} within {timeout}s: {self.output()}")
 
@@ -67,7 +72,7 @@ def start_sim(
     engine: str = "vllm", *args: str, port: int | None = None, env: dict[str, str] | None = None, host: str = HOST
 ) -> Proc:
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true", **(env or {})}
-    port = port or free_port()
+    port = port or free_port(host)
     proc = Proc(
         [
             sys.executable,
@@ -110,7 +115,7 @@ def start_runtime(
     port: int | None = None,
 ) -> Proc:
     """A runtime process; each gets its own adapter directory unless ``env`` names one (AIBRIX_ADAPTER_DIR)."""
-    port = port or free_port()
+    port = port or free_port(host)
     base = {
         "INFERENCE_ENGINE": engine,
         "INFERENCE_ENGINE_ENDPOINT": engine_url,

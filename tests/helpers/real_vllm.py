@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -92,6 +93,9 @@ class RealVLLM:
             "HF_HUB_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
+            # the worker inside the engine-core process, as vLLM runs on one GPU: one interpreter fewer to import
+            # torch into (27 s to ready becomes 18 s here); only the text of a failed load's 500 differs
+            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
             **self.extra_env,
         }
         started = time.monotonic()
@@ -143,6 +147,14 @@ class RealVLLM:
     def complete(self, model: str, prompt: str = "Hello", max_tokens: int = 4) -> httpx.Response:
         body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
         return httpx.post(self.url + "/v1/completions", json=body, headers=self.headers(), timeout=60)
+
+
+@dataclass
+class WideVLLM:
+    """The session's second engine (tests/e2e/conftest.py): --max-lora-rank 64, our resolver plugin enabled."""
+
+    engine: RealVLLM
+    resolver_port: int  # where the plugin asks for adapters: test_lora_resolver starts a runtime there
 
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "vllm-lora-resolver"

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from lightkube import ApiError
 
 from aibrix.controller import exposure, schedulers
-from aibrix.controller.capacity import Unfit, reserved_for, shortfall
-from aibrix.controller.capacity import room as _room
+from aibrix.controller.capacity import Unfit, reserved_for, shortfall, takeable
 from aibrix.controller.exposure import sglang_naming
 from aibrix.controller.fleet import Fleet
 from aibrix.controller.loader import Loaded, LoadError, Outcome
@@ -284,8 +283,11 @@ class AdapterPass(StatusKeeper):
             return []
         asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics, self.demand_on)
         chosen = await schedulers.POLICIES[spec.scheduler](asked)
-        # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot
-        return [p for p in chosen if _room(p, spec.priority, self.occupancy)]
+        # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot, or one
+        # now kept for an adapter still waiting for its first replica
+        extra = bool(self.instances or self.retries)
+        reserved = reserved_for(self.fleet.placements.starving(self.key[0], self.key)) if extra else None
+        return [p for p in chosen if takeable(p, spec.priority, self.occupancy, reserved)]
 
     async def load(self, spec: AdapterSpec, pods: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""

@@ -43,7 +43,7 @@ def fitting(
     occupancy: Occupancy,
     holding: Collection[str],
     priority: int = 0,
-    reserved: Callable[[Pod], bool] = lambda pod: False,
+    reserved: Callable[[Pod], bool] | None = None,
 ) -> tuple[list[Pod], dict[str, Unfit]]:
     """The pods that can take the adapter, and why each other one cannot. A pod whose slots are all taken can
     still take it when one of its adapters has a lower priority: that one yields (``preempted``). A pod whose free
@@ -56,7 +56,7 @@ def fitting(
             unfit[pod.name] = Unfit.RANK_TOO_HIGH  # even a pod being tried: it can never load it
         elif pod.name in holding:
             fit.append(pod)
-        elif not room(pod, priority, occupancy) or (pod.limits.max_adapters is not None and reserved(pod)):
+        elif not takeable(pod, priority, occupancy, reserved):
             unfit[pod.name] = Unfit.INSUFFICIENT_CAPACITY
         else:
             fit.append(pod)
@@ -71,6 +71,14 @@ def room(pod: Pod, priority: int, occupancy: Occupancy) -> bool:
         return True
     count, lowest = occupancy(pod.name)
     return count < slots or lowest < priority
+
+
+def takeable(pod: Pod, priority: int, occupancy: Occupancy, reserved: Callable[[Pod], bool] | None) -> bool:
+    """Whether a new replica may take a slot on ``pod``: it has room (``room``), and its free slots are not kept
+    for adapters still waiting for their first replica (``reserved``; None for an adapter that holds no pod)."""
+    if not room(pod, priority, occupancy):
+        return False
+    return reserved is None or pod.limits.max_adapters is None or not reserved(pod)
 
 
 def reserved_for(starving: Collection[int | None]) -> Callable[[Pod], bool]:

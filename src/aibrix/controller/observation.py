@@ -46,7 +46,7 @@ def observe(
     options: Options,
     residents: Residents = lambda pod: [],
     occupancy: Occupancy | None = None,
-    reserved: Callable[[Pod], bool] = lambda pod: False,
+    reserved: Callable[[Pod], bool] | None = None,
 ) -> Observation:
     """The adapter's world as the caches and its status describe it; ``pods`` are all pods of its namespace,
     ``residents`` the adapters placed on a pod with their priorities, ``occupancy`` their count and lowest priority,
@@ -78,7 +78,7 @@ def observe(
         occupancy or occupancy_of(residents),
         holding - yielded,
         spec.priority,
-        reserved if extra else lambda pod: False,
+        reserved if extra else None,
     )
     candidates = tuple(p for p in fit if p.name not in yielded)
     unfit.update({name: Unfit.INSUFFICIENT_CAPACITY for name in yielded})
