@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -145,6 +146,7 @@ def traffic(fleet: Fleet, kube: FakeKube, demand: dict[str, float], seconds: flo
 def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
     """Seconds until every adapter holds what it can: its replicas, or fewer with a Scheduled shortfall said."""
     started = time.monotonic()
+    progress: list[str] = []
     while time.monotonic() - started < timeout:
         done = 0
         for a in adapters(kube):
@@ -153,7 +155,9 @@ def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
             scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "Scheduled"), {})
             short = scheduled.get("status") == "False"
             done += ready >= want[a["metadata"]["name"]] or (short and status.get("phase") in ("Running", "Pending"))
+        progress.append(f"{time.monotonic() - started:.0f}s:{done}")
         if done == len(want):
+            print("settled over time: " + " ".join(progress), file=sys.stderr)
             return time.monotonic() - started
         time.sleep(0.5)  # reading every adapter is work for the API server the controller needs too
     left = Counter()
@@ -176,6 +180,12 @@ def _replaced(adapter: dict, gone: str, had: int) -> bool:
     held = status.get("instances") or []
     scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "Scheduled"), {})
     return gone not in held and (len(held) >= had or scheduled.get("status") == "False")
+
+
+def cpu_seconds(proc: Proc) -> float:
+    """User and system CPU the process has used so far."""
+    fields = Path(f"/proc/{proc.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
 
 
 def moved(before: dict[str, list[str]], after: dict[str, list[str]]) -> int:
@@ -228,6 +238,23 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
             "placed": sum(1 for pods in first.values() if pods),
             "demand_placed": sum(demand[n] for n, pods in first.items() if pods) / sum(demand.values()),
         }
+        servers = plane.procs if plane is not None else [kube.proc]  # etcd and kube-apiserver, or the fake one
+        cpu = {
+            "controller": cpu_seconds(controller),
+            "API server": sum(cpu_seconds(p) for p in servers),
+            "pods (engines, runtimes)": sum(cpu_seconds(p) for procs in fleet.procs.values() for p in procs),
+            "bench": sum(os.times()[:2]),
+        }
+        print(f"{policy}: CPU seconds until settled: {cpu}", file=sys.stderr)
+        if args.api == "fake":
+            asked = kube.http.get("/stats").json()
+            print(f"{policy}: {asked['requests']} API requests until settled: {asked['byKind']}", file=sys.stderr)
+            events = kube.items("/api/v1/namespaces/default/events")
+            reasons = Counter(e.get("reason") for e in events)
+            print(f"{policy}: Events by reason: {dict(reasons)}", file=sys.stderr)
+            for reason in reasons:
+                example = next(e for e in events if e.get("reason") == reason)
+                print(f"  e.g. {reason}: {example.get('message')}", file=sys.stderr)
         if args.settle_only:
             controller.stop()
             return result

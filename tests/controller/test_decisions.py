@@ -142,7 +142,8 @@ def test_a_failed_load_costs_the_pod_attempts(
         (0, 1, {}, ["a"], "no such file", Phase.FAILED, "LoadFailed"),
         (0, 1, {"a": 2}, ["a"], None, Phase.LOADING, "Loading"),
         (0, 1, {"a": 5}, ["a"], None, Phase.PENDING, "NoPodAvailable"),  # passing errors: no verdict
-        (0, 1, {"a": 5}, ["a", "b"], None, Phase.PENDING, "NoCandidatePods"),  # "b" is still to be tried
+        (0, 1, {"a": 5}, ["a", "b"], None, Phase.PENDING, "Scheduling"),  # "b" is still to be tried
+        (0, 1, {}, ["a"], None, Phase.PENDING, "Scheduling"),  # another pod refused its rank: "a" is next
         (0, 0, {}, [], None, Phase.PENDING, "NoCandidatePods"),
     ],
 )

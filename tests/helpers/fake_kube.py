@@ -18,7 +18,7 @@ import copy
 import itertools
 import json
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +97,7 @@ class Store:
         self.history: deque[tuple[int, Kind, str, Obj]] = deque(maxlen=HISTORY)
         self.watchers: list[Watcher] = []
         self.requests = 0
+        self.by_kind: Counter[str] = Counter()  # "PATCH modeladapters/status": how many
         self.delay = 0.0  # seconds every request but a watch waits (POST /fault)
 
     def add_kind(self, kind: Kind) -> None:
@@ -280,8 +281,15 @@ async def _body(request: Request) -> Any:
         raise ApiError(400, "BadRequest", "request body is not JSON") from None
 
 
-async def collection(request: Request) -> Response:
+def _count(request: Request) -> None:
     store.requests += 1
+    params = request.path_params
+    what = params["plural"] + (f"/{params['sub']}" if "sub" in params else "")
+    store.by_kind[f"{request.method} {what}"] += 1
+
+
+async def collection(request: Request) -> Response:
+    _count(request)
     try:
         kind, namespace, _, _ = _route(request)
         if request.method == "POST":
@@ -352,7 +360,7 @@ async def watch(kind: Kind, namespace: str | None, request: Request) -> Response
 
 
 async def member(request: Request) -> Response:
-    store.requests += 1
+    _count(request)
     await asyncio.sleep(store.delay)
     try:
         kind, namespace, name, sub = _route(request)
@@ -384,7 +392,7 @@ async def member(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    return JSONResponse({"requests": store.requests, "resourceVersion": store.last_rv})
+    return JSONResponse({"requests": store.requests, "resourceVersion": store.last_rv, "byKind": store.by_kind})
 
 
 async def fault(request: Request) -> Response:

@@ -227,7 +227,8 @@ class AdapterPass(StatusKeeper):
             log.info(
                 "selected pods for adapter %s: %s", self.name, listed, extra={"adapter": self.name, "pods": listed}
             )
-            await self.write_phase(Phase.SCHEDULED, seen)
+            if not self.instances:  # serving already: the pass's last write says it, with the new instances
+                await self.write_phase(Phase.SCHEDULED, seen)
         return pending
 
     def move_target(self, seen: Observation, chosen: Sequence[Pod]) -> list[Pod]:

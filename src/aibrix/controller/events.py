@@ -15,16 +15,35 @@ from aibrix.errors import capped
 log = logging.getLogger("aibrix.controller")
 
 
+QUEUED = 1000  # Events waiting to be posted; more are dropped (client-go's recorder queues 1000 too)
+SENDERS = 4  # Events in flight at once: status writes keep the rest of the API client's connections
+
+
 class EventRecorder:
+    """Events go out in the order recorded, a few at a time, behind the writes that decide placement: a burst of
+    Events (a thousand adapters placed at once) waits its turn instead of taking every connection to the API
+    server. When the queue is full, new Events are dropped and counted: Events are best effort."""
+
     def __init__(self, client: AsyncClient, component: str) -> None:
         self.client, self.component = client, component
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue(QUEUED)
+        self._senders: list[asyncio.Task[None]] = []
+        self.dropped = 0
 
     def record(self, adapter: Obj, type_: str, reason: str, message: str) -> None:
-        """Record a Kubernetes event in the background; a failure to record never holds up reconciling."""
-        task = asyncio.create_task(self._post_event(adapter, type_, reason, message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Queue a Kubernetes event; a failure to record never holds up reconciling."""
+        if not self._senders:
+            self._senders = [asyncio.create_task(self._send()) for _ in range(SENDERS)]
+        try:
+            self._queue.put_nowait((adapter, type_, reason, message))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("%d Events dropped: more than %d waiting to be posted", self.dropped, QUEUED)
+
+    async def _send(self) -> None:
+        while True:
+            await self._post_event(*await self._queue.get())
 
     async def _post_event(self, adapter: Obj, type_: str, reason: str, message: str) -> None:
         meta, now = adapter["metadata"], timestamp()

@@ -117,6 +117,10 @@ def settle(
         return Verdict(
             Phase.PENDING, (ConditionStatus.FALSE, "NoPodAvailable", message), "NoPodAvailable", unbound=True
         )
+    untried = sum(1 for p in candidates if p.name not in exhausted)
+    if untried:  # a pod refused its rank, or filled up while the pass chose: the next pass places it (no Event)
+        message = f"placing the adapter: {untried} pod{'s' if untried > 1 else ''} can hold it"
+        return Verdict(Phase.PENDING, (ConditionStatus.FALSE, "Scheduling", message), unbound=True)
     message = "no Ready pod matches spec.podSelector with label adapter.model.aibrix.ai/enabled=true"
     return Verdict(Phase.PENDING, (ConditionStatus.FALSE, "NoCandidatePods", message), "NoCandidatePods", unbound=True)
 

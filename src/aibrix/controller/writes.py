@@ -67,17 +67,28 @@ class Kube:
                 raise ValueError(f"secret {name}: the value of {key!r} is not UTF-8 text") from None
         return values
 
-    async def ensure(self, resource: Any, desired: Obj) -> None:
-        """Create ``desired`` or merge it into what exists (only the fields we own change)."""
-        meta = desired["metadata"]
+    async def ensure(self, resource: Any, desired: Obj, exists: bool = False) -> None:
+        """Create ``desired`` or merge it into what exists (only the fields we own change); one request when
+        ``exists`` is right (it was written before), two when not."""
+        if exists:
+            try:
+                await self._merge(resource, desired)
+                return
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
         try:
             await self.client.create(resource.from_dict(desired))
         except ApiError as exc:
             if exc.status.code != 409:
                 raise
-            await self.client.patch(
-                resource, meta["name"], desired, namespace=meta["namespace"], patch_type=PatchType.MERGE
-            )
+            await self._merge(resource, desired)
+
+    async def _merge(self, resource: Any, desired: Obj) -> None:
+        meta = desired["metadata"]
+        await self.client.patch(
+            resource, meta["name"], desired, namespace=meta["namespace"], patch_type=PatchType.MERGE
+        )
 
     async def apply_once(self, resource: Any, desired: Obj, *, memory: float = 300.0) -> None:
         """``ensure``, skipped when this exact object was applied in the last ``memory`` seconds."""
@@ -87,7 +98,7 @@ class Kube:
         applied = self._applied.get(key)
         if applied is not None and applied[0] == fingerprint and time.monotonic() - applied[1] < memory:
             return
-        await self.ensure(resource, desired)
+        await self.ensure(resource, desired, exists=applied is not None)
         self._applied[key] = (fingerprint, time.monotonic())
 
     def forget_applied(self, resource: Any, namespace: str, name: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,9 +100,11 @@ class HTTPClient:
         connect_timeout: float = 2.0,
         max_idle: int = 16,
         max_body: int = MAX_BODY_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """``max_body`` bounds every reply as it arrives: the runtime's engine scrape keeps the large default, the
-        controller reads small answers from pods and says so."""
+        controller reads small answers from pods and says so. ``ssl_context`` replaces the default one for https
+        (a cluster's own CA, a client certificate)."""
         self.endpoint = endpoint.rstrip("/")
         url = urlsplit(self.endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -111,7 +114,7 @@ class HTTPClient:
         self._host_header = url.netloc.rpartition("@")[2]
         self._prefix = url.path.rstrip("/")
         self._tls = url.scheme == "https"
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: ssl.SSLContext | None = ssl_context
         self._default_auth = bearer(api_key) if api_key else None
         self._timeout = timeout
         self._connect_timeout = connect_timeout
@@ -130,17 +133,25 @@ class HTTPClient:
     ) -> Response:
         """Send one request; ``auth`` is a full Authorization header value that wins over the default key."""
         body = b"" if json is None else jsonlib.dumps(json).encode()
-        head = [
-            f"{method} {self._prefix}{path} HTTP/1.1",
-            f"Host: {self._host_header}",
-            f"User-Agent: aibrix-runtime/{__version__}",
-            "Accept: */*",
-        ]
+        headers = [("User-Agent", f"aibrix-runtime/{__version__}"), ("Accept", "*/*")]
         authorization = auth or self._default_auth
         if authorization:
-            head.append(f"Authorization: {authorization}")
+            headers.append(("Authorization", authorization))
         if json is not None:
-            head.append("Content-Type: application/json")
+            headers.append(("Content-Type", "application/json"))
+        return await self.send(method, self._prefix + path, headers, body, timeout)
+
+    async def send(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes = b"",
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request with the caller's header lines (Host and Content-Length are added here) to ``target``,
+        the path and query as they go on the request line."""
+        head = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}", *(f"{n}: {v}" for n, v in headers)]
         if body or method in ("POST", "PUT", "PATCH"):
             head.append(f"Content-Length: {len(body)}")
         for line in head:
@@ -151,7 +162,7 @@ class HTTPClient:
             async with asyncio.timeout(waited):
                 return await self._exchange(message, method)
         except TimeoutError:
-            raise TransportTimeout(f"{self.endpoint} did not answer {method} {path} within {waited:g}s") from None
+            raise TransportTimeout(f"{self.endpoint} did not answer {method} {target} within {waited:g}s") from None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _ProtocolError) as exc:
             detail = str(exc) or "connection closed"
             raise TransportError(f"{self.endpoint} is unreachable ({type(exc).__name__}: {detail})") from exc
