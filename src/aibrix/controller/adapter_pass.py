@@ -42,6 +42,7 @@ from aibrix.controller.transitions import (
 from aibrix.storage.uri import redact
 
 log = logging.getLogger("aibrix.controller")
+LOADING_SHOWN_AFTER = 0.25  # seconds a first load runs before the status says Loading
 
 
 class AdapterPass(StatusKeeper):
@@ -129,9 +130,15 @@ class AdapterPass(StatusKeeper):
         fatal = None
         now_due = due(pending, self.retries, self.now)
         if now_due:
-            if not self.instances:
-                await self.write_phase(Phase.LOADING, seen)
-            fatal = await self.load(spec, now_due)
+            loading = asyncio.ensure_future(self.load(spec, now_due))
+            if not self.instances:  # say Loading while a load takes its time (a download); a quick one goes unsaid
+                await asyncio.wait([loading], timeout=LOADING_SHOWN_AFTER)
+                if not loading.done():
+                    try:
+                        await self.write_phase(Phase.LOADING, seen)
+                    except ApiError as exc:  # only progress: the pass's last write carries the outcome
+                        log.info("could not say adapter %s is loading: %s", self.name, exc.status.message)
+            fatal = await loading
         if self.key in self.fleet.moves:
             await self.finish_move(spec)
         self.fleet.placements.assign(

@@ -15,7 +15,7 @@ from aibrix.errors import capped
 log = logging.getLogger("aibrix.controller")
 
 
-QUEUED = 1000  # Events waiting to be posted; more are dropped (client-go's recorder queues 1000 too)
+QUEUED = 10_000  # Events waiting to be posted; more are dropped (client-go's recorder drops beyond 1000)
 SENDERS = 4  # Events in flight at once: status writes keep the rest of the API client's connections
 
 

@@ -91,6 +91,7 @@ class StatusKeeper:
             log.info(
                 "adapter %s phase %s -> %s", self.name, old_phase, phase, extra={"adapter": self.name, "phase": phase}
             )
+        sent = copy.deepcopy(self.status)  # a load finishing during the write changes the status: not sent yet
         try:
             stored = await self.fleet.kube.patch_status(self.key[0], self.key[1], patch)
         except ApiError as exc:
@@ -99,4 +100,4 @@ class StatusKeeper:
             raise
         self.fleet.adapters.store(stored)
         self.fleet.wrote(self.key)
-        self.old_status = copy.deepcopy(self.status)
+        self.old_status = sent
