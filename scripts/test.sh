@@ -20,4 +20,11 @@ AIBRIX_IMAGE=$(scripts/build_image.sh | tail -1)
 export AIBRIX_VLLM_PYTHON AIBRIX_TINY_MODELS AIBRIX_KUBE_BIN AIBRIX_IMAGE
 # The tests run in a network namespace of their own: nothing they do can reach another machine.
 # The slowest tests are listed at the end: the suite must stay under 15 minutes.
+if [ $# -eq 0 ]; then
+  # Everything but tests/e2e/ on six workers, as scripts/test_fast.sh runs it (most of these tests wait on the
+  # processes they start); then the end-to-end tests one at a time: they time engines, API servers and failovers,
+  # and share session-wide services (Ceph, real vLLM, the control plane).
+  scripts/in_netns.sh .venv/bin/python -m pytest -q --ignore=tests/e2e -n 6 --durations=10
+  exec scripts/in_netns.sh .venv/bin/python -m pytest -q --durations=25 tests/e2e
+fi
 exec scripts/in_netns.sh .venv/bin/python -m pytest -q --durations=25 "$@"

@@ -174,7 +174,7 @@ class AdapterPass(StatusKeeper):
     async def roll(self, spec: AdapterSpec, pod: Pod) -> None:
         """Move one pod to the new version while the others keep serving the old one; the next pass takes the next."""
         try:
-            seconds, _ = await self.fleet.loader.replace(pod, spec, await self.credentials(spec))
+            seconds, _ = await self.fleet.loader.replace(pod, spec, await self.fleet.credentials(self.key[0], spec))
         except LoadError as exc:
             self.rolled = False
             self.condition(
@@ -300,7 +300,7 @@ class AdapterPass(StatusKeeper):
     async def load(self, spec: AdapterSpec, pods: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""
         try:
-            credentials = await self.credentials(spec)
+            credentials = await self.fleet.credentials(self.key[0], spec)
         except LoadError as exc:
             return exc.message
         results = await asyncio.gather(
@@ -370,17 +370,6 @@ class AdapterPass(StatusKeeper):
                 extra={**extra, "attempt": retry.attempts},
             )
         return None
-
-    async def credentials(self, spec: AdapterSpec) -> dict[str, str] | None:
-        if not spec.secret_name:
-            return None
-        try:
-            return await self.fleet.kube.secret_data(self.key[0], spec.secret_name)
-        except ApiError as exc:
-            message = f"cannot read secret {spec.secret_name}: {exc.status.message}"
-            raise LoadError(message, Outcome.FATAL) from None
-        except ValueError as exc:  # a value that is not text: fix the secret, retrying cannot help
-            raise LoadError(str(exc), Outcome.FATAL) from None
 
     async def expose(self, spec: AdapterSpec, seen: Observation) -> None:
         """The Service and EndpointSlice that route the adapter's name to the pods holding it."""

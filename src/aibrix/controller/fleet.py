@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from lightkube import ApiError
+
 from aibrix.controller.demand import DemandEstimator, Move
 from aibrix.controller.informer import Informer
-from aibrix.controller.loader import Loader, LoadError
+from aibrix.controller.loader import Loader, LoadError, Outcome
 from aibrix.controller.metrics import ControllerMetrics
 from aibrix.controller.options import Options
 from aibrix.controller.placements import Placements
@@ -117,3 +119,15 @@ class Fleet:
         payload = await self.loader.metrics(pod)
         self._metrics[pod.uid] = (time.monotonic(), payload)
         return payload
+
+    async def credentials(self, namespace: str, spec: AdapterSpec) -> dict[str, str] | None:
+        """The values of the adapter's credentials Secret; a Secret that cannot be read or used fails the load."""
+        if not spec.secret_name:
+            return None
+        try:
+            return await self.kube.secret_data(namespace, spec.secret_name)
+        except ApiError as exc:
+            message = f"cannot read secret {spec.secret_name}: {exc.status.message}"
+            raise LoadError(message, Outcome.FATAL) from None
+        except ValueError as exc:  # a value that is not text: fix the secret, retrying cannot help
+            raise LoadError(str(exc), Outcome.FATAL) from None
