@@ -15,6 +15,7 @@ from aibrix.controller.resources import Key, Obj, key_of
 log = logging.getLogger("aibrix.controller")
 
 Handler = Callable[[str, Obj | None, Obj], None]
+PAGE = 500  # objects per list reply, as client-go's pager: every reply stays small (api_client.MAX_REPLY_BYTES)
 
 
 class Informer:
@@ -53,7 +54,7 @@ class Informer:
                 delay = min(delay * 2, 10.0)
 
     async def _relist(self) -> str:
-        listing = self.client.list(self.resource, namespace=self.namespace, labels=self.labels)
+        listing = self.client.list(self.resource, namespace=self.namespace, labels=self.labels, chunk_size=PAGE)
         fresh = {key_of(obj): dict(obj) for obj in [o async for o in listing]}
         version = listing.resourceVersion
         for key, gone in list(self.objects.items()):
