@@ -49,7 +49,6 @@ class Proc:
                 continue
             if self.popen.poll() is None:
                 return  # alive: the answer is its own unless another process holds the port (see free_port)
-            raise RuntimeError(f"{self.argv} exited with {self.popen.returncode}: {self.output()}")
         self.stop()
         raise TimeoutError(f"{self.argv} did not serve {path} within {timeout}s: {self.output()}")
 
