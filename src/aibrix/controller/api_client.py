@@ -74,6 +74,5 @@ def api_client(kubeconfig: KubeConfig, connections: int = CONNECTIONS) -> AsyncC
     verify = verify_cluster(single.cluster, single.user, single.abs_file, trust_env=True)
     limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
     streaming = httpx2.AsyncHTTPTransport(verify=verify, limits=limits)
-    tls = verify if single.cluster.server.startswith("https") else None
-    transport = LeanTransport(single.cluster.server, tls, streaming, connections)
+    transport = LeanTransport(single.cluster.server, verify, streaming, connections)  # TLS only for https
     return AsyncClient(config=kubeconfig, field_manager="aibrix-controller", transport=transport)
