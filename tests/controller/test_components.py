@@ -356,3 +356,47 @@ def test_only_the_runtimes_own_refusal_fails_an_adapter(status: int, body: objec
     answer = httpx.Response(status, json=body) if isinstance(body, dict) else httpx.Response(status, text=str(body))
     error = Loader()._refused(pod_from_object(pod("p")), answer)
     assert error.outcome is outcome, error.message
+
+
+def test_a_leader_whose_api_server_goes_away_before_its_caches_sync_gives_the_lease_up() -> None:
+    """The lease is renewed while the caches fill: a leader whose lists never finish (the API server went away
+    right after it took the lease) stops within its renew deadline instead of holding the lease forever."""
+    import asyncio
+
+    from aibrix.controller.manager import Controller, ControllerConfig
+    from aibrix.controller.metrics import ControllerMetrics
+
+    class Unreachable:
+        def __init__(self) -> None:
+            self.gone = False
+            self.never = asyncio.Event()
+
+        async def get(self, resource: object, name: str, namespace: str) -> dict:
+            if self.gone:
+                raise ConnectionError("the API server went away")
+            meta = {"name": name, "namespace": namespace, "resourceVersion": "1"}
+            return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": {}}
+
+        async def replace(self, obj: object) -> object:
+            self.gone = True  # the lease is taken; everything after it fails
+            return obj
+
+        def list(self, *args: object, **kwargs: object) -> Unreachable:
+            return self
+
+        def __aiter__(self) -> Unreachable:
+            return self
+
+        async def __anext__(self) -> object:
+            await self.never.wait()  # a list that never answers
+            raise StopAsyncIteration
+
+    async def go() -> float:
+        config = ControllerConfig(renew_deadline=0.5, lease_retry=0.1, identity="me")
+        controller = Controller(Unreachable(), config, ControllerMetrics())  # type: ignore[arg-type]
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):
+            await controller.run(asyncio.Event())
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(go()) < 2.0

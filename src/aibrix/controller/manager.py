@@ -226,13 +226,10 @@ class Controller:
         self.leading = True
         self.metrics.leader.set(1)
         tasks = [asyncio.create_task(informer.run()) for informer in (self.adapters, self.pods, *self.owned)]
+        tasks.append(asyncio.create_task(self._work()))
         try:
-            await asyncio.gather(self.adapters.synced.wait(), self.pods.synced.wait())
-            self.reconciler.seed()
-            log.info("caches synced: %d adapters, %d pods", len(self.adapters.objects), len(self.pods.objects))
-            tasks += [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
-            tasks.append(asyncio.create_task(self._resync()))
-            tasks.append(asyncio.create_task(self.balancer.run()))
+            # The lease is renewed from the start: a cache sync that never ends (the API server went away right
+            # after the lease was taken) must not hold the lease without renewing it.
             watchers: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
             if elector is not None:
                 watchers.append(asyncio.ensure_future(elector.keep()))
@@ -248,6 +245,21 @@ class Controller:
             if elector is not None and stop.is_set():
                 await elector.release()
             await self.loader.aclose()
+
+    async def _work(self) -> None:
+        """Once the caches hold every adapter and pod, reconcile until cancelled."""
+        await asyncio.gather(self.adapters.synced.wait(), self.pods.synced.wait())
+        self.reconciler.seed()
+        log.info("caches synced: %d adapters, %d pods", len(self.adapters.objects), len(self.pods.objects))
+        tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
+        tasks.append(asyncio.create_task(self._resync()))
+        tasks.append(asyncio.create_task(self.balancer.run()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _resync(self) -> None:
         while True:
