@@ -44,19 +44,36 @@ FIVE_PHASES = ["Pending", "Scheduled", "Loading", "Bound", "Running"]
 
 
 @pytest.mark.parametrize(
-    ("load_ms", "phases"), [("1000", FIVE_PHASES), ("5", [p for p in FIVE_PHASES if p != "Loading"])]
+    ("load_ms", "api_delay_ms", "phases"),
+    [
+        pytest.param("1000", 300, FIVE_PHASES, marks=pytest.mark.fake_only("the fake API server's /fault slows it")),
+        ("5", 0, ["Pending", "Scheduled", "Running"]),
+    ],
 )
 def test_phases_follow_the_documented_order(
-    kube: FakeKube, engines: Engines, controller: Controllers, adapter_dir: Path, load_ms: str, phases: list[str]
+    kube: FakeKube,
+    engines: Engines,
+    controller: Controllers,
+    adapter_dir: Path,
+    load_ms: str,
+    api_delay_ms: int,
+    phases: list[str],
 ) -> None:
-    """Each phase is written as it begins, in the documented order; Loading only when the load lasts (over 0.25 s):
-    a quick one would cost every adapter a status write nobody could see (docs/controller.md)."""
+    """Each phase is written as it begins, in the documented order; Loading and Bound only when their step lasts
+    (over 0.25 s: a slow load, a slow API server creating the Service): a quick step would cost every adapter a
+    status write nobody could see (docs/controller.md)."""
     pod_with_runtime(kube, engines, "base-0", "--lora-load-ms", load_ms)
     controller()
     listing = kube.http.get(ADAPTERS.format(ns="default"))
     version = listing.json()["metadata"]["resourceVersion"]
-    kube.add_adapter("watched", artifactURL=str(adapter_dir), replicas=1)
-    kube.wait_adapter("watched", running)
+    if api_delay_ms:
+        kube.http.post("/fault", json={"delay_ms": api_delay_ms})
+    try:
+        kube.add_adapter("watched", artifactURL=str(adapter_dir), replicas=1)
+        kube.wait_adapter("watched", running)
+    finally:
+        if api_delay_ms:
+            kube.http.post("/fault", json={"delay_ms": 0})
 
     seen: list[str] = []
     with kube.http.stream(

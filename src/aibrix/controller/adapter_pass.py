@@ -12,8 +12,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-from lightkube import ApiError
-
 from aibrix.controller import exposure, schedulers
 from aibrix.controller.capacity import Unfit, reserved_for, shortfall, takeable
 from aibrix.controller.exposure import sglang_naming
@@ -42,7 +40,6 @@ from aibrix.controller.transitions import (
 from aibrix.storage.uri import redact
 
 log = logging.getLogger("aibrix.controller")
-LOADING_SHOWN_AFTER = 0.25  # seconds a first load runs before the status says Loading
 
 
 class AdapterPass(StatusKeeper):
@@ -129,16 +126,10 @@ class AdapterPass(StatusKeeper):
         """Load where due, finish a move, and expose what holds the adapter; returns why it cannot load anywhere."""
         fatal = None
         now_due = due(pending, self.retries, self.now)
-        if now_due:
-            loading = asyncio.ensure_future(self.load(spec, now_due))
-            if not self.instances:  # say Loading while a load takes its time (a download); a quick one goes unsaid
-                await asyncio.wait([loading], timeout=LOADING_SHOWN_AFTER)
-                if not loading.done():
-                    try:
-                        await self.write_phase(Phase.LOADING, seen)
-                    except ApiError as exc:  # only progress: the pass's last write carries the outcome
-                        log.info("could not say adapter %s is loading: %s", self.name, exc.status.message)
-            fatal = await loading
+        if now_due and self.instances:
+            fatal = await self.load(spec, now_due)
+        elif now_due:  # say Loading while a load takes its time (a download)
+            fatal = await self.shown_while(Phase.LOADING, seen, self.load(spec, now_due))
         if self.key in self.fleet.moves:
             await self.finish_move(spec)
         self.fleet.placements.assign(
@@ -355,8 +346,12 @@ class AdapterPass(StatusKeeper):
             log.warning("adapter %s cannot load: %s", self.name, error.message, extra=extra)
             return error.message
         retry = self.retries[pod.name] = after_failure(self.retries.get(pod.name), pod, error, self.now, self.options)
-        reason, message = failure_news(pod.name, retry, error.message, self.now, self.options, error.rank)
-        self.event("Warning", reason, message)
+        if error.rank is not None:
+            # how the rank is learned, not a failure: as kube-scheduler says nothing of the nodes a pod did not
+            # fit while another one fits, the Event comes only if too few pods can hold it (``unschedulable``)
+            log.info("pod %s cannot hold rank %d of adapter %s: %s", pod.name, error.rank, self.name, error.message)
+        else:
+            self.event("Warning", *failure_news(pod.name, retry, error.message, self.now, self.options))
         if retry.attempts >= self.options.max_retries:
             self.fleet.metrics.failovers.inc()
             self.gave_up = True
@@ -375,6 +370,8 @@ class AdapterPass(StatusKeeper):
         """The Service and EndpointSlice that route the adapter's name to the pods holding it."""
         owners = exposure.owner_references(self.obj)
         port = exposure.engine_port(self.instances, seen.candidates)
+        service = exposure.service(spec, owners, port)
+        endpoints = exposure.endpoint_slice(spec, owners, self.instances, port, seen.matching)
         bound = condition(self.conditions, ConditionType.BOUND)
         if self.instances and (bound is None or bound["status"] != ConditionStatus.TRUE):
             held = ", ".join(sorted(p.name for p in self.instances))
@@ -384,8 +381,10 @@ class AdapterPass(StatusKeeper):
                 "Bound",
                 f"Loaded on [{held}]; creating Service and EndpointSlice",
             )
-            await self.write_phase(Phase.BOUND, seen)
-        await self.fleet.kube.apply_once(Service, exposure.service(spec, owners, port))
-        await self.fleet.kube.apply_once(
-            EndpointSlice, exposure.endpoint_slice(spec, owners, self.instances, port, seen.matching)
-        )
+            await self.shown_while(Phase.BOUND, seen, self.publish(service, endpoints))
+        else:
+            await self.publish(service, endpoints)
+
+    async def publish(self, service: Obj, endpoints: Obj) -> None:
+        await self.fleet.kube.apply_once(Service, service)
+        await self.fleet.kube.apply_once(EndpointSlice, endpoints)

@@ -125,13 +125,9 @@ def settle(
     return Verdict(Phase.PENDING, (ConditionStatus.FALSE, "NoCandidatePods", message), "NoCandidatePods", unbound=True)
 
 
-def failure_news(
-    pod: str, retry: Retry, error: str, now: float, options: Options, rank: int | None = None
-) -> tuple[str, str]:
-    """The Warning event a failed load earns (reason, message): the pod cannot hold the adapter's rank, it was
-    given up on, or a retry is scheduled."""
-    if rank is not None:
-        return "RankTooHigh", f"pod {pod} cannot hold rank {rank}: {error}"
+def failure_news(pod: str, retry: Retry, error: str, now: float, options: Options) -> tuple[str, str]:
+    """The Warning event a failed load earns (reason, message): the pod was given up on, or a retry is
+    scheduled."""
     if retry.attempts >= options.max_retries:
         return "MaxRetriesExceeded", f"Max retries exceeded for pod {pod}: {error}"
     delay = retry.next_attempt - now
