@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aibrix.controller.demand import DemandEstimator, Move, PodState, plan_moves
-from aibrix.metrics.lora import active_adapters
+from aibrix.controller.demand import DemandEstimator, Move, PodState, plan_moves, reading
+from aibrix.metrics.lora import active_adapters, sglang_pool_used
 
 
 def test_a_pods_requests_are_split_over_the_adapters_active_there_and_fade_when_they_stop() -> None:
@@ -40,6 +40,21 @@ def test_the_active_adapters_come_from_the_newest_vllm_series_or_the_runtimes_ga
     assert active_adapters(runtime) == {"x", "y"}
     assert active_adapters("# TYPE aibrix:lora_adapter_requests_active gauge\n") == frozenset()
     assert active_adapters("vllm:num_requests_running 3\n") is None  # says nothing about adapters
+
+
+def test_sglang_counts_the_adapters_of_its_batch_and_its_requests_are_split_over_those_placed_there() -> None:
+    page = (
+        "# TYPE sglang:lora_pool_slots_used gauge\n"
+        'sglang:lora_pool_slots_used{model_name="base",engine_type="unified",tp_rank="0",dp_rank="0"} 2.0\n'
+        'sglang:num_running_reqs{model_name="base"} 5.0\n'
+    )
+    assert sglang_pool_used(page) == 2
+    assert sglang_pool_used("vllm:num_requests_running 3\n") is None
+    assert reading(None, 6.0, 2, {"a", "b", "c"}) == {"a": 2.0, "b": 2.0, "c": 2.0}
+    assert reading(None, 6.0, 0, {"a", "b"}) == {}  # a batch without adapters: base-model traffic
+    assert reading(frozenset(), 6.0, 1, {"a"}) == {"a": 6.0}  # the runtime's (empty) vLLM gauge says nothing here
+    assert reading(frozenset({"a"}), 3.0, None, {"a", "b"}) == {"a": 3.0}  # vLLM names the active ones
+    assert reading(frozenset(), 3.0, None, {"a"}) == {} and reading(None, 3.0, None, {"a"}) is None
 
 
 def pod(name: str, demand: dict[str, float], *, rank: int | None = 64, free: int | None = None) -> PodState:

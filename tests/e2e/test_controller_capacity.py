@@ -19,6 +19,9 @@ from tests.helpers.kube import ADAPTERS, FakeKube, phase, running, status
 ADAPTERS_PATH = ADAPTERS.format(ns="default")
 
 
+BASE = "base-model"  # the simulators' --model (tests/helpers/controller_env.py)
+
+
 def _adapter(folder: Path, rank: int) -> Path:
     folder.mkdir()
     (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "peft_type": "LORA"}))
@@ -26,12 +29,14 @@ def _adapter(folder: Path, rank: int) -> Path:
     return folder
 
 
-def _engine_pod(kube: FakeKube, engines: Engines, name: str, rank: int, *extra: str) -> tuple:
+def _engine_pod(kube: FakeKube, engines: Engines, name: str, rank: int, *extra: str, engine: str = "vllm") -> tuple:
     """A pod whose engine runs with --max-lora-rank ``rank`` (its container's arguments say so too)."""
-    args = ["--enable-lora", "--max-lora-rank", str(rank), "--max-cpu-loras", "4", *extra]
-    sim = engines.sim("--max-lora-rank", str(rank))
-    runtime = engines.runtime(sim)
-    kube.add_pod(name, runtime=runtime, engine=sim, args=args)
+    slots = ["--max-cpu-loras", "4"] if engine == "vllm" else ["--max-loras-per-batch", "4", "--max-loaded-loras", "4"]
+    args = ["--enable-lora", "--max-lora-rank", str(rank), *slots, *extra]
+    served = [] if engine == "vllm" else ["--enable-lora", "--lora-target-modules", "all", "--enable-metrics", *slots]
+    sim = engines.sim("--max-lora-rank", str(rank), *served, *extra, engine=engine)
+    runtime = engines.runtime(sim, engine)
+    kube.add_pod(name, runtime=runtime, engine=sim, args=args, engine_name=engine)
     return sim, runtime
 
 
@@ -158,16 +163,18 @@ def test_an_overloaded_fleet_and_api_server_leave_adapters_pending_never_failed(
     assert "busy-0" in adapters_on(frozen_sim.url)
 
 
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_the_balanced_policy_moves_an_adapter_off_a_busy_pod_without_a_gap(
-    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path, engine: str
 ) -> None:
-    """Two busy adapters that share a pod while the other pod idles: the balancer sees their requests in the
-    engine's lora_requests_info, moves one of them, loading it on the idle pod before it leaves the busy one, and
-    moves nothing more once the two pods carry even demand."""
+    """Two busy adapters that share a pod while the other pod idles: the balancer sees their requests (vLLM names
+    them in lora_requests_info; SGLang counts the adapters of its running batch, and the pod's requests are split
+    over the adapters placed there), moves one of them, loading it on the idle pod before it leaves the busy one,
+    and moves nothing more once the two pods carry even demand."""
     folder = _adapter(tmp_path / "lora", 8)
     sims = {}
     for name in ("pod-a", "pod-b"):
-        sims[name], _ = _engine_pod(kube, engines, name, 16, "--itl-ms", "40")
+        sims[name], _ = _engine_pod(kube, engines, name, 16, "--itl-ms", "40", engine=engine)
     controller("--balance-interval-seconds", "0.3")
     for name in ("x", "y", "z"):
         kube.add_adapter(name, artifactURL=str(folder), replicas=1, schedulerName="balanced")
@@ -189,7 +196,8 @@ def test_the_balanced_policy_moves_an_adapter_off_a_busy_pod_without_a_gap(
                     time.sleep(0.05)
                     continue
                 url = sims[instances[0]].url
-                client.post(f"{url}/v1/completions", json={"model": adapter, "prompt": "x", "max_tokens": 10})
+                model = adapter if engine == "vllm" else f"{BASE}:{adapter}"  # SGLang's bare name: base model
+                client.post(f"{url}/v1/completions", json={"model": model, "prompt": "x", "max_tokens": 10})
 
     workers = [threading.Thread(target=load, args=(name,)) for name in busy for _ in range(2)]
     for worker in workers:

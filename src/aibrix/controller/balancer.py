@@ -13,12 +13,12 @@ import math
 import time
 from dataclasses import dataclass
 
-from aibrix.controller.demand import Move, PodState, plan_moves
+from aibrix.controller.demand import Move, PodState, plan_moves, reading
 from aibrix.controller.fleet import Fleet
 from aibrix.controller.pods import Pod
 from aibrix.controller.resources import Key, Obj
 from aibrix.controller.schedulers import load_of
-from aibrix.metrics.lora import active_adapters, vllm_lora_activity
+from aibrix.metrics.lora import active_adapters, sglang_pool_used, vllm_lora_activity
 
 log = logging.getLogger("aibrix.controller")
 
@@ -72,12 +72,13 @@ class Balancer:
             if page is None:
                 continue
             self.cross_check(pod, page)
-            active = active_adapters(page)
             requests = load_of(pod.engine, page)[0]
-            if active is not None:
-                self.fleet.demand.sample(
-                    (pod.namespace, pod.name), active, 0.0 if math.isinf(requests) else requests, now
-                )
+            placed = {key[1] for key in self.fleet.placements.on_pod(pod.namespace, pod.name)}
+            shares = reading(
+                active_adapters(page), 0.0 if math.isinf(requests) else requests, sglang_pool_used(page), placed
+            )
+            if shares is not None:
+                self.fleet.demand.sample_shares((pod.namespace, pod.name), shares, now)
 
     def cross_check(self, pod: Pod, page: str) -> None:
         """Limits come from the engine's arguments; vLLM reports its --max-loras back in lora_requests_info. When

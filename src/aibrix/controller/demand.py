@@ -9,10 +9,15 @@ outweigh the rest). An adapter's demand is the sum over the pods it was seen on;
 over the adapters placed on it now, of each one's demand over its replicas (a gateway splits an adapter's traffic
 over the pods that hold it), so a move counts at once, before the readings catch up.
 
+SGLang exports no adapter names, only how many adapters its running batch holds (``sglang:lora_pool_slots_used``,
+sgl-project/sglang scheduler_metrics_mixin.py: the distinct lora ids of the running batch): when that is above
+zero, the pod's requests are split evenly over every adapter placed on it; at zero they are base-model traffic.
+
 Limits, said once: vLLM exports names, not per-adapter counts, so two adapters active on one pod share its requests
-evenly whatever their real split; base-model requests count toward the adapters active beside them; SGLang exports
-no per-adapter signal, so its pods report no demand; a sample is a moment, so bursts shorter than the sampling
-interval are seen by chance.
+evenly whatever their real split; base-model requests count toward the adapters active beside them; on SGLang every
+adapter placed on a busy pod shares its requests, the idle ones too, so a move off it may take an idle adapter
+(the estimate corrects itself as the samples that follow the move come in); a sample is a moment, so bursts shorter
+than the sampling interval are seen by chance.
 """
 
 from __future__ import annotations
@@ -32,14 +37,17 @@ class DemandEstimator:
 
     def sample(self, pod: PodKey, active: Collection[str], requests: float, now: float) -> None:
         """One reading of a pod: the adapters with requests in flight and its running plus waiting requests."""
+        self.sample_shares(pod, split(active, requests), now)
+
+    def sample_shares(self, pod: PodKey, shares: Mapping[str, float], now: float) -> None:
+        """One reading of a pod as requests per adapter; an adapter missing from ``shares`` had none."""
         last, count = self._sampled.get(pod, (now, 0))
         self._sampled[pod] = (now, count + 1)
         weight = max(1.0 / (count + 1), 1.0 - 0.5 ** (max(0.0, now - last) / self.half_life))
-        share = max(requests, float(len(active))) / len(active) if active else 0.0
         current = self._pods.setdefault(pod, {})
-        for name in current.keys() | set(active):
+        for name in current.keys() | shares.keys():
             old = current.get(name, 0.0)
-            value = old + weight * ((share if name in active else 0.0) - old)
+            value = old + weight * (shares.get(name, 0.0) - old)
             if value < 1e-3:
                 value = 0.0
                 current.pop(name, None)
@@ -66,6 +74,29 @@ class DemandEstimator:
     def of_adapter(self, namespace: str, name: str) -> float:
         """The adapter's demand wherever it was seen: what it brings to the pods it is placed on, split evenly."""
         return self._totals.get((namespace, name), 0.0)
+
+
+def split(active: Collection[str], requests: float) -> dict[str, float]:
+    """vLLM names the adapters with requests in flight, not their counts: the pod's requests split evenly over
+    them, at least one each."""
+    return {name: max(requests, float(len(active))) / len(active) for name in active}
+
+
+def reading(
+    active: Collection[str] | None, requests: float, pool_used: int | None, placed: Collection[str]
+) -> dict[str, float] | None:
+    """Requests per adapter from one metrics page, or None when the page says nothing of adapters. vLLM's page
+    names the active adapters (``active``). SGLang's says only how many adapters its running batch holds
+    (``pool_used``: sglang:lora_pool_slots_used); then the pod's requests are split over every adapter placed
+    there, and a batch with none of them is base-model traffic that counts for no adapter."""
+    if active:
+        return split(active, requests)
+    if pool_used is None:
+        return None if active is None else {}
+    if pool_used <= 0 or not placed:
+        return {}
+    share = max(requests, float(pool_used)) / len(placed)
+    return {name: share for name in placed}
 
 
 @dataclass(frozen=True)

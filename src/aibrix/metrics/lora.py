@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 LORA_INFO = "vllm:lora_requests_info{"
 ACTIVE = "aibrix:lora_adapter_requests_active{"
+SGLANG_POOL = "sglang:lora_pool_slots_used"
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -65,3 +66,14 @@ def active_adapters(text: str) -> frozenset[str] | None:
         return frozenset(names)
     activity = vllm_lora_activity(text)
     return None if activity is None else activity["running"] | activity["waiting"]
+
+
+def sglang_pool_used(text: str) -> int | None:
+    """How many adapters SGLang's running batch holds (``sglang:lora_pool_slots_used``, summed over its series), or
+    None when the page has no such gauge (not SGLang, or LoRA off)."""
+    found, total = False, 0.0
+    for line in lines_starting(text, SGLANG_POOL):
+        name, _, value = line.rpartition(" ")
+        if name == SGLANG_POOL or name.startswith(SGLANG_POOL + "{"):
+            found, total = True, total + number(value)
+    return round(total) if found else None
