@@ -306,6 +306,23 @@ def test_free_slots_wait_for_first_replicas_before_extra_ones() -> None:
     assert names(first.candidates) == ["r8", "r64", "open"]
 
 
+def test_an_adapter_whose_only_pod_went_to_a_higher_priority_seeks_a_first_replica_not_an_extra_one() -> None:
+    """Being tried on a pod whose slot a higher-priority adapter took holds nothing: the adapter is placed as a
+    first replica (it may take a slot kept for first replicas), not as an extra one."""
+    from aibrix.controller.capacity import reserved_for
+    from aibrix.controller.status import Retry
+
+    pods = [limited("full", rank=64, slots=1), limited("free", rank=64, slots=2)]
+    tried = Retry("full", "uid-full", 1, "refused", NOW - 1, NOW + 5).to_status()
+    residents = {"full": [(0, "lora"), (10, "high")]}
+    seen = observe(
+        spec(1), {"retries": [tried]}, pods, NOW, OPTIONS, lambda p: residents.get(p, []), None, reserved_for([None])
+    )
+    assert not seen.extra and names(seen.candidates) == ["free"]
+    kept = observe(spec(2), {"instances": ["free"], "retries": [tried]}, pods, NOW, OPTIONS, lambda p: [])
+    assert kept.extra
+
+
 def test_a_pod_chosen_for_an_extra_replica_is_checked_again_against_the_slots_kept_back() -> None:
     """Between observing and choosing, another adapter may start waiting for its first replica: the pass checks the
     chosen pod again with the same rule, so an extra replica never takes the slot kept for it."""

@@ -212,7 +212,7 @@ class AdapterPass(StatusKeeper):
         self.instances = list(plan.keep)
         if plan.extra:
             await asyncio.gather(*(self.fleet.unload(self.obj, spec, pod) for pod in plan.extra))
-        chosen = [*plan.first, *await self.schedule(spec, plan.pool, plan.need)]
+        chosen = [*plan.first, *await self.schedule(spec, plan.pool, plan.need, seen.extra)]
         chosen += self.move_target(seen, chosen)
         pending = [*plan.retrying, *chosen]
         self.fleet.placements.assign(self.key, {p.name for p in self.instances + pending}, spec.priority)
@@ -277,14 +277,16 @@ class AdapterPass(StatusKeeper):
                     if priority < spec.priority:
                         self.fleet.wake(key)
 
-    async def schedule(self, spec: AdapterSpec, pool: Sequence[Pod], count: int) -> list[Pod]:
+    async def schedule(self, spec: AdapterSpec, pool: Sequence[Pod], count: int, extra: bool) -> list[Pod]:
+        """``extra``: the observation's answer, whether a new replica is an extra one; no longer so once this pass
+        has lost every pod the adapter held."""
         if count <= 0 or not pool:
             return []
         asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics, self.demand_on)
         chosen = await schedulers.POLICIES[spec.scheduler](asked)
         # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot, or one
         # now kept for an adapter still waiting for its first replica
-        extra = bool(self.instances or self.retries)
+        extra = extra and bool(self.instances or self.retries)
         reserved = reserved_for(self.fleet.placements.starving(self.key[0], self.key)) if extra else None
         return [p for p in chosen if takeable(p, spec.priority, self.occupancy, reserved)]
 

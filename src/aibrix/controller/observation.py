@@ -32,6 +32,7 @@ class Observation:
     rank: int | None = None  # the adapter's rank, as its status knows it
     unfit: Mapping[str, Unfit] = field(default_factory=dict)  # eligible pods that cannot take it, and why
     wanted: int = 0  # spec.replicas, or every eligible pod (fit or not): what the Scheduled condition counts against
+    extra: bool = False  # it holds or is being tried on a pod it keeps: a new replica is an extra one
     by_name: Mapping[str, Pod] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +110,7 @@ def observe(
         rank=rank,
         unfit=MappingProxyType(unfit),
         wanted=spec.replicas if spec.replicas is not None else len(eligible),
+        extra=extra,
     )
 
 
