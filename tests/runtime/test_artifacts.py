@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import httpx
-import pytest
 
 from tests.helpers.artifacts import ADAPTER
 from tests.helpers.procs import free_port, start_runtime, start_sim
@@ -231,12 +230,12 @@ def test_background_model_download_and_listing(procs, tmp_path, hub, adapter_rep
     assert [(c["model_name"], c["model_status"]) for c in cards] == [("org/sql-lora", "downloaded")]
 
 
-@pytest.mark.parametrize("name", ["ѕql", "sql\u200b", "ｓql", "sql/../x", "..", "x" * 254])
-def test_unicode_and_path_tricks_in_adapter_names_are_refused(hub_stack, name):
+def test_unicode_and_path_tricks_in_adapter_names_are_refused(hub_stack):
     _, runtime, adapters = hub_stack
-    response = load_body(runtime, {"lora_name": name, "artifact_url": "huggingface://org/sql-lora"})
-    assert_error(response, 422, "letters, digits, '.', '_' and '-'")
-    assert not adapters.exists() or not any(adapters.iterdir())
+    for name in ["ѕql", "sql\u200b", "ｓql", "sql/../x", "..", "x" * 254]:
+        response = load_body(runtime, {"lora_name": name, "artifact_url": "huggingface://org/sql-lora"})
+        assert_error(response, 422, "letters, digits, '.', '_' and '-'")
+        assert not adapters.exists() or not any(adapters.iterdir()), name
 
 
 def test_http_artifact_and_engine_key_from_additional_config(procs, tmp_path):

@@ -47,7 +47,7 @@ def test_ready_is_503_before_engine_starts(procs, client):
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_slow_engine_times_out_with_504(procs, engine, client, adapter_dir):
-    sim = procs.sim(engine, "--lora-load-ms", "3000")
+    sim = procs.sim(engine, "--lora-load-ms", "1000")  # stopping the simulator waits for this load to end
     runtime = procs.runtime(engine, sim.url, "--engine-timeout", "0.3")
     started = time.monotonic()
     assert_error(load(client, runtime, "slow", adapter_dir), 504, "0.3")

@@ -71,6 +71,7 @@ class Scripted(LoopbackServer):
 
     def __init__(self, script: Callable[[int, BaseHTTPRequestHandler], None], body: bytes = b"") -> None:
         self.body, self.requests, self.connections = body, 0, 0
+        self.seen: list[str] = []  # each request's method and range, for a failing assertion to show
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,6 +83,7 @@ class Scripted(LoopbackServer):
 
             def do_GET(self) -> None:  # noqa: N802
                 server.requests += 1
+                server.seen.append(f"{self.command} {self.headers.get('Range', '')} on connection {server.connections}")
                 script(server.requests, self)
 
             do_HEAD = do_GET  # noqa: N815
@@ -303,7 +305,7 @@ def test_retry_after_is_honoured(tmp_path: Path) -> None:
         started = time.monotonic()
         Downloader(threads=1, retries=QUICK).download([remote(server)], tmp_path)
         assert time.monotonic() - started >= 0.95  # the backoff alone would have waited 10 ms
-        assert server.requests == 2
+        assert server.requests == 2, server.seen
 
 
 def test_a_hung_server_gets_the_policys_attempts_and_no_more(tmp_path: Path) -> None:
