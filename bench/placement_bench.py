@@ -271,7 +271,8 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         print(f"{policy}: CPU seconds from the first create until settled: {cpu}", file=sys.stderr)
         sample = kube.http.get(ADAPTERS.format(ns="default") + "/lora-0000").json()
         managed = len(json.dumps(sample["metadata"].get("managedFields") or []))
-        print(f"{policy}: a settled adapter is {len(json.dumps(sample))} bytes ({managed} managedFields)", file=sys.stderr)
+        size = len(json.dumps(sample))
+        print(f"{policy}: a settled adapter is {size} bytes ({managed} managedFields)", file=sys.stderr)
         if args.api == "fake":
             asked = kube.http.get("/stats").json()
             print(f"{policy}: {asked['requests']} API requests until settled: {asked['byKind']}", file=sys.stderr)
