@@ -159,6 +159,7 @@ def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
     statuses = {a["metadata"]["name"]: a.get("status") or {} for a in listing["items"]}
     done = {name for name, status in statuses.items() if _done(status, want[name])}
     version, progress, last = listing["metadata"]["resourceVersion"], [], 0.0
+    when: dict[str, float] = {}  # adapter -> seconds until it last became settled
     while len(done) < len(want) and time.monotonic() - started < timeout:
         params = {"watch": "true", "resourceVersion": version, "timeoutSeconds": "5"}
         with kube.http.stream("GET", path, params=params, timeout=30) as stream:
@@ -170,6 +171,8 @@ def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
                 if name in want:
                     statuses[name] = obj.get("status") or {}
                     (done.add if _done(statuses[name], want[name]) else done.discard)(name)
+                    if name in done:
+                        when[name] = time.monotonic() - started
                 if time.monotonic() - last >= 1:
                     last = time.monotonic()
                     progress.append(f"{last - started:.0f}s:{len(done)}")
@@ -178,6 +181,11 @@ def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
     if len(done) == len(want):
         seconds = time.monotonic() - started  # when the last event came, not when the stream has closed
         print("settled over time: " + " ".join(progress), file=sys.stderr)
+        for name in sorted(when, key=when.__getitem__)[-5:]:
+            status = statuses[name]
+            reasons = {c.get("type"): c.get("reason") for c in status.get("conditions") or []}
+            held = f"{status.get('readyReplicas') or 0}/{want[name]}"
+            print(f"  settled last: {name} at {when[name]:.1f}s, {held} replicas, {reasons}", file=sys.stderr)
         return seconds
     left = Counter()
     for name, status in statuses.items():

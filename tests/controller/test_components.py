@@ -400,3 +400,21 @@ def test_a_leader_whose_api_server_goes_away_before_its_caches_sync_gives_the_le
         return asyncio.get_running_loop().time() - started
 
     assert asyncio.run(go()) < 2.0
+
+
+def test_adapters_short_of_slots_for_more_replicas_wake_when_no_first_replica_waits_any_more() -> None:
+    """Slots are kept for adapters waiting for a first replica; when the last of them stops waiting, those kept
+    from extra replicas are woken at once instead of at the next resync."""
+    from aibrix.controller.metrics import ControllerMetrics
+    from aibrix.controller.placements import Placements
+
+    placements = Placements(ControllerMetrics())
+    assert placements.starve(("ns", "a"), False, None, held_back=True) == []  # one replica, short of slots for more
+    assert placements.starve(("ns", "w1"), True, 8) == []
+    assert placements.starve(("ns", "w2"), True, None) == []
+    assert placements.starve(("other", "w3"), True, None) == []  # another namespace keeps its own slots
+    assert placements.starve(("ns", "w1"), False, 8) == []  # w2 still waits
+    assert placements.starve(("ns", "w2"), False, None) == [("ns", "a")]
+    assert placements.starve(("ns", "w2"), False, None) == []  # once, when it changes
+    placements.forget(("ns", "a"))
+    assert placements.held_back_keys("ns") == []

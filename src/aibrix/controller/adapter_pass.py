@@ -108,8 +108,10 @@ class AdapterPass(StatusKeeper):
         )
         self.apply(verdict, spec)
         await self.write_phase(self.status["phase"], seen)
-        starving = not self.instances and short is not None and short[0] == Unfit.INSUFFICIENT_CAPACITY
-        self.fleet.placements.starve(self.key, starving, seen.rank)
+        no_slot = short is not None and short[0] == Unfit.INSUFFICIENT_CAPACITY
+        placed = bool(self.instances)
+        for other in self.fleet.placements.starve(self.key, no_slot and not placed, seen.rank, no_slot and placed):
+            self.fleet.wake(other)
         if fatal:
             return self.options.cooldown
         if self.gave_up or self.rolled or self.crowded or (self.learned and len(self.instances) < seen.desired):

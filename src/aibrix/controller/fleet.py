@@ -44,10 +44,12 @@ class Fleet:
         self.wake: Callable[[Key], None] = lambda key: None  # queue another adapter's pass (the manager sets it)
 
     def forget(self, key: Key) -> None:
-        """Drop a deleted adapter; the slots it frees go to the adapters waiting for a first replica, at once."""
+        """Drop a deleted adapter; the slots it frees go to the adapters waiting for a first replica, at once, or
+        to those short of slots for more replicas when none waits for a first."""
         self.placements.forget(key)
-        for waiting in self.placements.starving_keys(key[0]):
-            self.wake(waiting)
+        waiting = self.placements.starving_keys(key[0]) or self.placements.held_back_keys(key[0])
+        for other in waiting:
+            self.wake(other)
         self.moves.pop(key, None)
         self._events.pop(key, None)
         self._written.pop(key, None)

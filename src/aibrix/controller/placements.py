@@ -18,6 +18,7 @@ class Placements:
         self._on_pod: dict[tuple[str, str], set[Key]] = {}  # (namespace, pod) -> adapters placed there
         self._phases: dict[Key, str] = {}
         self._starving: dict[Key, int | None] = {}  # adapters with no replica, waiting for a slot -> their rank
+        self._held_back: set[Key] = set()  # adapters with a replica, short of slots for more
         self._lowest: dict[tuple[str, str], int] = {}  # (namespace, pod) -> lowest priority, until it changes
 
     def seed(self, adapters: Mapping[Key, Obj]) -> None:
@@ -84,12 +85,23 @@ class Placements:
         else:
             self._phases.pop(key, None)
 
-    def starve(self, key: Key, starving: bool, rank: int | None) -> None:
-        """Record whether ``key`` ended its pass with no replica for want of a free slot."""
+    def starve(self, key: Key, starving: bool, rank: int | None, held_back: bool = False) -> list[Key]:
+        """Record whether ``key`` ended its pass with no replica for want of a free slot, or with some but short of
+        slots for the rest; returns the adapters to wake: when the last adapter of the namespace waiting for a
+        first replica stops waiting, the slots kept for first replicas are free for extra ones again."""
+        namespace = key[0]
+        was_waiting = key in self._starving
         if starving:
             self._starving[key] = rank
         else:
             self._starving.pop(key, None)
+        if held_back:
+            self._held_back.add(key)
+        else:
+            self._held_back.discard(key)
+        if was_waiting and not starving and not self.starving_keys(namespace):
+            return self.held_back_keys(namespace)
+        return []
 
     def starving(self, namespace: str, but: Key) -> list[int | None]:
         """The ranks of the other adapters of ``namespace`` waiting for their first replica."""
@@ -98,8 +110,12 @@ class Placements:
     def starving_keys(self, namespace: str) -> list[Key]:
         return [key for key in self._starving if key[0] == namespace]
 
+    def held_back_keys(self, namespace: str) -> list[Key]:
+        return [key for key in self._held_back if key[0] == namespace]
+
     def forget(self, key: Key) -> None:
         self._starving.pop(key, None)
+        self._held_back.discard(key)
         self.assign(key, set())
         self._pods.pop(key, None)
         self._priority.pop(key, None)
