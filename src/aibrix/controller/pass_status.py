@@ -90,8 +90,9 @@ class StatusKeeper:
         if not done:
             try:
                 await self.write_phase(phase, seen)
-            except ApiError as exc:  # only progress: the pass's last write carries the outcome
-                log.info("could not say adapter %s is %s: %s", self.name, phase, exc.status.message)
+            except Exception as exc:  # noqa: BLE001 - only progress: the step goes on, the pass's last write says it
+                message = exc.status.message if isinstance(exc, ApiError) else str(exc)
+                log.info("could not say adapter %s is %s: %s", self.name, phase, message)
         return await task
 
     async def write(self) -> None:
