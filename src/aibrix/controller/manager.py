@@ -254,8 +254,10 @@ class Controller:
         tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
         tasks.append(asyncio.create_task(self._resync()))
         tasks.append(asyncio.create_task(self.balancer.run()))
+        for task in tasks:
+            task.add_done_callback(_said_if_crashed)
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*tasks, return_exceptions=True)  # one task's crash must not end the others
         finally:
             for task in tasks:
                 task.cancel()
@@ -297,3 +299,9 @@ class Controller:
             finally:
                 self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                 self.queue.done(key)
+
+
+def _said_if_crashed(task: asyncio.Task[None]) -> None:
+    """A worker, the resync or the balancer ending by itself is a bug: logged with its traceback, the rest go on."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("controller task %s crashed", task.get_coro(), exc_info=task.exception())
