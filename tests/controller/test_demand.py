@@ -49,6 +49,7 @@ def test_sglang_counts_the_adapters_of_its_batch_and_its_requests_are_split_over
         'sglang:num_running_reqs{model_name="base"} 5.0\n'
     )
     assert sglang_pool_used(page) == 2
+    assert sglang_pool_used(page + 'sglang:lora_pool_slots_used{dp_rank="1"} 1.0 1700000000000\n') == 3  # stamped
     assert sglang_pool_used("vllm:num_requests_running 3\n") is None
     assert reading(None, 6.0, 2, {"a", "b", "c"}) == {"a": 2.0, "b": 2.0, "c": 2.0}
     assert reading(None, 6.0, 0, {"a", "b"}) == {}  # a batch without adapters: base-model traffic

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from aibrix.metrics.standardize import split_sample
+
 LORA_INFO = "vllm:lora_requests_info{"
 ACTIVE = "aibrix:lora_adapter_requests_active{"
 SGLANG_POOL = "sglang:lora_pool_slots_used"
@@ -73,7 +75,12 @@ def sglang_pool_used(text: str) -> int | None:
     None when the page has no such gauge (not SGLang, or LoRA off)."""
     found, total = False, 0.0
     for line in lines_starting(text, SGLANG_POOL):
-        name, _, value = line.rpartition(" ")
-        if name == SGLANG_POOL or name.startswith(SGLANG_POOL + "{"):
-            found, total = True, total + number(value)
+        rest = line[len(SGLANG_POOL) :]
+        if rest[:1] not in ("{", " "):
+            continue  # another family whose name starts the same
+        try:
+            total += split_sample(rest)[1]  # labels, value, and an optional timestamp after it
+        except (ValueError, IndexError):
+            continue
+        found = True
     return round(total) if found else None
