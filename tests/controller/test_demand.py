@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from aibrix.controller.demand import DemandEstimator, Move, PodState, plan_moves, reading
+from aibrix.controller.demand import DemandEstimator, Move, PodState, plan_moves, reading, split
 from aibrix.metrics.lora import active_adapters, sglang_pool_used
 
 
 def test_a_pods_requests_are_split_over_the_adapters_active_there_and_fade_when_they_stop() -> None:
     est = DemandEstimator(half_life=10.0)
-    est.sample(("ns", "p"), {"a", "b"}, 6.0, now=0.0)
+    est.sample(("ns", "p"), split({"a", "b"}, 6.0), now=0.0)
     assert est.on_pod(("ns", "p")) == {"a": 3.0, "b": 3.0}
-    est.sample(("ns", "q"), {"a"}, 0.0, now=0.0)  # active with no count read: at least one request
+    est.sample(("ns", "q"), split({"a"}, 0.0), now=0.0)  # active with no count read: at least one request
     assert est.of_adapter("ns", "a") == 4.0 and est.of_adapter("ns", "b") == 3.0
-    est.sample(("ns", "p"), set(), 0.0, now=0.1)  # the second sample counts as much as the first
+    est.sample(("ns", "p"), split(set(), 0.0), now=0.1)  # the second sample counts as much as the first
     assert est.on_pod(("ns", "p")) == pytest.approx({"a": 1.5, "b": 1.5})
-    est.sample(("ns", "p"), {"a", "b"}, 6.0, now=0.2)
-    est.sample(("ns", "p"), set(), 0.0, now=10.2)  # later, one half-life weighs as much as the past
+    est.sample(("ns", "p"), split({"a", "b"}, 6.0), now=0.2)
+    est.sample(("ns", "p"), split(set(), 0.0), now=10.2)  # later, one half-life weighs as much as the past
     assert est.on_pod(("ns", "p")) == pytest.approx({"a": 1.0, "b": 1.0})
-    est.sample(("ns", "p"), set(), 0.0, now=200.0)
+    est.sample(("ns", "p"), split(set(), 0.0), now=200.0)
     assert est.on_pod(("ns", "p")) == {} and est.of_adapter("ns", "b") == 0.0
     est.forget(("ns", "q"))
     assert est.of_adapter("ns", "a") == 0.0

@@ -73,12 +73,12 @@ class Balancer:
                 continue
             self.cross_check(pod, page)
             requests = load_of(pod.engine, page)[0]
-            placed = {key[1] for key in self.fleet.placements.on_pod(pod.namespace, pod.name)}
+            placed = self.fleet.placements.names_on(pod.namespace, pod.name)
             shares = reading(
                 active_adapters(page), 0.0 if math.isinf(requests) else requests, sglang_pool_used(page), placed
             )
             if shares is not None:
-                self.fleet.demand.sample_shares((pod.namespace, pod.name), shares, now)
+                self.fleet.demand.sample((pod.namespace, pod.name), shares, now)
 
     def cross_check(self, pod: Pod, page: str) -> None:
         """Limits come from the engine's arguments; vLLM reports its --max-loras back in lora_requests_info. When
@@ -127,7 +127,7 @@ class Balancer:
 
     def _state(self, pod: Pod, movable: set[str]) -> PodState:
         namespace = pod.namespace
-        placed = {key[1] for key in self.fleet.placements.on_pod(namespace, pod.name)}
+        placed = self.fleet.placements.names_on(namespace, pod.name)
         demand = self.fleet.expected_demand(namespace, pod.name)
         slots = pod.limits.max_adapters
         return PodState(

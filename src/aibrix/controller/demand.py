@@ -35,12 +35,8 @@ class DemandEstimator:
         self._sampled: dict[PodKey, tuple[float, int]] = {}  # (namespace, pod) -> (last sample time, samples)
         self._totals: dict[tuple[str, str], float] = {}  # (namespace, adapter) -> the sum over its pods
 
-    def sample(self, pod: PodKey, active: Collection[str], requests: float, now: float) -> None:
-        """One reading of a pod: the adapters with requests in flight and its running plus waiting requests."""
-        self.sample_shares(pod, split(active, requests), now)
-
-    def sample_shares(self, pod: PodKey, shares: Mapping[str, float], now: float) -> None:
-        """One reading of a pod as requests per adapter; an adapter missing from ``shares`` had none."""
+    def sample(self, pod: PodKey, shares: Mapping[str, float], now: float) -> None:
+        """One reading of a pod as requests per adapter (``reading``); an adapter missing from ``shares`` had none."""
         last, count = self._sampled.get(pod, (now, 0))
         self._sampled[pod] = (now, count + 1)
         weight = max(1.0 / (count + 1), 1.0 - 0.5 ** (max(0.0, now - last) / self.half_life))

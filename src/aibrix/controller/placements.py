@@ -53,6 +53,10 @@ class Placements:
         """The adapters placed on ``pod``, or being loaded there."""
         return set(self._on_pod.get((namespace, pod), ()))
 
+    def names_on(self, namespace: str, pod: str) -> set[str]:
+        """The names of the adapters placed on ``pod`` (one namespace: names are enough)."""
+        return {key[1] for key in self._on_pod.get((namespace, pod), ())}
+
     def adapters_on(self, namespace: str, pod: str) -> int:
         return len(self._on_pod.get((namespace, pod), ()))
 
