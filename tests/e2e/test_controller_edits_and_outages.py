@@ -59,7 +59,8 @@ def test_phases_follow_the_documented_order(
     api_delay_ms: int,
     phases: list[str],
 ) -> None:
-    """Each phase is written as it begins, in the documented order; Loading and Bound only when their step lasts
+    """Each phase shows as it begins, in the documented order (Pending from the create on, the CRD's status
+    default, on the fake API server as on the real one); Loading and Bound only when their step lasts
     (over 0.25 s: a slow load, a slow API server creating the Service): a quick step would cost every adapter a
     status write nobody could see (docs/controller.md)."""
     pod_with_runtime(kube, engines, "base-0", "--lora-load-ms", load_ms)

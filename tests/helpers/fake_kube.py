@@ -49,6 +49,7 @@ class Kind:
     namespaced: bool = True
     status: bool = False  # has a status subresource
     schema: Obj | None = None
+    status_default: Obj | None = None  # the schema's default for status, as the API server fills it in
 
 
 KINDS: dict[tuple[str, str], Kind] = {
@@ -150,6 +151,8 @@ class Store:
             obj["data"] = {**(obj.get("data") or {}), **encoded}
         if kind.status and kind.schema is not None:
             obj.pop("status", None)  # custom resources with a status subresource ignore status on create
+            if kind.status_default is not None:
+                obj["status"] = copy.deepcopy(kind.status_default)
         self.objects[kind][(namespace, name)] = obj
         self._emit(kind, "ADDED", obj)
         return obj
@@ -245,13 +248,14 @@ def load_crd(path: str, store: Store) -> None:
                 schema = version["schema"]["openAPIV3Schema"]
                 schema = {k: v for k, v in schema.items()}
                 schema.get("properties", {}).pop("metadata", None)
-                schema.get("properties", {}).pop("status", None)
+                status_schema = schema.get("properties", {}).pop("status", None) or {}
                 kind = Kind(
                     spec["names"]["kind"],
                     f"{spec['group']}/{version['name']}",
                     namespaced=spec["scope"] == "Namespaced",
                     status="status" in (version.get("subresources") or {}),
                     schema=schema,
+                    status_default=status_schema.get("default"),
                 )
                 KINDS[(kind.api_version, spec["names"]["plural"])] = kind
                 store.add_kind(kind)

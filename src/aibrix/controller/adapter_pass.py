@@ -57,11 +57,12 @@ class AdapterPass(StatusKeeper):
     async def run(self) -> float | None:
         """Act, then say how soon to run again (a retry falling due, a pod becoming stable), or None."""
         if condition(self.conditions, ConditionType.INITIALIZED) is None:
+            # unwritten: the API server says Pending from the create on (the CRD's status default), and the pass's
+            # next write (Scheduled, or Pending with the reason it waits) carries this condition
             self.condition(
                 ConditionType.INITIALIZED, ConditionStatus.UNKNOWN, "ModelAdapterPending", "Starting reconciliation"
             )
             self.status["phase"] = Phase.PENDING
-            await self.write()
         try:
             spec = parse_spec(self.obj)
         except SpecError as exc:
