@@ -418,3 +418,42 @@ def test_adapters_short_of_slots_for_more_replicas_wake_when_no_first_replica_wa
     assert placements.starve(("ns", "w2"), False, None) == []  # once, when it changes
     placements.forget(("ns", "a"))
     assert placements.held_back_keys("ns") == []
+
+
+def test_events_go_out_one_at_a_time_while_adapters_wait_to_be_reconciled() -> None:
+    """Status before the record of it: while the work queue holds adapters, one Event is in flight; once it is
+    empty, several are, and every Event queued is posted."""
+    from aibrix.controller.events import SENDERS, EventRecorder
+    from aibrix.controller.manager import WorkQueue
+
+    class Client:
+        def __init__(self) -> None:
+            self.in_flight, self.most, self.posted = 0, 0, 0
+
+        async def create(self, obj: object) -> None:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await asyncio.sleep(0.01)
+            self.in_flight -= 1
+            self.posted += 1
+
+    async def scenario() -> tuple[int, int, int]:
+        client, queue = Client(), WorkQueue()
+        recorder = EventRecorder(client, "test")  # type: ignore[arg-type]
+        recorder.calm = queue.idle
+        queue.add(("default", "a"))
+        adapter = {"metadata": {"name": "a", "namespace": "default", "uid": "u"}}
+        for i in range(20):
+            recorder.record(adapter, "Normal", "Scheduled", f"event {i}")
+        await asyncio.sleep(0.1)
+        busy = client.most
+        key = await queue.get()
+        queue.done(key)  # nothing left to reconcile
+        for _ in range(100):
+            if client.posted == 20:
+                break
+            await asyncio.sleep(0.01)
+        return busy, client.most, client.posted
+
+    busy, calm, posted = asyncio.run(scenario())
+    assert (busy, calm, posted) == (1, SENDERS, 20)

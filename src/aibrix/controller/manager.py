@@ -57,6 +57,8 @@ class WorkQueue:
         self._active: set[Key] = set()
         self._dirty: set[Key] = set()
         self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
+        self.idle = asyncio.Event()  # nothing queued or being reconciled
+        self.idle.set()
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -67,6 +69,7 @@ class WorkQueue:
         elif key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
+            self.idle.clear()
 
     def add_after(self, key: Key, delay: float) -> None:
         if delay <= 0:
@@ -96,6 +99,8 @@ class WorkQueue:
         if key in self._dirty:
             self._dirty.discard(key)
             self.add(key)
+        elif not self._queued and not self._active:
+            self.idle.set()
 
 
 def complete(adapter: Obj) -> bool:
@@ -126,6 +131,7 @@ class Controller:
         self.queue = WorkQueue()
         self.backoff = Backoff()
         self.kube = Kube(client)
+        self.kube.events.calm = self.queue.idle  # Events yield to reconciles (events.py)
         self.loader = Loader(use_runtime=config.options.use_runtime, runtime_keys=RuntimeKeys(self.kube.secret_data))
         self.adapters = Informer(client, ModelAdapter, config.namespace, self._on_adapter)
         self.pods = Informer(client, Pod, config.namespace, self._on_pod)

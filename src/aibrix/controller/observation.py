@@ -32,7 +32,7 @@ class Observation:
     rank: int | None = None  # the adapter's rank, as its status knows it
     unfit: Mapping[str, Unfit] = field(default_factory=dict)  # eligible pods that cannot take it, and why
     wanted: int = 0  # spec.replicas, or every eligible pod (fit or not): what the Scheduled condition counts against
-    extra: bool = False  # it holds or is being tried on a pod it keeps: a new replica is an extra one
+    extra: bool = False  # it holds, or is still being tried on, a pod it keeps: a new replica is an extra one
     by_name: Mapping[str, Pod] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +65,7 @@ def observe(
     retries = _retries(status, by_name, now, options)
     rank = status.get("rank") if isinstance(status.get("rank"), int) else None
     holding = set(status.get("instances") or []) | set(retries)
+    trying = {n for n, e in retries.items() if e.attempts < options.max_retries}  # not given up on
     yielded = {
         p.name
         for p in eligible
@@ -72,7 +73,7 @@ def observe(
         and p.limits.max_adapters is not None
         and preempted(residents(p.name), p.limits.max_adapters, spec.name)
     }
-    extra = bool(holding - yielded)
+    extra = bool((set(status.get("instances") or []) | trying) - yielded)
     fit, unfit = fitting(
         eligible,
         rank,
