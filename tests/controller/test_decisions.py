@@ -323,6 +323,22 @@ def test_an_adapter_whose_only_pod_went_to_a_higher_priority_seeks_a_first_repli
     assert kept.extra
 
 
+def test_an_adapter_whose_only_pod_refused_its_rank_seeks_a_first_replica_not_an_extra_one() -> None:
+    """A pod given up on (it refused the rank, or its retries are spent) holds nothing: the adapter may still take a
+    slot kept for first replicas. Before, the refusal counted as holding a pod, and the adapter stayed without any
+    replica behind the very adapters it was waiting like."""
+    from aibrix.controller.capacity import reserved_for
+
+    pods = [limited("r8", rank=8, slots=4), limited("r64", rank=64, slots=4)]
+    refused = retry("r8", OPTIONS.max_retries, next_in=300)
+    seen = observe(spec(1), {"retries": [refused], "rank": 64}, pods, NOW, OPTIONS, reserved=reserved_for([None]))
+    assert not seen.extra and names(seen.candidates) == ["r64"] and seen.unfit == {"r8": "RankTooHigh"}
+    trying = observe(
+        spec(2), {"retries": [retry("r64", 1)], "rank": 64}, pods, NOW, OPTIONS, reserved=reserved_for([None])
+    )
+    assert trying.extra  # a pod still being tried is one the adapter keeps
+
+
 def test_a_pod_chosen_for_an_extra_replica_is_checked_again_against_the_slots_kept_back() -> None:
     """Between observing and choosing, another adapter may start waiting for its first replica: the pass checks the
     chosen pod again with the same rule, so an extra replica never takes the slot kept for it."""

@@ -3,6 +3,7 @@ why it is not on the other pods, with counts, instead of retrying there for ever
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -69,6 +70,30 @@ def test_a_wide_adapter_lands_only_where_its_rank_fits_and_the_status_says_why(
         r.get("lastAttemptTime") for r in status(kube.adapter("wide-lora")).get("retries") or [] if r["pod"] == "rank-8"
     ]
     assert again in (tried, [])
+
+
+def test_a_pod_refusing_the_rank_is_followed_in_the_same_pass_by_one_that_fits(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+) -> None:
+    """The first load teaches the rank (the rank-8 pod, first in the default policy's order, refuses it); the same
+    pass then loads it where it fits: the status never goes back to Pending on the way to Running."""
+    _engine_pod(kube, engines, "rank-8", 8)
+    wide, _ = _engine_pod(kube, engines, "rank-64", 64)
+    controller()
+    name = next(f"wide-{i}" for i in range(100) if _first_choice(f"wide-{i}", ["rank-8", "rank-64"]) == "rank-8")
+    version = kube.adapters_version()
+    kube.add_adapter(name, artifactURL=str(_adapter(tmp_path / "wide", 64)), replicas=1)
+
+    done = kube.wait_adapter(name, running, timeout=20)
+    assert status(done)["instances"] == ["rank-64"] and status(done)["rank"] == 64
+    assert [r["pod"] for r in status(done)["retries"]] == ["rank-8"]  # the refusal, kept: never tried again
+    assert kube.phases_since(version, name) == ["Pending", "Scheduled", "Running"]
+    assert name in adapters_on(wide.url)
+
+
+def _first_choice(adapter: str, pods: list[str]) -> str:
+    """The pod the default policy (rendezvous hashing, controller/schedulers.py) tries first."""
+    return min(pods, key=lambda pod: hashlib.blake2b(f"{adapter}/{pod}".encode(), digest_size=8).digest())
 
 
 def test_an_adapter_that_fits_nowhere_says_so_and_no_pod_is_tried_for_ever(

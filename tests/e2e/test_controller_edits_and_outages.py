@@ -3,7 +3,6 @@ engine simulators as pods: metrics, schema, phases, edits, schedulers and an API
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -65,8 +64,7 @@ def test_phases_follow_the_documented_order(
     status write nobody could see (docs/controller.md)."""
     pod_with_runtime(kube, engines, "base-0", "--lora-load-ms", load_ms)
     controller()
-    listing = kube.http.get(ADAPTERS.format(ns="default"))
-    version = listing.json()["metadata"]["resourceVersion"]
+    version = kube.adapters_version()
     if api_delay_ms:
         kube.http.post("/fault", json={"delay_ms": api_delay_ms})
     try:
@@ -75,18 +73,7 @@ def test_phases_follow_the_documented_order(
     finally:
         if api_delay_ms:
             kube.http.post("/fault", json={"delay_ms": 0})
-
-    seen: list[str] = []
-    with kube.http.stream(
-        "GET",
-        ADAPTERS.format(ns="default"),
-        params={"watch": "true", "resourceVersion": version, "timeoutSeconds": "1"},
-    ) as stream:
-        for line in stream.iter_lines():
-            current = phase(json.loads(line)["object"])
-            if current and (not seen or seen[-1] != current):
-                seen.append(current)
-    assert seen == phases
+    assert kube.phases_since(version, "watched") == phases
 
 
 def test_failed_adapter_waits_for_the_cool_down_or_an_edit(

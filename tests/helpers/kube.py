@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -196,6 +197,23 @@ class FakeKube:
                 return obj
             time.sleep(0.05)
         raise AssertionError(f"adapter {name} did not reach the expected state in {timeout}s: {obj}")
+
+    def adapters_version(self, namespace: str = "default") -> str:
+        """The resourceVersion of the ModelAdapter list now: ``phases_since`` replays the changes after it."""
+        return str(self.http.get(ADAPTERS.format(ns=namespace)).json()["metadata"]["resourceVersion"])
+
+    def phases_since(self, version: str, name: str, namespace: str = "default") -> list[str]:
+        """Each phase the adapter ``name`` showed after ``version``, in order, repeats folded (a watch that replays
+        the changes since then and ends after a second of quiet)."""
+        seen: list[str] = []
+        params = {"watch": "true", "resourceVersion": version, "timeoutSeconds": "1"}
+        with self.http.stream("GET", ADAPTERS.format(ns=namespace), params=params) as stream:
+            for line in stream.iter_lines():
+                obj = json.loads(line)["object"]
+                current = phase(obj)
+                if obj["metadata"]["name"] == name and current and (not seen or seen[-1] != current):
+                    seen.append(current)
+        return seen
 
     def wait_event(self, adapter: str, reason: str, timeout: float = 10.0) -> dict[str, Any]:
         """The first Event with ``reason`` about the ModelAdapter ``adapter`` (default namespace)."""

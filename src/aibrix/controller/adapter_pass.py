@@ -27,6 +27,7 @@ from aibrix.controller.status import (
     ConditionStatus,
     ConditionType,
     Phase,
+    Retry,
     condition,
 )
 from aibrix.controller.transitions import (
@@ -51,7 +52,7 @@ class AdapterPass(StatusKeeper):
         self.now = time.time()
         self.gave_up = False  # a pod was given up on in this pass: choose another at once
         self.learned = False  # the adapter's rank became known in this pass: place the other replicas at once
-        self.crowded = False  # pods observed with room filled up before this pass chose: look again at once
+        self.crowded = False  # pods observed with room filled up before this pass chose: the status says so
         self.rolled: bool | None = None  # a pod was moved to the new version in this pass (False: that failed)
 
     async def run(self) -> float | None:
@@ -74,16 +75,7 @@ class AdapterPass(StatusKeeper):
         held_until = parse_time(self.status.get("nextAttemptTime"))
         if held_until and held_until > self.now and self.status.get("observedGeneration") == self.generation:
             return held_until - self.now  # failed for a reason no retry fixes; wait for the cool-down or an edit
-        seen = observe(
-            spec,
-            self.status,
-            self.fleet.namespace_pods(self.key[0]),
-            self.now,
-            self.options,
-            self.residents,
-            self.occupancy,
-            reserved_for(self.fleet.placements.starving(self.key[0], self.key)),
-        )
+        seen = self.observed(spec)
         self.instances, self.retries = list(seen.instances), dict(seen.retries)
         for pod_name in seen.gone:
             if pod_name in seen.preempted:
@@ -92,10 +84,19 @@ class AdapterPass(StatusKeeper):
                 self.event("Warning", "InstanceLost", f"pod {pod_name} is gone, not ready or no longer selected")
         lost = await self.refresh(spec, seen)
         pending = await self.place(spec, seen, lost)
+        fatal = await self.act(spec, seen, pending)
+        if self.gave_up and self.learned and not self.instances and not fatal:
+            # the first pod refused the rank this load taught: choose among the pods that fit now, in this pass
+            # (no write saying Pending, no trip through the queue)
+            self.record()
+            self.gave_up, seen = False, self.observed(spec)
+            fatal = await self.act(spec, seen, await self.place(spec, seen, [], again=True))
+        if self.crowded:  # the shortfall as it is now, not as observed before the others filled the pods
+            self.record()
+            seen = self.observed(spec)
         short = shortfall(seen.wanted, len(seen.candidates), seen.unfit, seen.rank)
         if short is not None:
             self.unschedulable(*short)
-        fatal = await self.act(spec, seen, pending)
         verdict = settle(
             self.name,
             len(self.instances),
@@ -115,8 +116,8 @@ class AdapterPass(StatusKeeper):
             self.fleet.wake(other)
         if fatal:
             return self.options.cooldown
-        if self.gave_up or self.rolled or self.crowded or (self.learned and len(self.instances) < seen.desired):
-            # choose another pod, look at the pods again, place the other replicas now that the rank is known (behind
+        if self.gave_up or self.rolled or (self.learned and len(self.instances) < seen.desired):
+            # choose another pod, place the other replicas now that the rank is known (behind
             # the adapters queued before: their first replicas come before this one's extra ones), or move the next
             # pod to the new version
             return 0.0
@@ -124,6 +125,20 @@ class AdapterPass(StatusKeeper):
             return self.options.backoff(1)
         later = [e.next_attempt - self.now for e in self.retries.values()] + list(seen.stabilizing)
         return min((w for w in later if w > 0), default=None)
+
+    def observed(self, spec: AdapterSpec) -> Observation:
+        """The observation from the caches and the status as this pass has it (``record`` first puts what the pass
+        has done into the status: a rank just learned, the retries of its loads)."""
+        return observe(
+            spec,
+            self.status,
+            self.fleet.namespace_pods(self.key[0]),
+            self.now,
+            self.options,
+            self.residents,
+            self.occupancy,
+            reserved_for(self.fleet.placements.starving(self.key[0], self.key)),
+        )
 
     async def act(self, spec: AdapterSpec, seen: Observation, pending: list[Pod]) -> str | None:
         """Load where due, finish a move, and expose what holds the adapter; returns why it cannot load anywhere."""
@@ -209,13 +224,16 @@ class AdapterPass(StatusKeeper):
                 held[i] = names
         return held
 
-    async def place(self, spec: AdapterSpec, seen: Observation, lost: list[Pod]) -> list[Pod]:
-        """Unload replicas beyond the desired count and choose pods for missing ones; returns the pods to load."""
+    async def place(self, spec: AdapterSpec, seen: Observation, lost: list[Pod], again: bool = False) -> list[Pod]:
+        """Unload replicas beyond the desired count and choose pods for missing ones; returns the pods to load.
+        ``again``: the first replica's pod refused it; one pod is chosen (the others wait their turn in the queue,
+        behind the first replicas of the adapters before this one), and the status says Scheduled already."""
         plan = plan_replicas(seen, spec.replicas, self.instances, lost)
         self.instances = list(plan.keep)
         if plan.extra:
             await asyncio.gather(*(self.fleet.unload(self.obj, spec, pod) for pod in plan.extra))
-        chosen = [*plan.first, *await self.schedule(spec, plan.pool, plan.need, seen.extra)]
+        need = min(plan.need, 1) if again else plan.need
+        chosen = [*plan.first, *await self.schedule(spec, plan.pool, need, seen.extra)]
         chosen += self.move_target(seen, chosen)
         pending = [*plan.retrying, *chosen]
         self.fleet.placements.assign(self.key, {p.name for p in self.instances + pending}, spec.priority)
@@ -228,7 +246,7 @@ class AdapterPass(StatusKeeper):
             log.info(
                 "selected pods for adapter %s: %s", self.name, listed, extra={"adapter": self.name, "pods": listed}
             )
-            if not self.instances:  # serving already: the pass's last write says it, with the new instances
+            if not self.instances and not again:  # serving: the pass's last write says it, with the new instances
                 await self.write_phase(Phase.SCHEDULED, seen)
         return pending
 
@@ -256,6 +274,9 @@ class AdapterPass(StatusKeeper):
             self.instances.remove(source)
             self.event("Normal", "Moved", f"moved from pod {move.source} to pod {move.target} to even out demand")
 
+    def trying(self, retry: Retry) -> bool:
+        return retry.attempts < self.options.max_retries
+
     def adapters_on(self, pod: str) -> int:
         """Adapters held or being loaded on ``pod`` in this namespace, this one included."""
         return self.fleet.placements.adapters_on(self.key[0], pod)
@@ -281,17 +302,27 @@ class AdapterPass(StatusKeeper):
                         self.fleet.wake(key)
 
     async def schedule(self, spec: AdapterSpec, pool: Sequence[Pod], count: int, extra: bool) -> list[Pod]:
-        """``extra``: the observation's answer, whether a new replica is an extra one; no longer so once this pass
-        has lost every pod the adapter held."""
+        """``count`` pods of ``pool`` in the policy's order, skipping those that cannot take a new replica now: only
+        a first replica may take a slot kept for adapters still waiting for theirs, and a policy that awaited
+        (least-load reads metrics) may have let other adapters fill a pod. ``extra``: the observation's answer,
+        whether a new replica is an extra one; no longer so once this pass has lost every pod the adapter held."""
         if count <= 0 or not pool:
             return []
-        asked = schedulers.Placement(spec.name, pool, count, self.adapters_on, self.fleet.pod_metrics, self.demand_on)
-        chosen = await schedulers.POLICIES[spec.scheduler](asked)
-        # a policy that awaited (least-load reads metrics) may have let another adapter take the last slot, or one
-        # now kept for an adapter still waiting for its first replica
-        extra = extra and bool(self.instances or self.retries)
-        reserved = reserved_for(self.fleet.placements.starving(self.key[0], self.key)) if extra else None
-        return [p for p in chosen if takeable(p, spec.priority, self.occupancy, reserved)]
+        asked = schedulers.Placement(
+            spec.name, pool, len(pool), self.adapters_on, self.fleet.pod_metrics, self.demand_on
+        )
+        ranked = await schedulers.POLICIES[spec.scheduler](asked)
+        first = not (extra and (self.instances or any(self.trying(e) for e in self.retries.values())))
+        reserved = reserved_for(self.fleet.placements.starving(self.key[0], self.key))
+        kept: list[Pod] = []
+        for pod in ranked:
+            if len(kept) == count:
+                break
+            if takeable(pod, spec.priority, self.occupancy, None if first and not kept else reserved):
+                kept.append(pod)
+        # pods observed with room were taken, or kept for first replicas, while this pass chose
+        self.crowded = len(kept) < min(count, len(pool))
+        return kept
 
     async def load(self, spec: AdapterSpec, pods: list[Pod]) -> str | None:
         """Try each due pod once; returns the reason when the adapter cannot load anywhere."""
@@ -360,7 +391,8 @@ class AdapterPass(StatusKeeper):
         if retry.attempts >= self.options.max_retries:
             self.fleet.metrics.failovers.inc()
             self.gave_up = True
-            log.warning("giving up on pod %s for adapter %s: %s", pod.name, self.name, error.message, extra=extra)
+            if error.rank is None:
+                log.warning("giving up on pod %s for adapter %s: %s", pod.name, self.name, error.message, extra=extra)
         else:
             log.info(
                 "retriable error loading adapter %s on pod %s: %s",

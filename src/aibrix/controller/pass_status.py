@@ -70,14 +70,18 @@ class StatusKeeper:
         if verdict.event is not None:
             self.event("Warning", verdict.event, verdict.ready[2])
 
-    async def write_phase(self, phase: Phase, seen: Observation) -> None:
-        """Write the status with ``phase`` (while no pod serves the adapter; afterwards it stays Running)."""
-        self.status["phase"] = Phase.RUNNING if self.instances and phase in (Phase.SCHEDULED, Phase.LOADING) else phase
+    def record(self) -> None:
+        """Put the instances, their versions and the retries into the status to write."""
         self.status["instances"] = sorted(p.name for p in self.instances)
         versions = {p.name: self.versions.get(p.name, self.version) for p in self.instances}
         self.status["instanceVersions"] = versions or None
         self.status["readyReplicas"] = len(self.instances)
         self.status["retries"] = [self.retries[n].to_status() for n in sorted(self.retries)]
+
+    async def write_phase(self, phase: Phase, seen: Observation) -> None:
+        """Write the status with ``phase`` (while no pod serves the adapter; afterwards it stays Running)."""
+        self.status["phase"] = Phase.RUNNING if self.instances and phase in (Phase.SCHEDULED, Phase.LOADING) else phase
+        self.record()
         self.status["desiredReplicas"] = seen.desired
         self.status["candidates"] = len(seen.candidates)
         await self.write()
