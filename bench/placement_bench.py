@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -159,7 +160,7 @@ def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
     statuses = {a["metadata"]["name"]: a.get("status") or {} for a in listing["items"]}
     done = {name for name, status in statuses.items() if _done(status, want[name])}
     version, progress, last = listing["metadata"]["resourceVersion"], [], 0.0
-    when: dict[str, float] = {}  # adapter -> seconds until it last became settled
+    when: dict[str, float] = {}  # adapter -> seconds until it (last) became settled
     while len(done) < len(want) and time.monotonic() - started < timeout:
         params = {"watch": "true", "resourceVersion": version, "timeoutSeconds": "5"}
         with kube.http.stream("GET", path, params=params, timeout=30) as stream:
@@ -170,8 +171,10 @@ def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
                 name = obj["metadata"].get("name")
                 if name in want:
                     statuses[name] = obj.get("status") or {}
-                    (done.add if _done(statuses[name], want[name]) else done.discard)(name)
-                    if name in done:
+                    if not _done(statuses[name], want[name]):
+                        done.discard(name)
+                    elif name not in done:
+                        done.add(name)
                         when[name] = time.monotonic() - started
                 if time.monotonic() - last >= 1:
                     last = time.monotonic()
@@ -215,13 +218,32 @@ def cpu_seconds(proc: Proc) -> float:
 
 
 def cpu_use(controller: Proc, kube: FakeKube, plane: ControlPlane | None, fleet: Fleet) -> dict[str, float]:
-    servers = plane.procs if plane is not None else [kube.proc]  # etcd and kube-apiserver, or the fake one
+    # etcd, kube-apiserver and kube-controller-manager, or the fake API server
+    servers = {Path(p.popen.args[0]).name: p for p in plane.procs} if plane is not None else {"API server": kube.proc}
     return {
         "controller": cpu_seconds(controller),
-        "API server": sum(cpu_seconds(p) for p in servers),
+        **{name: cpu_seconds(proc) for name, proc in servers.items()},
         "pods (engines, runtimes)": sum(cpu_seconds(p) for procs in fleet.procs.values() for p in procs),
         "bench": sum(os.times()[:2]),
     }
+
+
+def real_requests(kube: FakeKube) -> dict[str, int]:
+    """kube-apiserver's own count of the writes it served (apiserver_request_total), by verb and resource."""
+    counts: Counter[str] = Counter()
+    for line in kube.http.get("/metrics").text.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            if labels.get("verb") in ("POST", "PATCH", "PUT", "DELETE"):
+                what = labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+                counts[f"{labels['verb']} {what}"] += int(float(line.rsplit(" ", 1)[1]))
+    return dict(counts.most_common())
+
+
+def keep_log(controller: Proc, path: Path | None, policy: str) -> None:
+    if path is not None:
+        controller.log.seek(0)
+        path.with_name(f"{path.name}.{policy}").write_bytes(controller.log.read())
 
 
 def moved(before: dict[str, list[str]], after: dict[str, list[str]]) -> int:
@@ -239,7 +261,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
     try:
         for i in range(args.pods):
             fleet.add(f"pod-{i:02d}")
-        controller = kube.start_controller("--resync-seconds", "5")
+        controller = kube.start_controller()
         ranks = {f"lora-{i:04d}": rng.choice(RANKS) for i in range(args.adapters)}
         replicas = {name: rng.randint(1, 3) for name in ranks}
         weights = [1 / (k + 1) ** 1.1 for k in range(args.adapters)]
@@ -281,6 +303,8 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         managed = len(json.dumps(sample["metadata"].get("managedFields") or []))
         size = len(json.dumps(sample))
         print(f"{policy}: a settled adapter is {size} bytes ({managed} managedFields)", file=sys.stderr)
+        if args.api == "real":
+            print(f"{policy}: API requests until settled: {real_requests(kube)}", file=sys.stderr)
         if args.api == "fake":
             asked = kube.http.get("/stats").json()
             print(f"{policy}: {asked['requests']} API requests until settled: {asked['byKind']}", file=sys.stderr)
@@ -293,6 +317,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
                 print(f"  e.g. {reason}: {example.get('message')}", file=sys.stderr)
         if args.settle_only:
             controller.stop()
+            keep_log(controller, args.controller_log, policy)
             return result
         before = pod_demand(first, demand, list(fleet.limits))
         result["peak_before"] = max(before.values()) / (sum(before.values()) / len(before))
@@ -327,6 +352,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         result["moved_on_leave"] = moved(joined, after)
         result["violations"] = int(result["violations"]) + violations(after, ranks, fleet.limits)
         controller.stop()
+        keep_log(controller, args.controller_log, policy)
         return result
     finally:
         fleet.stop()
@@ -347,6 +373,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait after a pod joins or leaves")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--settle-only", action="store_true", help="stop after the first placement has settled")
+    parser.add_argument("--controller-log", type=Path, help="write the controller's log here (policy appended)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="placement-bench-"))
     results = {policy: run(policy, args, work) for policy in args.policies.split(",")}
