@@ -353,3 +353,20 @@ def test_a_pod_chosen_for_an_extra_replica_is_checked_again_against_the_slots_ke
     assert takeable(open_pod, 0, empty, reserved_for([None]))  # a pod without declared slots is never short
     assert not takeable(slotted, 0, full, None)
     assert takeable(slotted, 1, full, None)  # a higher priority takes the slot of a lower one
+
+
+def test_counts_that_move_as_pods_fill_are_not_a_change_of_condition() -> None:
+    """The status write waits for a real change (or a resync interval) when only the numbers in a message moved;
+    a new reason or status is a change at once."""
+    from aibrix.controller.status import messages_only
+
+    def scheduled(status: str, reason: str, message: str) -> dict:
+        return {"type": "Scheduled", "status": status, "reason": reason, "message": message,
+                "lastTransitionTime": "2026-12-03T10:00:00Z", "observedGeneration": 1}  # fmt: skip
+
+    short = scheduled("False", "InsufficientCapacity", "1 of 3 placeable: 18 pods have no free adapter slot")
+    fuller = scheduled("False", "InsufficientCapacity", "1 of 3 placeable: 19 pods have no free adapter slot")
+    assert messages_only([short], [fuller])
+    assert not messages_only([short], [scheduled("False", "RankTooHigh", fuller["message"])])
+    assert not messages_only([scheduled("True", "Scheduled", "selected")], [short])
+    assert not messages_only([], [short])

@@ -16,7 +16,16 @@ from aibrix.controller.observation import Observation
 from aibrix.controller.pods import Pod
 from aibrix.controller.resources import Obj, key_of, timestamp
 from aibrix.controller.spec import AdapterSpec
-from aibrix.controller.status import Condition, ConditionStatus, ConditionType, Phase, Retry, condition, set_condition
+from aibrix.controller.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    Retry,
+    condition,
+    messages_only,
+    set_condition,
+)
 from aibrix.controller.transitions import Verdict
 from aibrix.controller.writes import merge_patch
 from aibrix.storage.uri import redact
@@ -100,14 +109,18 @@ class StatusKeeper:
         return await task
 
     async def write(self) -> None:
-        """Write the status if it changed (a resync with nothing to do writes nothing). A change in the candidate
-        count alone waits for the next other change, or a resync interval: as pods fill, every adapter's count moves,
-        and writing each move would cost a write per adapter per pod that fills."""
+        """Write the status if it changed (a resync with nothing to do writes nothing). A change in counts alone (the
+        candidates, the numbers in a condition's message) waits for the next other change, or a resync interval: as
+        pods fill, every adapter's counts move, and writing each move would cost a write per adapter per pod that
+        fills."""
         self.status["observedGeneration"] = self.generation
         self.fleet.placements.set_phase(self.key, self.status.get("phase"))
         self.status = {k: v for k, v in self.status.items() if v is not None}
         patch = merge_patch(self.old_status, self.status)
-        if not patch or (patch.keys() == {"candidates"} and not self.fleet.written_long_ago(self.key)):
+        counts = patch.keys() <= {"candidates", "conditions"} and messages_only(
+            self.old_status.get("conditions") or [], self.conditions
+        )
+        if not patch or (counts and not self.fleet.written_long_ago(self.key)):
             return
         old_phase, phase = self.old_status.get("phase"), self.status.get("phase")
         if phase != old_phase:

@@ -130,3 +130,14 @@ class Retry:
             lastAttemptTime=timestamp(self.last_attempt, micro=True),
             nextAttemptTime=timestamp(self.next_attempt, micro=True),
         )
+
+
+def messages_only(old: list[Condition], new: list[Condition]) -> bool:
+    """Whether two condition lists differ in their messages alone: counts that move as the fleet fills ("2 of 3
+    placeable: 19 pods have no free adapter slot"), with every status and reason as it was."""
+
+    def kept(conditions: list[Condition]) -> list[tuple[object, ...]]:
+        fields = ("type", "status", "reason", "lastTransitionTime", "observedGeneration")
+        return sorted(tuple(str(c.get(f)) for f in fields) for c in conditions)
+
+    return kept(old) == kept(new)
