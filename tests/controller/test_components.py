@@ -409,13 +409,13 @@ def test_adapters_short_of_slots_for_more_replicas_wake_when_no_first_replica_wa
     from aibrix.controller.placements import Placements
 
     placements = Placements(ControllerMetrics())
-    assert placements.starve(("ns", "a"), False, None, held_back=True) == []  # one replica, short of slots for more
-    assert placements.starve(("ns", "w1"), True, 8) == []
-    assert placements.starve(("ns", "w2"), True, None) == []
-    assert placements.starve(("other", "w3"), True, None) == []  # another namespace keeps its own slots
-    assert placements.starve(("ns", "w1"), False, 8) == []  # w2 still waits
-    assert placements.starve(("ns", "w2"), False, None) == [("ns", "a")]
-    assert placements.starve(("ns", "w2"), False, None) == []  # once, when it changes
+    assert placements.short_of_slots(("ns", "a"), True, True, None) == []  # one replica, short of slots for more
+    assert placements.short_of_slots(("ns", "w1"), True, False, 8) == []
+    assert placements.short_of_slots(("ns", "w2"), True, False, None) == []
+    assert placements.short_of_slots(("other", "w3"), True, False, None) == []  # another namespace keeps its own slots
+    assert placements.short_of_slots(("ns", "w1"), False, False, 8) == []  # w2 still waits
+    assert placements.short_of_slots(("ns", "w2"), False, False, None) == [("ns", "a")]
+    assert placements.short_of_slots(("ns", "w2"), False, False, None) == []  # once, when it changes
     placements.forget(("ns", "a"))
     assert placements.held_back_keys("ns") == []
 

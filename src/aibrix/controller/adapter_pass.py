@@ -111,8 +111,7 @@ class AdapterPass(StatusKeeper):
         self.apply(verdict, spec)
         await self.write_phase(self.status["phase"], seen)
         no_slot = short is not None and short[0] == Unfit.INSUFFICIENT_CAPACITY
-        placed = bool(self.instances)
-        for other in self.fleet.placements.starve(self.key, no_slot and not placed, seen.rank, no_slot and placed):
+        for other in self.fleet.placements.short_of_slots(self.key, no_slot, bool(self.instances), seen.rank):
             self.fleet.wake(other)
         if fatal:
             return self.options.cooldown

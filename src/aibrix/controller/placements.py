@@ -89,17 +89,19 @@ class Placements:
         else:
             self._phases.pop(key, None)
 
-    def starve(self, key: Key, starving: bool, rank: int | None, held_back: bool = False) -> list[Key]:
-        """Record whether ``key`` ended its pass with no replica for want of a free slot, or with some but short of
-        slots for the rest; returns the adapters to wake: when the last adapter of the namespace waiting for a
-        first replica stops waiting, the slots kept for first replicas are free for extra ones again."""
+    def short_of_slots(self, key: Key, short: bool, placed: bool, rank: int | None) -> list[Key]:
+        """Record how ``key`` ended its pass: ``short`` of free slots for the replicas it wants, with a replica
+        (``placed``: held back) or none (waiting for a first one). Returns the adapters to wake: when the last
+        adapter of the namespace waiting for a first replica stops waiting, the slots kept for first replicas are
+        free for extra ones again."""
         namespace = key[0]
         was_waiting = key in self._starving
+        starving = short and not placed
         if starving:
             self._starving[key] = rank
         else:
             self._starving.pop(key, None)
-        if held_back:
+        if short and placed:
             self._held_back.add(key)
         else:
             self._held_back.discard(key)
