@@ -410,4 +410,4 @@ def test_the_slice_is_emptied_when_the_last_pod_goes(
         assert time.monotonic() < deadline, kube.get(SLICE.format("orphan"))
         time.sleep(0.1)
     assert kube.get(SLICE.format("orphan"))["addressType"] == "IPv4"  # type: ignore[index]
-    assert phase(kube.adapter("orphan")) == "Pending"  # type: ignore[arg-type]
+    kube.wait_adapter("orphan", lambda o: phase(o) == "Pending", timeout=10)  # the status follows the slice's write
