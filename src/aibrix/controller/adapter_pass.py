@@ -27,7 +27,6 @@ from aibrix.controller.status import (
     ConditionStatus,
     ConditionType,
     Phase,
-    Retry,
     condition,
 )
 from aibrix.controller.transitions import (
@@ -88,12 +87,10 @@ class AdapterPass(StatusKeeper):
         if self.gave_up and self.learned and not self.instances and not fatal:
             # the first pod refused the rank this load taught: choose among the pods that fit now, in this pass
             # (no write saying Pending, no trip through the queue)
-            self.record()
-            self.gave_up, seen = False, self.observed(spec)
+            self.gave_up, seen = False, self.observed(spec, again=True)
             fatal = await self.act(spec, seen, await self.place(spec, seen, [], again=True))
         if self.crowded:  # the shortfall as it is now, not as observed before the others filled the pods
-            self.record()
-            seen = self.observed(spec)
+            seen = self.observed(spec, again=True)
         short = shortfall(seen.wanted, len(seen.candidates), seen.unfit, seen.rank)
         if short is not None:
             self.unschedulable(*short)
@@ -125,9 +122,11 @@ class AdapterPass(StatusKeeper):
         later = [e.next_attempt - self.now for e in self.retries.values()] + list(seen.stabilizing)
         return min((w for w in later if w > 0), default=None)
 
-    def observed(self, spec: AdapterSpec) -> Observation:
-        """The observation from the caches and the status as this pass has it (``record`` first puts what the pass
-        has done into the status: a rank just learned, the retries of its loads)."""
+    def observed(self, spec: AdapterSpec, again: bool = False) -> Observation:
+        """The observation from the caches and the status; ``again``, later in the pass, with what the pass has done
+        put into the status first (``record``: the instances, a rank just learned, the retries of its loads)."""
+        if again:
+            self.record()
         return observe(
             spec,
             self.status,
@@ -273,9 +272,6 @@ class AdapterPass(StatusKeeper):
             self.instances.remove(source)
             self.event("Normal", "Moved", f"moved from pod {move.source} to pod {move.target} to even out demand")
 
-    def trying(self, retry: Retry) -> bool:
-        return retry.attempts < self.options.max_retries
-
     def adapters_on(self, pod: str) -> int:
         """Adapters held or being loaded on ``pod`` in this namespace, this one included."""
         return self.fleet.placements.adapters_on(self.key[0], pod)
@@ -311,7 +307,9 @@ class AdapterPass(StatusKeeper):
             spec.name, pool, len(pool), self.adapters_on, self.fleet.pod_metrics, self.demand_on
         )
         ranked = await schedulers.POLICIES[spec.scheduler](asked)
-        first = not (extra and (self.instances or any(self.trying(e) for e in self.retries.values())))
+        first = not (
+            extra and (self.instances or any(not e.spent(self.options.max_retries) for e in self.retries.values()))
+        )
         reserved = reserved_for(self.fleet.placements.starving(self.key[0], self.key))
         kept: list[Pod] = []
         for pod in ranked:
@@ -387,7 +385,7 @@ class AdapterPass(StatusKeeper):
             log.info("pod %s cannot hold rank %d of adapter %s: %s", pod.name, error.rank, self.name, error.message)
         else:
             self.event("Warning", *failure_news(pod.name, retry, error.message, self.now, self.options))
-        if retry.attempts >= self.options.max_retries:
+        if retry.spent(self.options.max_retries):
             self.fleet.metrics.failovers.inc()
             self.gave_up = True
             if error.rank is None:

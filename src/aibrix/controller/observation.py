@@ -65,7 +65,7 @@ def observe(
     retries = _retries(status, by_name, now, options)
     rank = status.get("rank") if isinstance(status.get("rank"), int) else None
     holding = set(status.get("instances") or []) | set(retries)
-    trying = {n for n, e in retries.items() if e.attempts < options.max_retries}  # not given up on
+    exhausted = frozenset(n for n, e in retries.items() if e.spent(options.max_retries))
     yielded = {
         p.name
         for p in eligible
@@ -73,7 +73,7 @@ def observe(
         and p.limits.max_adapters is not None
         and preempted(residents(p.name), p.limits.max_adapters, spec.name)
     }
-    extra = bool((set(status.get("instances") or []) | trying) - yielded)
+    extra = bool((set(status.get("instances") or []) | (set(retries) - exhausted)) - yielded)
     fit, unfit = fitting(
         eligible,
         rank,
@@ -102,7 +102,7 @@ def observe(
         candidates=candidates,
         stabilizing=stabilizing,
         retries=MappingProxyType(retries),
-        exhausted=frozenset(n for n, e in retries.items() if e.attempts >= options.max_retries),
+        exhausted=exhausted,
         instances=tuple(instances),
         gone=tuple(gone),
         strays=tuple(strays),
@@ -123,7 +123,7 @@ def _retries(status: Obj, by_name: Mapping[str, Pod], now: float, options: Optio
         pod = by_name.get(entry.pod)
         if pod is None or pod.uid != entry.pod_uid:
             continue  # the pod is gone or was replaced: its history does not apply
-        if entry.attempts >= options.max_retries and entry.next_attempt <= now:
+        if entry.spent(options.max_retries) and entry.next_attempt <= now:
             continue  # cooled down: the pod gets a fresh set of retries
         kept[entry.pod] = entry
     return kept

@@ -121,6 +121,10 @@ class Retry:
             next_attempt=parse_time(raw.get("nextAttemptTime")) or 0.0,
         )
 
+    def spent(self, max_retries: int) -> bool:
+        """Whether the pod is given up on: its attempts are spent (it cools down before a fresh set)."""
+        return self.attempts >= max_retries
+
     def to_status(self) -> RetryEntry:
         return RetryEntry(
             pod=self.pod,

@@ -101,7 +101,7 @@ def settle(
         return Verdict(Phase.FAILED, (ConditionStatus.FALSE, "LoadFailed", fatal), "LoadFailed", hold, unbound=True)
     if short is not None and short[0] != "NoCandidatePods" and not candidates:  # pods match, none can hold it
         return Verdict(Phase.PENDING, (ConditionStatus.FALSE, short[0], short[1]), short[0], unbound=True)
-    exhausted = {n for n, e in retries.items() if e.attempts >= options.max_retries}
+    exhausted = {n for n, e in retries.items() if e.spent(options.max_retries)}
     if any(n not in exhausted for n in retries):
         return Verdict(
             Phase.LOADING,
@@ -128,7 +128,7 @@ def settle(
 def failure_news(pod: str, retry: Retry, error: str, now: float, options: Options) -> tuple[str, str]:
     """The Warning event a failed load earns (reason, message): the pod was given up on, or a retry is
     scheduled."""
-    if retry.attempts >= options.max_retries:
+    if retry.spent(options.max_retries):
         return "MaxRetriesExceeded", f"Max retries exceeded for pod {pod}: {error}"
     delay = retry.next_attempt - now
     return "RetryScheduled", (
