@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -229,14 +229,15 @@ def cpu_use(controller: Proc, kube: FakeKube, plane: ControlPlane | None, fleet:
 
 
 def real_requests(kube: FakeKube) -> dict[str, int]:
-    """kube-apiserver's own count of the writes it served (apiserver_request_total), by verb and resource."""
+    """kube-apiserver's own count of the writes it served (apiserver_request_total), by verb and resource. Read with
+    prometheus_client's parser, not tests/helpers/metric_pages.parsed: Go's page repeats some families."""
     counts: Counter[str] = Counter()
-    for line in kube.http.get("/metrics").text.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            if labels.get("verb") in ("POST", "PATCH", "PUT", "DELETE"):
+    for family in text_string_to_metric_families(kube.http.get("/metrics").text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "apiserver_request_total" and labels.get("verb") in ("POST", "PATCH", "PUT", "DELETE"):
                 what = labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else "")
-                counts[f"{labels['verb']} {what}"] += int(float(line.rsplit(" ", 1)[1]))
+                counts[f"{labels['verb']} {what}"] += int(sample.value)
     return dict(counts.most_common())
 
 
