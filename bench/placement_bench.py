@@ -4,7 +4,7 @@
 
 Pods get a rank limit of 8, 16 or 64 (their engine's --max-lora-rank, and the simulator enforces it) and 20-40
 declared adapter slots (the annotation adapter.model.aibrix.ai/max-adapters). Adapters have ranks 8, 16 or 64 and
-replicas 1-3; each gets a Zipf-skewed demand weight (s = 1.1). The ModelAdapters are created concurrently.
+replicas 1-3; each gets a Zipf-skewed demand weight (s = 1.1; ``--skew``). The ModelAdapters are created concurrently.
 For each placement policy given, in one run:
 
 - constraint violations: an instance on a pod whose rank limit is below the adapter's, or a pod holding more adapters
@@ -265,7 +265,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         controller = kube.start_controller()
         ranks = {f"lora-{i:04d}": rng.choice(RANKS) for i in range(args.adapters)}
         replicas = {name: rng.randint(1, 3) for name in ranks}
-        weights = [1 / (k + 1) ** 1.1 for k in range(args.adapters)]
+        weights = [1 / (k + 1) ** args.skew for k in range(args.adapters)]
         rng.shuffle(weights)
         demand = dict(zip(ranks, weights, strict=True))
 
@@ -369,6 +369,7 @@ def main() -> None:
     parser.add_argument("--api", choices=["fake", "real"], default="fake")
     parser.add_argument("--policies", default="default,balanced")
     parser.add_argument("--traffic", type=float, default=40.0, help="seconds of Zipf-weighted completions")
+    parser.add_argument("--skew", type=float, default=1.1, help="the Zipf exponent of the adapters' demand")
     parser.add_argument("--workers", type=int, default=16, help="concurrent completions during the traffic")
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait after a pod joins or leaves")
@@ -378,7 +379,10 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="placement-bench-"))
     results = {policy: run(policy, args, work) for policy in args.policies.split(",")}
-    print(f"### Placement: {args.adapters} adapters over {args.pods} pods of mixed limits ({args.api} API server)\n")
+    print(
+        f"### Placement: {args.adapters} adapters over {args.pods} pods of mixed limits, Zipf s = {args.skew} "
+        f"({args.api} API server)\n"
+    )
     print("| measure | " + " | ".join(results) + " | target |")
     print("|---" * (len(results) + 2) + "|")
     rows = [

@@ -118,3 +118,34 @@ def test_an_engine_that_contradicts_its_arguments_is_reported_once(caplog: pytes
     balancer.cross_check(vllm_pod(), page)
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "max_lora=4" in said[0] and "--max-loras 1" in said[0]
+
+
+def test_two_full_pods_trade_a_busy_adapter_for_an_idle_one() -> None:
+    """No free slot anywhere: the busy pod's lighter adapter swaps with an idle one on the quiet pod; the idle one
+    leaves first (``vacate``), and the pair counts as two moves."""
+    hot = pod("hot", {"a": 6.0, "b": 4.0}, free=0)
+    quiet = pod("quiet", {"i": 0.0, "j": 0.0}, free=0)
+    assert plan_moves([hot, quiet], {}, 0.25, 5) == [
+        Move("b", "hot", "quiet", partner="i"),
+        Move("i", "quiet", "hot", partner="b", vacate=True),
+    ]
+    assert plan_moves([hot, quiet], {}, 0.25, 1) == []  # a swap is two moves: over the bound
+
+
+@pytest.mark.parametrize(
+    "quiet, ranks",
+    [
+        (pod("quiet", {"i": 1.0}, free=0), {}),  # its adapter has demand: it would go without a pod for a moment
+        (pod("quiet", {"i": 0.0}, free=0), {"i": 64}),  # the idle one's rank is above the busy pod's limit
+        (pod("quiet", {"a": 0.0}, free=0), {}),  # the busy pod holds the idle one already (as "a")
+    ],
+)
+def test_a_swap_keeps_the_hard_constraints_and_disturbs_no_traffic(quiet: PodState, ranks: dict) -> None:
+    hot = pod("hot", {"a": 6.0, "b": 4.0}, rank=16, free=0)
+    assert plan_moves([hot, quiet], ranks, 0.25, 5) == []
+
+
+def test_a_free_slot_is_taken_before_a_swap_with_a_pod_as_quiet() -> None:
+    hot = pod("hot", {"a": 6.0, "b": 4.0}, free=0)
+    full, free = pod("full", {"i": 0.0}, free=0), pod("free", {}, free=1)
+    assert plan_moves([hot, full, free], {}, 0.25, 1) == [Move("b", "hot", "free")]

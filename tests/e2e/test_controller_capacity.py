@@ -244,3 +244,65 @@ def test_the_balanced_policy_moves_an_adapter_off_a_busy_pod_without_a_gap(
     events = [e for e in kube.items("/api/v1/namespaces/default/events") if e["reason"] == "Moved"]
     assert len(events) == 1 and f"from pod {shared}" in events[0]["message"]
     assert gaps == []  # the adapter was served throughout the move
+
+
+def test_two_full_pods_trade_a_busy_adapter_for_an_idle_one_without_a_gap_or_an_extra_slot(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+) -> None:
+    """Two pods of two slots each, both full, the two busy adapters on one of them: no pod has a free slot for a
+    plain move, so an idle adapter leaves the quiet pod first, a busy one takes its slot and leaves the busy pod,
+    and the idle one takes the slot freed there. The busy adapter is served throughout, and no pod ever holds three."""
+    folder = _adapter(tmp_path / "lora", 8)
+    sims = {}
+    for name in ("pod-a", "pod-b"):
+        limits = ["--max-lora-rank", "16", "--max-loras", "2", "--max-cpu-loras", "2"]
+        sims[name] = engines.sim(*limits, "--itl-ms", "40")
+        kube.add_pod(name, runtime=engines.runtime(sims[name]), engine=sims[name], args=["--enable-lora", *limits])
+    controller("--balance-interval-seconds", "0.3")
+    names = ("w", "x", "y", "z")
+    for name in names:
+        kube.add_adapter(name, artifactURL=str(folder), replicas=1, schedulerName="balanced")
+    for name in names:
+        kube.wait_adapter(name, running, timeout=20)
+    held = {name: status(kube.adapter(name))["instances"][0] for name in names}
+    busy = sorted(name for name, pod in held.items() if pod == held["w"])
+    assert len(busy) == 2, held  # two slots a pod, four adapters: two on each
+
+    stop = threading.Event()
+    gaps: list[str] = []
+    most: dict[str, int] = {}
+
+    def load(adapter: str) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                instances = status(kube.adapter(adapter)).get("instances") or []
+                if not instances:
+                    gaps.append(adapter)
+                    time.sleep(0.05)
+                    continue
+                client.post(f"{sims[instances[0]].url}/v1/completions", json={"model": adapter, "prompt": "x"})
+
+    workers = [threading.Thread(target=load, args=(name,)) for name in busy for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for pod, sim in sims.items():
+                most[pod] = max(most.get(pod, 0), len(adapters_on(sim.url)))
+            places = {name: status(kube.adapter(name)).get("instances") for name in names}
+            if places[busy[0]] != places[busy[1]] and all(len(p or []) == 1 for p in places.values()):
+                break
+            time.sleep(0.1)
+        time.sleep(2)  # six more plans: the pods are even now, nothing moves again
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=15)
+    places = {name: status(kube.adapter(name))["instances"] for name in names}
+    assert places[busy[0]] != places[busy[1]], places
+    assert sorted(len(adapters_on(sim.url)) for sim in sims.values()) == [2, 2]
+    assert most == {"pod-a": 2, "pod-b": 2}  # never a third adapter on a pod of two slots
+    events = [e for e in kube.items("/api/v1/namespaces/default/events") if e["reason"] == "Moved"]
+    assert len(events) == 2, [e["message"] for e in events]  # the busy adapter and the idle one, once each
+    assert gaps == []

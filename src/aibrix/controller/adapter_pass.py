@@ -17,8 +17,8 @@ from aibrix.controller.capacity import Unfit, reserved_for, shortfall, takeable
 from aibrix.controller.exposure import sglang_naming
 from aibrix.controller.fleet import Fleet
 from aibrix.controller.loader import Loaded, LoadError, Outcome
+from aibrix.controller.moving import MoveSteps
 from aibrix.controller.observation import Observation, observe
-from aibrix.controller.pass_status import StatusKeeper
 from aibrix.controller.pods import Pod, parse_time
 from aibrix.controller.resources import EndpointSlice, Obj, Service
 from aibrix.controller.rollout import instance_versions, stale_instances, version_of
@@ -42,7 +42,7 @@ from aibrix.storage.uri import redact
 log = logging.getLogger("aibrix.controller")
 
 
-class AdapterPass(StatusKeeper):
+class AdapterPass(MoveSteps):
     """What acting changes is kept here (StatusKeeper): the status to write, the instances and the retry entries."""
 
     def __init__(self, fleet: Fleet, obj: Obj) -> None:
@@ -146,8 +146,7 @@ class AdapterPass(StatusKeeper):
             fatal = await self.load(spec, now_due)
         elif now_due:  # say Loading while a load takes its time (a download)
             fatal = await self.shown_while(Phase.LOADING, seen, self.load(spec, now_due))
-        if self.key in self.fleet.moves:
-            await self.finish_move(spec)
+        await self.finish_move(spec, pending)
         self.fleet.placements.assign(
             self.key, {p.name for p in self.instances} | {n for n in self.retries if n in seen.by_name}
         )
@@ -226,13 +225,14 @@ class AdapterPass(StatusKeeper):
         """Unload replicas beyond the desired count and choose pods for missing ones; returns the pods to load.
         ``again``: the first replica's pod refused it; one pod is chosen (the others wait their turn in the queue,
         behind the first replicas of the adapters before this one), and the status says Scheduled already."""
+        await self.vacate(spec)
         plan = plan_replicas(seen, spec.replicas, self.instances, lost)
         self.instances = list(plan.keep)
         if plan.extra:
             await asyncio.gather(*(self.fleet.unload(self.obj, spec, pod) for pod in plan.extra))
-        need = min(plan.need, 1) if again else plan.need
+        need = (min(plan.need, 1) if again else plan.need) - self.owed()
         chosen = [*plan.first, *await self.schedule(spec, plan.pool, need, seen.extra)]
-        chosen += self.move_target(seen, chosen)
+        chosen += self.move_target(seen, chosen, spec.priority)
         pending = [*plan.retrying, *chosen]
         self.fleet.placements.assign(self.key, {p.name for p in self.instances + pending}, spec.priority)
         self.displace(spec, chosen)
@@ -248,30 +248,6 @@ class AdapterPass(StatusKeeper):
                 await self.write_phase(Phase.SCHEDULED, seen)
         return pending
 
-    def move_target(self, seen: Observation, chosen: Sequence[Pod]) -> list[Pod]:
-        """The pod the balancer asked this adapter to move to, when the move still makes sense: it is on the source,
-        the target can take it now, and it is not already being placed there."""
-        move = self.fleet.moves.get(self.key)
-        if move is None:
-            return []
-        held = {p.name for p in self.instances} | {p.name for p in chosen} | set(self.retries)
-        target = next((p for p in seen.candidates if p.name == move.target), None)
-        if move.source not in held or target is None or target.name in held:
-            del self.fleet.moves[self.key]
-            return []
-        return [target]
-
-    async def finish_move(self, spec: AdapterSpec) -> None:
-        """Leave the source once the target holds the adapter (make before break); a failed load leaves it be."""
-        move = self.fleet.moves.pop(self.key)
-        held = {p.name: p for p in self.instances}
-        source = held.get(move.source)
-        if move.target not in held or source is None:
-            return
-        if await self.fleet.unload(self.obj, spec, source):
-            self.instances.remove(source)
-            self.event("Normal", "Moved", f"moved from pod {move.source} to pod {move.target} to even out demand")
-
     def adapters_on(self, pod: str) -> int:
         """Adapters held or being loaded on ``pod`` in this namespace, this one included."""
         return self.fleet.placements.adapters_on(self.key[0], pod)
@@ -282,9 +258,6 @@ class AdapterPass(StatusKeeper):
 
     def demand_on(self, pod: str) -> float:
         return sum(self.fleet.expected_demand(self.key[0], pod).values())
-
-    def occupancy(self, pod: str) -> tuple[int, int]:
-        return self.fleet.placements.occupancy(self.key[0], pod)
 
     def displace(self, spec: AdapterSpec, pods: Sequence[Pod]) -> None:
         """Wake the lower-priority adapters this one displaced on full pods: each gives up its slot in its own pass."""

@@ -1,6 +1,7 @@
 """Demand balancing for adapters placed by the ``balanced`` policy: sample every pod's metrics page on a fixed
 interval into the demand estimate, and every few samples plan a bounded number of moves (controller/demand.py) and
-wake the adapters to make them. A move loads the adapter on its new pod before it leaves the old one.
+wake the adapters to make them. A move loads the adapter on its new pod before it leaves the old one; a swap between
+two full pods has an idle adapter leave first (controller/moving.py).
 
 Nothing runs while no adapter asks for ``balanced``: a fleet that does not use it pays no scrapes.
 """
@@ -103,6 +104,9 @@ class Balancer:
         """Plan each namespace's moves and hand them to the adapters' passes."""
         now = time.monotonic()
         self._moved = {key: when for key, when in self._moved.items() if key in balanced}
+        for key in [k for k in self.fleet.moves if now - self._moved.get(k, now) >= self.options.settle]:
+            del self.fleet.moves[key]  # a move that never came about (a swap whose other side stalled)
+            self.fleet.wake(key)
         planned: list[tuple[Key, Move]] = []
         for namespace in {key[0] for key in balanced}:
             movable = {
@@ -135,7 +139,7 @@ class Balancer:
             demand=sum(demand.values()),
             max_rank=pod.limits.max_rank,
             free_slots=None if slots is None else max(0, slots - len(placed)),
-            adapters={name: demand.get(name, 0.0) for name in placed & movable if demand.get(name, 0.0) > 0},
+            adapters={name: demand.get(name, 0.0) for name in placed & movable},  # idle ones can swap
             holds=frozenset(placed),
             largest=max(demand.values(), default=0.0),
         )

@@ -113,6 +113,8 @@ class Move:
     adapter: str
     source: str
     target: str
+    partner: str | None = None  # a swap: the adapter that trades places with this one (the target pod is full)
+    vacate: bool = False  # the idle side of a swap: it leaves the source first, so the busy side can come in
 
 
 def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], threshold: float, limit: int) -> list[Move]:
@@ -120,15 +122,13 @@ def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], thresh
     ``threshold`` (0.25: 25 %) above what any placement could reach, onto the least busy pod that can hold it, and
     only when the move leaves both pods below the busiest one's demand (hysteresis: a move that only trades places
     never happens). What a placement could reach is the mean, or more when one adapter's share on one pod is larger
-    (moves do not split an adapter's traffic further). Ties go to the pod listed first: the same readings always plan
-    the same moves."""
+    (moves do not split an adapter's traffic further). A full target takes the adapter in a swap: one of its idle
+    adapters (no demand seen) comes the other way, and the pair counts as two moves. Ties go to the pod listed
+    first: the same readings always plan the same moves."""
     if not pods:
         return []
-    demand = {p.name: p.demand for p in pods}
-    free = {p.name: p.free_slots for p in pods}
-    holds = {p.name: set(p.holds) for p in pods}
-    movable = {p.name: dict(p.adapters) for p in pods}
-    by_name = {p.name: p for p in pods}
+    plan = _Plan(pods, ranks)
+    demand = plan.demand
     mean = sum(demand.values()) / len(demand)
     floor = max([mean, *(p.largest for p in pods), *(share for p in pods for share in p.adapters.values())])
     moves: list[Move] = []
@@ -136,42 +136,74 @@ def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], thresh
         source = max(demand, key=lambda n: demand[n])
         if mean <= 0 or demand[source] <= (1 + threshold) * floor:
             break
-        move = _best_move(source, demand, movable, holds, free, by_name, ranks)
-        if move is None:
+        planned = plan.best(source, swaps=len(moves) + 2 <= limit)
+        if not planned:
             break
-        share = movable[source].pop(move.adapter)
-        demand[source] -= share
-        demand[move.target] += share
-        holds[source].discard(move.adapter)
-        holds[move.target].add(move.adapter)
-        if free[move.target] is not None:
-            free[move.target] = int(free[move.target] or 0) - 1
-        moves.append(move)
+        for move in planned:
+            plan.apply(move)
+        moves.extend(planned)
     return moves
 
 
-def _best_move(
-    source: str,
-    demand: Mapping[str, float],
-    movable: Mapping[str, dict[str, float]],
-    holds: Mapping[str, set[str]],
-    free: Mapping[str, int | None],
-    by_name: Mapping[str, PodState],
-    ranks: Mapping[str, int | None],
-) -> Move | None:
-    """The move off ``source`` that leaves the higher of the two pods lowest, if any improves on ``source``; among
-    equal results the adapter with the least demand moves (less traffic disturbed)."""
-    best: tuple[float, Move] | None = None
-    for adapter, share in sorted(movable[source].items(), key=lambda item: (item[1], item[0])):
-        rank = ranks.get(adapter)
-        for target in sorted(demand, key=lambda n: demand[n]):
-            pod = by_name[target]
-            if target == source or adapter in holds[target] or free[target] == 0:
+class _Plan:
+    """The pods as the moves planned so far leave them."""
+
+    def __init__(self, pods: Sequence[PodState], ranks: Mapping[str, int | None]) -> None:
+        self.ranks = ranks
+        self.demand = {p.name: p.demand for p in pods}
+        self.free = {p.name: p.free_slots for p in pods}
+        self.holds = {p.name: set(p.holds) for p in pods}
+        self.movable = {p.name: dict(p.adapters) for p in pods}
+        self.limit = {p.name: p.max_rank for p in pods}
+
+    def fits(self, adapter: str, pod: str) -> bool:
+        rank, limit = self.ranks.get(adapter), self.limit[pod]
+        return rank is None or limit is None or rank <= limit
+
+    def idle(self, pod: str, toward: str) -> str | None:
+        """An adapter on ``pod`` with no demand seen that ``toward`` can take in a swap (first by name)."""
+        return next(
+            (
+                name
+                for name, share in sorted(self.movable[pod].items())
+                if share <= 0 and name not in self.holds[toward] and self.fits(name, toward)
+            ),
+            None,
+        )
+
+    def best(self, source: str, swaps: bool) -> list[Move]:
+        """The move off ``source`` that leaves the higher of the two pods lowest, if any improves on ``source``;
+        among equal results the adapter with the least demand moves (less traffic disturbed), and a pod with a free
+        slot comes before a full one of the same demand (a swap disturbs an idle adapter too)."""
+        demand = self.demand
+        best: tuple[float, list[Move]] | None = None
+        for adapter, share in sorted(self.movable[source].items(), key=lambda item: (item[1], item[0])):
+            if share <= 0:
                 continue
-            if rank is not None and pod.max_rank is not None and rank > pod.max_rank:
-                continue
-            peak = max(demand[source] - share, demand[target] + share)
-            if peak < demand[source] and (best is None or peak < best[0]):
-                best = (peak, Move(adapter, source, target))
-            break  # the least busy pod that can take it is the best target for this adapter
-    return None if best is None else best[1]
+            for target in sorted(demand, key=lambda n: (demand[n], self.free[n] == 0)):
+                if target == source or adapter in self.holds[target] or not self.fits(adapter, target):
+                    continue
+                partner = self.idle(target, source) if self.free[target] == 0 else None
+                if self.free[target] == 0 and (partner is None or not swaps):
+                    continue
+                peak = max(demand[source] - share, demand[target] + share)
+                if peak < demand[source] and (best is None or peak < best[0]):
+                    if partner is None:
+                        best = (peak, [Move(adapter, source, target)])
+                    else:
+                        best = (
+                            peak,
+                            [Move(adapter, source, target, partner), Move(partner, target, source, adapter, True)],
+                        )
+                break  # the least busy pod that can take it is the best target for this adapter
+        return [] if best is None else best[1]
+
+    def apply(self, move: Move) -> None:
+        share = self.movable[move.source].pop(move.adapter)
+        self.demand[move.source] -= share
+        self.demand[move.target] += share
+        self.holds[move.source].discard(move.adapter)
+        self.holds[move.target].add(move.adapter)
+        free = self.free[move.target]
+        if move.partner is None and free is not None:
+            self.free[move.target] = free - 1
