@@ -247,6 +247,12 @@ def keep_log(controller: Proc, path: Path | None, policy: str) -> None:
         path.with_name(f"{path.name}.{policy}").write_bytes(controller.log.read())
 
 
+def balancer_moves(kube: FakeKube) -> int:
+    """Moves the balancer made so far (one Event ``Moved`` each; a swap makes two)."""
+    events = kube.items("/api/v1/namespaces/default/events", fieldSelector="reason=Moved")
+    return sum(1 for e in events if e.get("reason") == "Moved")
+
+
 def moved(before: dict[str, list[str]], after: dict[str, list[str]]) -> int:
     return sum(len(set(before[name]) - set(after.get(name, []))) for name in before)
 
@@ -325,8 +331,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         result["requests"] = traffic(fleet, kube, demand, args.traffic, args.workers)
         time.sleep(args.settle)  # moves asked near the end of the traffic finish
         first = placement(kube)
-        events = kube.items("/api/v1/namespaces/default/events", fieldSelector="reason=Moved")
-        result["balancer_moves"] = sum(1 for e in events if e.get("reason") == "Moved")
+        result["balancer_moves"] = balancer_moves(kube)
         load = pod_demand(first, demand, list(fleet.limits))
         result["peak_over_mean"] = max(load.values()) / (sum(load.values()) / len(load))
         result["peak_over_floor"] = max(load.values()) / floor(first, demand, list(fleet.limits))
@@ -334,6 +339,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         time.sleep(args.settle)
         joined = placement(kube)
         result["moved_on_join"] = moved(first, joined)
+        result["balanced_on_join"] = balancer_moves(kube) - int(result["balancer_moves"])
         busiest = Counter(pod for pods in joined.values() for pod in pods).most_common(1)[0][0]
         result["must_move_on_leave"] = sum(1 for pods in joined.values() if busiest in pods)
         left_at = time.monotonic()
@@ -351,6 +357,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         time.sleep(args.settle)
         after = placement(kube)
         result["moved_on_leave"] = moved(joined, after)
+        result["balanced_on_leave"] = balancer_moves(kube) - int(result["balancer_moves"]) - result["balanced_on_join"]
         result["violations"] = int(result["violations"]) + violations(after, ranks, fleet.limits)
         controller.stop()
         keep_log(controller, args.controller_log, policy)
@@ -397,8 +404,10 @@ def main() -> None:
         ("peak pod demand / mean", "peak_over_mean", "{:.2f}", "≤ 1.25"),
         ("peak pod demand / floor (mean, or the largest instance share)", "peak_over_floor", "{:.2f}", ""),
         ("instances moved when a pod joins (minimum 0)", "moved_on_join", "{:d}", "≤ 1.5 × minimum"),
+        ("of them, moved by the balancer meanwhile (Event Moved)", "balanced_on_join", "{:d}", ""),
         ("instances on the pod that leaves (the minimum)", "must_move_on_leave", "{:d}", ""),
         ("instances moved when it leaves", "moved_on_leave", "{:d}", "≤ 1.5 × minimum"),
+        ("of them, moved by the balancer meanwhile (Event Moved)", "balanced_on_leave", "{:d}", ""),
         ("failover of the leaving pod's adapters (s)", "failover_s", "{:.2f}", "≤ 2"),
     ]
     for label, key, form, target in rows:

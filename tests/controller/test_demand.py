@@ -145,6 +145,12 @@ def test_a_swap_keeps_the_hard_constraints_and_disturbs_no_traffic(quiet: PodSta
     assert plan_moves([hot, quiet], ranks, 0.25, 5) == []
 
 
+def test_the_idle_side_of_a_swap_is_one_that_another_pod_holds_too_when_there_is_one() -> None:
+    hot = pod("hot", {"a": 6.0, "b": 4.0}, free=0)
+    quiet = PodState("quiet", 0.0, 64, 0, {"i": 0.0, "j": 0.0}, frozenset("ij"), elsewhere=frozenset("j"))
+    assert plan_moves([hot, quiet], {}, 0.25, 2)[1] == Move("j", "quiet", "hot", partner="b", vacate=True)
+
+
 def test_a_free_slot_is_taken_before_a_swap_with_a_pod_as_quiet() -> None:
     hot = pod("hot", {"a": 6.0, "b": 4.0}, free=0)
     full, free = pod("full", {"i": 0.0}, free=0), pod("free", {}, free=1)

@@ -230,9 +230,10 @@ class AdapterPass(MoveSteps):
         self.instances = list(plan.keep)
         if plan.extra:
             await asyncio.gather(*(self.fleet.unload(self.obj, spec, pod) for pod in plan.extra))
+        moving = self.move_target(seen, plan.first, spec.priority)  # first: a move it drops frees ``owed``
         need = (min(plan.need, 1) if again else plan.need) - self.owed()
-        chosen = [*plan.first, *await self.schedule(spec, plan.pool, need, seen.extra)]
-        chosen += self.move_target(seen, chosen, spec.priority)
+        pool = [p for p in plan.pool if p not in moving]
+        chosen = [*plan.first, *await self.schedule(spec, pool, need, seen.extra), *moving]
         pending = [*plan.retrying, *chosen]
         self.fleet.placements.assign(self.key, {p.name for p in self.instances + pending}, spec.priority)
         self.displace(spec, chosen)

@@ -142,4 +142,5 @@ class Balancer:
             adapters={name: demand.get(name, 0.0) for name in placed & movable},  # idle ones can swap
             holds=frozenset(placed),
             largest=max(demand.values(), default=0.0),
+            elsewhere=frozenset(n for n in placed if len(self.fleet.placements.pods_of((namespace, n))) > 1),
         )

@@ -106,6 +106,7 @@ class PodState:
     adapters: Mapping[str, float]  # movable adapters here -> their demand on this pod
     holds: frozenset[str]  # every adapter placed here, movable or not
     largest: float = 0.0  # the largest one adapter's demand here, movable or not
+    elsewhere: frozenset[str] = frozenset()  # adapters here that another pod holds too
 
 
 @dataclass(frozen=True)
@@ -155,21 +156,21 @@ class _Plan:
         self.holds = {p.name: set(p.holds) for p in pods}
         self.movable = {p.name: dict(p.adapters) for p in pods}
         self.limit = {p.name: p.max_rank for p in pods}
+        self.elsewhere = {p.name: p.elsewhere for p in pods}
 
     def fits(self, adapter: str, pod: str) -> bool:
         rank, limit = self.ranks.get(adapter), self.limit[pod]
         return rank is None or limit is None or rank <= limit
 
     def idle(self, pod: str, toward: str) -> str | None:
-        """An adapter on ``pod`` with no demand seen that ``toward`` can take in a swap (first by name)."""
-        return next(
-            (
-                name
-                for name, share in sorted(self.movable[pod].items())
-                if share <= 0 and name not in self.holds[toward] and self.fits(name, toward)
-            ),
-            None,
-        )
+        """An adapter on ``pod`` with no demand seen that ``toward`` can take in a swap: one that another pod holds
+        too first (it is never without a pod while it moves), then by name."""
+        idle = [
+            name
+            for name, share in self.movable[pod].items()
+            if share <= 0 and name not in self.holds[toward] and self.fits(name, toward)
+        ]
+        return min(idle, key=lambda name: (name not in self.elsewhere[pod], name), default=None)
 
     def best(self, source: str, swaps: bool) -> list[Move]:
         """The move off ``source`` that leaves the higher of the two pods lowest, if any improves on ``source``;

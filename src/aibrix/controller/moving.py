@@ -3,8 +3,9 @@
 A plain move loads the adapter on the target, then leaves the source (make before break). A swap trades places
 between two full pods: the busy adapter may take the target's slot only once the idle one has left it, and the idle
 one may take the source's slot only once the busy one has left that. So the idle side leaves first (``vacate``: the
-adapter no demand was seen for is the one without a pod for a moment), wakes the busy side, which moves as a plain
-move does and wakes the idle side, which then takes the slot freed on the source. Either side that cannot go on
+adapter no demand was seen for is the one a replica short for a moment) and hands its slot to the busy side, which
+moves as a plain move does and hands the slot it leaves to the idle side. A slot handed over counts for the side it
+is handed to at once, so no other adapter's pass takes it in between. Either side that cannot go on
 drops its move and wakes the other, which then drops its own unless it can still go: nothing waits on a move that
 will not come, and the balancer forgets any move older than its settle time.
 """
@@ -33,6 +34,16 @@ class MoveSteps(StatusKeeper):
         if move.partner is not None:
             self.fleet.wake((self.key[0], move.partner))
 
+    def hand_over(self, move: Move, pod: str) -> None:
+        """Give the slot this adapter left on ``pod`` to the other side of its swap, before any other pass can take
+        it: the other side's placements count it from now on (its next pass keeps it, or gives it up)."""
+        placements = self.fleet.placements
+        placements.assign(self.key, placements.pods_of(self.key) - {pod})
+        if move.partner is not None:
+            partner = (self.key[0], move.partner)
+            placements.assign(partner, placements.pods_of(partner) | {pod})
+            self.fleet.wake(partner)
+
     def owed(self) -> int:
         """1 while this adapter is the idle side of a swap on its way to the source: that replica is not chosen
         elsewhere meanwhile."""
@@ -51,8 +62,7 @@ class MoveSteps(StatusKeeper):
             self.drop_move(move)
             return
         self.instances.remove(source)
-        self.fleet.placements.assign(self.key, self.fleet.placements.pods_of(self.key) - {source.name})
-        self.wake_partner(move)
+        self.hand_over(move, source.name)
 
     def move_target(self, seen: Observation, chosen: Sequence[Pod], priority: int) -> list[Pod]:
         """The pod the balancer asked this adapter to move to, when the move still makes sense and the pod has a
@@ -72,8 +82,8 @@ class MoveSteps(StatusKeeper):
         ):
             self.drop_move(move)
             return []
-        if room(target, priority, self.occupancy):
-            return [target]
+        if move.target in self.fleet.placements.pods_of(self.key) or room(target, priority, self.occupancy):
+            return [target]  # the slot handed over by the other side of a swap, or a free one
         if not self.partner_pending(move):
             self.drop_move(move)
         return []
@@ -101,9 +111,10 @@ class MoveSteps(StatusKeeper):
         moved = move.target in held and (source is not None or move.vacate)
         if moved and source is not None:
             moved = await self.fleet.unload(self.obj, spec, source)
-            if moved:
-                self.instances.remove(source)
-                self.fleet.placements.assign(self.key, self.fleet.placements.pods_of(self.key) - {source.name})
-        self.wake_partner(move)  # after the slot it waits for is free
+        if moved and source is not None:
+            self.instances.remove(source)
+            self.hand_over(move, source.name)
+        else:
+            self.wake_partner(move)
         if moved:
             self.event("Normal", "Moved", f"moved from pod {move.source} to pod {move.target} to even out demand")
