@@ -145,6 +145,13 @@ def test_a_swap_keeps_the_hard_constraints_and_disturbs_no_traffic(quiet: PodSta
     assert plan_moves([hot, quiet], ranks, 0.25, 5) == []
 
 
+def test_a_pod_held_up_by_one_hot_adapter_leaves_the_next_busiest_pod_to_shed() -> None:
+    """The hot adapter's share is the floor of its own pod only: the other pods still even out below it."""
+    pods = [pod("hot", {"big": 9.0}), pod("busy", {"x": 2.0, "y": 2.0, "z": 2.0}), pod("a", {}), pod("b", {})]
+    # the mean is 3.75; after one move busy carries 4, within 25 % of it (a floor of 9 for all would move nothing)
+    assert plan_moves(pods, {}, 0.25, 5) == [Move("x", "busy", "a")]
+
+
 def test_the_idle_side_of_a_swap_is_one_that_another_pod_holds_too_when_there_is_one() -> None:
     hot = pod("hot", {"a": 6.0, "b": 4.0}, free=0)
     quiet = PodState("quiet", 0.0, 64, 0, {"i": 0.0, "j": 0.0}, frozenset("ij"), elsewhere=frozenset("j"))

@@ -119,25 +119,27 @@ class Move:
 
 
 def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], threshold: float, limit: int) -> list[Move]:
-    """At most ``limit`` moves, each taking one adapter off the busiest pod while that pod's demand is more than
-    ``threshold`` (0.25: 25 %) above what any placement could reach, onto the least busy pod that can hold it, and
-    only when the move leaves both pods below the busiest one's demand (hysteresis: a move that only trades places
-    never happens). What a placement could reach is the mean, or more when one adapter's share on one pod is larger
-    (moves do not split an adapter's traffic further). A full target takes the adapter in a swap: one of its idle
-    adapters (no demand seen) comes the other way, and the pair counts as two moves. Ties go to the pod listed
+    """At most ``limit`` moves, each taking one adapter off the busiest pod whose demand is more than ``threshold``
+    (0.25: 25 %) above its floor, onto the least busy pod that can hold it, and only when the move leaves both pods
+    below the source's demand (hysteresis: a move that only trades places never happens). A pod's floor is the mean,
+    or more when one adapter's share on it is larger (moves do not split an adapter's traffic further): a pod held
+    up by one hot adapter leaves the next busiest to shed. A full target takes the adapter in a swap: one of its
+    idle adapters (no demand seen) comes the other way, and the pair counts as two moves. Ties go to the pod listed
     first: the same readings always plan the same moves."""
     if not pods:
         return []
     plan = _Plan(pods, ranks)
     demand = plan.demand
     mean = sum(demand.values()) / len(demand)
-    floor = max([mean, *(p.largest for p in pods), *(share for p in pods for share in p.adapters.values())])
     moves: list[Move] = []
-    while len(moves) < limit:
-        source = max(demand, key=lambda n: demand[n])
-        if mean <= 0 or demand[source] <= (1 + threshold) * floor:
-            break
-        planned = plan.best(source, swaps=len(moves) + 2 <= limit)
+    while mean > 0 and len(moves) < limit:
+        planned: list[Move] = []
+        for source in sorted(demand, key=lambda n: -demand[n]):
+            if demand[source] <= (1 + threshold) * max(mean, plan.largest[source]):
+                continue
+            planned = plan.best(source, swaps=len(moves) + 2 <= limit)
+            if planned:
+                break
         if not planned:
             break
         for move in planned:
@@ -157,6 +159,7 @@ class _Plan:
         self.movable = {p.name: dict(p.adapters) for p in pods}
         self.limit = {p.name: p.max_rank for p in pods}
         self.elsewhere = {p.name: p.elsewhere for p in pods}
+        self.largest = {p.name: max([p.largest, *p.adapters.values()]) for p in pods}  # one adapter's share, at most
 
     def fits(self, adapter: str, pod: str) -> bool:
         rank, limit = self.ranks.get(adapter), self.limit[pod]
@@ -203,6 +206,7 @@ class _Plan:
         share = self.movable[move.source].pop(move.adapter)
         self.demand[move.source] -= share
         self.demand[move.target] += share
+        self.largest[move.target] = max(self.largest[move.target], share)
         self.holds[move.source].discard(move.adapter)
         self.holds[move.target].add(move.adapter)
         free = self.free[move.target]
