@@ -23,6 +23,9 @@ Prints Markdown.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import bisect
+import itertools
 import json
 import os
 import random
@@ -51,15 +54,17 @@ SLOTS = "adapter.model.aibrix.ai/max-adapters"
 class Fleet:
     """The pods of one run: a simulator and a runtime each, with their limits."""
 
-    def __init__(self, kube: FakeKube, host: str, seed: int) -> None:
-        self.kube, self.host = kube, host
+    def __init__(self, kube: FakeKube, host: str, seed: int, ttft_ms: float = 20.0) -> None:
+        self.kube, self.host, self.ttft_ms = kube, host, ttft_ms
         self.random = random.Random(seed)
         self.limits: dict[str, tuple[int, int]] = {}  # pod -> (rank limit, slots)
         self.procs: dict[str, list[Proc]] = {}
 
     def add(self, name: str) -> None:
         rank, slots = self.random.choice(RANKS), self.random.randint(20, 40)
-        sim = start_sim("vllm", "--lora-load-ms", "5", "--max-lora-rank", str(rank), host=self.host)
+        sim = start_sim(
+            "vllm", "--lora-load-ms", "5", "--max-lora-rank", str(rank), "--ttft-ms", str(self.ttft_ms), host=self.host
+        )
         runtime = start_runtime("vllm", sim.url, host=self.host)
         args = ["--enable-lora", "--max-lora-rank", str(rank)]
         self.kube.add_pod(name, runtime=runtime, engine=sim, args=args, annotations={SLOTS: str(slots)})
@@ -114,34 +119,53 @@ def floor(places: dict[str, list[str]], demand: dict[str, float], pods: list[str
 
 
 def traffic(fleet: Fleet, kube: FakeKube, demand: dict[str, float], seconds: float, workers: int) -> int:
-    """Completions for ``seconds``: adapters drawn by weight, each request to one of the pods its status names now
-    (re-read every two seconds, as a gateway follows the EndpointSlices), so traffic follows the moves."""
-    places = placement(kube)
+    """Completions for ``seconds`` from ``workers`` concurrent clients: adapters drawn by weight, each request to one
+    of the pods its status names now (re-read every two seconds, as a gateway follows the EndpointSlices), so
+    traffic follows the moves."""
+    return asyncio.run(_traffic(fleet, kube, demand, seconds, workers))
+
+
+def _table(places: dict[str, list[str]], demand: dict[str, float]) -> tuple[list[str], list[float]]:
+    """The adapters with a pod and their cumulative weights: one draw is a bisection, not a pass over 1000."""
+    names = [name for name, held in places.items() if held]
+    return names, list(itertools.accumulate(demand[n] for n in names))
+
+
+async def _traffic(fleet: Fleet, kube: FakeKube, demand: dict[str, float], seconds: float, workers: int) -> int:
     deadline = time.monotonic() + seconds
     urls = {pod: procs[0].url for pod, procs in fleet.procs.items()}
+    places = placement(kube)
+    current = (places, *_table(places, demand))
 
-    def worker(seed: int) -> int:
+    async def refresh() -> None:
+        nonlocal current
+        while time.monotonic() < deadline:
+            await asyncio.sleep(2.0)
+            places = await asyncio.to_thread(placement, kube)
+            current = (places, *_table(places, demand))
+
+    async def worker(client: httpx.AsyncClient, seed: int) -> int:
         rng, sent = random.Random(seed), 0
-        with httpx.Client(timeout=10) as client:
-            while time.monotonic() < deadline:
-                names = [name for name, held in places.items() if held]
-                name = rng.choices(names, [demand[n] for n in names])[0]
-                url = urls.get(rng.choice(places[name]))
-                if url is None:
-                    continue
-                body = {"model": name, "prompt": "x", "max_tokens": 30}
-                try:
-                    sent += client.post(f"{url}/v1/completions", json=body).status_code == 200
-                except httpx.TransportError:
-                    continue  # a pod that left, or a kept-alive connection the server closed
+        while time.monotonic() < deadline:
+            places, names, weights = current
+            name = names[min(len(names) - 1, bisect.bisect(weights, rng.random() * weights[-1]))]
+            url = urls.get(rng.choice(places[name]))
+            if url is None:
+                await asyncio.sleep(0.01)
+                continue
+            body = {"model": name, "prompt": "x", "max_tokens": 30}
+            try:
+                sent += (await client.post(f"{url}/v1/completions", json=body)).status_code == 200
+            except httpx.TransportError:
+                continue  # a pod that left, or a kept-alive connection the server closed
         return sent
 
-    with ThreadPoolExecutor(workers + 1) as pool:
-        sent = [pool.submit(worker, seed) for seed in range(workers)]
-        while time.monotonic() < deadline:
-            time.sleep(2.0)
-            places = placement(kube)
-        return sum(f.result() for f in sent)
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        updates = asyncio.create_task(refresh())
+        sent = await asyncio.gather(*(worker(client, seed) for seed in range(workers)))
+        await updates
+    return sum(sent)
 
 
 def _done(status: dict, want: int) -> bool:
@@ -262,7 +286,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
     work.mkdir()
     plane = ControlPlane(work / "kube") if args.api == "real" else None
     kube: FakeKube = RealKube(plane) if plane is not None else FakeKube(work)
-    fleet = Fleet(kube, pod_ip() if plane is not None else HOST, args.seed)
+    fleet = Fleet(kube, pod_ip() if plane is not None else HOST, args.seed, args.ttft_ms)
     rng = random.Random(args.seed)
     lora = folders(work)
     try:
@@ -378,6 +402,12 @@ def main() -> None:
     parser.add_argument("--traffic", type=float, default=40.0, help="seconds of Zipf-weighted completions")
     parser.add_argument("--skew", type=float, default=1.1, help="the Zipf exponent of the adapters' demand")
     parser.add_argument("--workers", type=int, default=16, help="concurrent completions during the traffic")
+    parser.add_argument(
+        "--ttft-ms",
+        type=float,
+        default=20.0,
+        help="the simulators' time to first token: longer requests, more in flight",
+    )
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait after a pod joins or leaves")
     parser.add_argument("--timeout", type=float, default=300.0)

@@ -152,6 +152,16 @@ def test_a_pod_held_up_by_one_hot_adapter_leaves_the_next_busiest_pod_to_shed() 
     assert plan_moves(pods, {}, 0.25, 5) == [Move("x", "busy", "a")]
 
 
+def test_a_used_adapter_that_another_pod_holds_too_can_be_the_other_side_of_a_swap() -> None:
+    """Its traffic goes to its other pod while it moves; the swap counts its demand both ways."""
+    hot = pod("hot", {"a": 6.0, "b": 4.0}, free=0)
+    quiet = PodState("quiet", 1.0, 64, 0, {"i": 1.0}, frozenset("i"), elsewhere=frozenset("i"))
+    assert plan_moves([hot, quiet], {}, 0.25, 2) == [  # 10 and 1 become 5 and 6 (moving b: 7 and 4)
+        Move("a", "hot", "quiet", partner="i"),
+        Move("i", "quiet", "hot", partner="a", vacate=True),
+    ]
+
+
 def test_the_idle_side_of_a_swap_is_one_that_another_pod_holds_too_when_there_is_one() -> None:
     hot = pod("hot", {"a": 6.0, "b": 4.0}, free=0)
     quiet = PodState("quiet", 0.0, 64, 0, {"i": 0.0, "j": 0.0}, frozenset("ij"), elsewhere=frozenset("j"))

@@ -1,7 +1,7 @@
 """Demand balancing for adapters placed by the ``balanced`` policy: sample every pod's metrics page on a fixed
 interval into the demand estimate, and every few samples plan a bounded number of moves (controller/demand.py) and
 wake the adapters to make them. A move loads the adapter on its new pod before it leaves the old one; a swap between
-two full pods has an idle adapter leave first (controller/moving.py).
+two full pods has the less used adapter leave first (controller/moving.py).
 
 Nothing runs while no adapter asks for ``balanced``: a fleet that does not use it pays no scrapes.
 """
@@ -139,7 +139,7 @@ class Balancer:
             demand=sum(demand.values()),
             max_rank=pod.limits.max_rank,
             free_slots=None if slots is None else max(0, slots - len(placed)),
-            adapters={name: demand.get(name, 0.0) for name in placed & movable},  # idle ones can swap
+            adapters={name: demand.get(name, 0.0) for name in placed & movable},  # the least used ones swap
             holds=frozenset(placed),
             largest=max(demand.values(), default=0.0),
             elsewhere=frozenset(n for n in placed if len(self.fleet.placements.pods_of((namespace, n))) > 1),

@@ -67,6 +67,10 @@ class DemandEstimator:
         """Smoothed requests per adapter seen on ``pod`` (adapters that left it fade out over the half-life)."""
         return self._pods.get(pod, {})
 
+    def any_seen(self) -> bool:
+        """Whether any adapter has shown demand: until then (a fleet being set up) every share is zero."""
+        return bool(self._totals)
+
     def of_adapter(self, namespace: str, name: str) -> float:
         """The adapter's demand wherever it was seen: what it brings to the pods it is placed on, split evenly."""
         return self._totals.get((namespace, name), 0.0)
@@ -115,7 +119,7 @@ class Move:
     source: str
     target: str
     partner: str | None = None  # a swap: the adapter that trades places with this one (the target pod is full)
-    vacate: bool = False  # the idle side of a swap: it leaves the source first, so the busy side can come in
+    vacate: bool = False  # the quiet side of a swap: it leaves the source first, so the busy side can come in
 
 
 def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], threshold: float, limit: int) -> list[Move]:
@@ -124,8 +128,8 @@ def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], thresh
     below the source's demand (hysteresis: a move that only trades places never happens). A pod's floor is the mean,
     or more when one adapter's share on it is larger (moves do not split an adapter's traffic further): a pod held
     up by one hot adapter leaves the next busiest to shed. A full target takes the adapter in a swap: one of its
-    idle adapters (no demand seen) comes the other way, and the pair counts as two moves. Ties go to the pod listed
-    first: the same readings always plan the same moves."""
+    less used adapters comes the other way (``_Plan.partner``), and the pair counts as two moves. Ties go to the pod
+    listed first: the same readings always plan the same moves."""
     if not pods:
         return []
     plan = _Plan(pods, ranks)
@@ -165,15 +169,19 @@ class _Plan:
         rank, limit = self.ranks.get(adapter), self.limit[pod]
         return rank is None or limit is None or rank <= limit
 
-    def idle(self, pod: str, toward: str) -> str | None:
-        """An adapter on ``pod`` with no demand seen that ``toward`` can take in a swap: one that another pod holds
-        too first (it is never without a pod while it moves), then by name."""
-        idle = [
-            name
+    def partner(self, pod: str, toward: str) -> tuple[str, float] | None:
+        """The adapter on ``pod`` that ``toward`` can take in a swap, and its share: the least used one among those
+        another pod holds too (their traffic goes there while they move) and those with no demand seen; among
+        equals, one held elsewhere, then by name. One used and held nowhere else never swaps: it would go without
+        a pod for a moment."""
+        found = [
+            (name, share)
             for name, share in self.movable[pod].items()
-            if share <= 0 and name not in self.holds[toward] and self.fits(name, toward)
+            if name not in self.holds[toward]
+            and self.fits(name, toward)
+            and (share <= 0 or name in self.elsewhere[pod])
         ]
-        return min(idle, key=lambda name: (name not in self.elsewhere[pod], name), default=None)
+        return min(found, key=lambda item: (item[1], item[0] not in self.elsewhere[pod], item[0]), default=None)
 
     def best(self, source: str, swaps: bool) -> list[Move]:
         """The move off ``source`` that leaves the higher of the two pods lowest, if any improves on ``source``;
@@ -187,10 +195,11 @@ class _Plan:
             for target in sorted(demand, key=lambda n: (demand[n], self.free[n] == 0)):
                 if target == source or adapter in self.holds[target] or not self.fits(adapter, target):
                     continue
-                partner = self.idle(target, source) if self.free[target] == 0 else None
-                if self.free[target] == 0 and (partner is None or not swaps):
+                found = self.partner(target, source) if self.free[target] == 0 else None
+                if self.free[target] == 0 and (found is None or not swaps):
                     continue
-                peak = max(demand[source] - share, demand[target] + share)
+                partner, theirs = found or (None, 0.0)
+                peak = max(demand[source] - share + theirs, demand[target] + share - theirs)
                 if peak < demand[source] and (best is None or peak < best[0]):
                     if partner is None:
                         best = (peak, [Move(adapter, source, target)])

@@ -89,7 +89,9 @@ class Fleet:
 
     def expected_demand(self, namespace: str, pod: str) -> dict[str, float]:
         """Each adapter placed on ``pod`` with its share of demand there: its demand over the pods it is on."""
-        shares = {}
+        shares: dict[str, float] = {}
+        if not self.demand.any_seen():
+            return shares  # the balanced policy asks this of every pod for every placement: skip the walk
         for key in self.placements.on_pod(namespace, pod):
             demand = self.demand.of_adapter(*key)
             if demand > 0:

@@ -1,13 +1,13 @@
 """One adapter's side of a move the balancer planned (controller/balancer.py, controller/demand.py).
 
 A plain move loads the adapter on the target, then leaves the source (make before break). A swap trades places
-between two full pods: the busy adapter may take the target's slot only once the idle one has left it, and the idle
-one may take the source's slot only once the busy one has left that. So the idle side leaves first (``vacate``: the
-adapter no demand was seen for is the one a replica short for a moment) and hands its slot to the busy side, which
-moves as a plain move does and hands the slot it leaves to the idle side. A slot handed over counts for the side it
-is handed to at once, so no other adapter's pass takes it in between. Either side that cannot go on
-drops its move and wakes the other, which then drops its own unless it can still go: nothing waits on a move that
-will not come, and the balancer forgets any move older than its settle time.
+between two full pods: the busy adapter may take the target's slot only once the quiet one has left it, and the
+quiet one may take the source's slot only once the busy one has left that. So the quiet side leaves first
+(``vacate``: the less used adapter, held on another pod too or never seen used, is the one a replica short for a
+moment) and hands its slot to the busy side, which moves as a plain move does and hands the slot it leaves to the
+quiet side. A slot handed over counts for the side it is handed to at once, so no other adapter's pass takes it in
+between. Either side that cannot go on drops its move and wakes the other, which then drops its own unless it can
+still go: nothing waits on a move that will not come, and the balancer forgets any move older than its settle time.
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ class MoveSteps(StatusKeeper):
             self.fleet.wake(partner)
 
     def owed(self) -> int:
-        """1 while this adapter is the idle side of a swap on its way to the source: that replica is not chosen
+        """1 while this adapter is the quiet side of a swap on its way to the source: that replica is not chosen
         elsewhere meanwhile."""
         move = self.fleet.moves.get(self.key)
         return 1 if move is not None and move.vacate else 0
 
     async def vacate(self, spec: AdapterSpec) -> None:
-        """The idle side of a swap leaves its pod, freeing the slot the busy side comes to take."""
+        """The quiet side of a swap leaves its pod, freeing the slot the busy side comes to take."""
         move = self.fleet.moves.get(self.key)
         if move is None or not move.vacate:
             return
@@ -90,7 +90,7 @@ class MoveSteps(StatusKeeper):
 
     def partner_pending(self, move: Move) -> bool:
         """Whether the other side of a swap may still make room: its move stands, and the busy side waiting for
-        the target's slot still has an idle side there to leave it."""
+        the target's slot still has a quiet side there to leave it."""
         if move.partner is None:
             return False
         other = (self.key[0], move.partner)
@@ -100,7 +100,7 @@ class MoveSteps(StatusKeeper):
         return move.vacate or move.target in self.fleet.placements.pods_of(other)
 
     async def finish_move(self, spec: AdapterSpec, pending: Sequence[Pod]) -> None:
-        """Once the target was tried: leave the source when the target holds the adapter (the idle side of a swap
+        """Once the target was tried: leave the source when the target holds the adapter (the quiet side of a swap
         left it already), then wake the other side of a swap. A move still waiting for its slot stays."""
         move = self.fleet.moves.get(self.key)
         if move is None or move.target not in {p.name for p in pending}:
