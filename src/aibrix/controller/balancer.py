@@ -122,11 +122,14 @@ class Balancer:
             ranks = {
                 key[1]: (obj.get("status") or {}).get("rank") for key, obj in balanced.items() if key[0] == namespace
             }
-            for move in plan_moves(states, ranks, self.options.threshold, self.options.moves):
+            moves = plan_moves(states, ranks, self.options.threshold, self.options.moves)
+            for move in moves:
                 key = (namespace, move.adapter)
                 self.fleet.moves[key] = move
                 self._moved[key] = now
                 planned.append((key, move))
+            if moves:
+                _say_plan(namespace, states, moves)
         return planned
 
     def _state(self, pod: Pod, movable: set[str]) -> PodState:
@@ -144,3 +147,18 @@ class Balancer:
             largest=max(demand.values(), default=0.0),
             elsewhere=frozenset(n for n in placed if len(self.fleet.placements.pods_of((namespace, n))) > 1),
         )
+
+
+def _say_plan(namespace: str, states: list[PodState], moves: list[Move]) -> None:
+    """What the balancer saw and did, once per plan that moves anything: how far the busiest pod is above the mean."""
+    busiest = max(states, key=lambda state: state.demand)
+    mean = sum(state.demand for state in states) / len(states)
+    log.info(
+        "balancing namespace %s: the busiest pod, %s, carries %.2f x the mean demand; %d moves (%d in swaps)",
+        namespace,
+        busiest.name,
+        busiest.demand / mean if mean > 0 else 0.0,
+        len(moves),
+        sum(1 for move in moves if move.partner is not None),
+        extra={"namespace": namespace},
+    )
