@@ -183,7 +183,7 @@ def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
     listing = kube.http.get(path).json()
     statuses = {a["metadata"]["name"]: a.get("status") or {} for a in listing["items"]}
     done = {name for name, status in statuses.items() if _done(status, want[name])}
-    version, progress, last = listing["metadata"]["resourceVersion"], [], 0.0
+    version, progress, last, seconds = listing["metadata"]["resourceVersion"], [], 0.0, 0.0
     when: dict[str, float] = {}  # adapter -> seconds until it (last) became settled
     while len(done) < len(want) and time.monotonic() - started < timeout:
         params = {"watch": "true", "resourceVersion": version, "timeoutSeconds": "5"}
@@ -204,15 +204,19 @@ def settled(kube: FakeKube, want: dict[str, int], timeout: float) -> float:
                     last = time.monotonic()
                     progress.append(f"{last - started:.0f}s:{len(done)}")
                 if len(done) == len(want):
+                    seconds = time.monotonic() - started  # when the last event came
                     break
     if len(done) == len(want):
-        seconds = time.monotonic() - started  # when the last event came, not when the stream has closed
+        closed = time.monotonic() - started - seconds
+        said = f"settled {seconds:.1f}s after the creates were answered; the watch closed {closed:.1f}s later"
+        print(said, file=sys.stderr)
         print("settled over time: " + " ".join(progress), file=sys.stderr)
         for name in sorted(when, key=when.__getitem__)[-5:]:
             status = statuses[name]
             reasons = {c.get("type"): c.get("reason") for c in status.get("conditions") or []}
             held = f"{status.get('readyReplicas') or 0}/{want[name]}"
-            print(f"  settled last: {name} at {when[name]:.1f}s, {held} replicas, {reasons}", file=sys.stderr)
+            said = f"  settled last: {name} {when[name]:.1f}s after the creates, {held} replicas, {reasons}"
+            print(said, file=sys.stderr)
         return seconds
     left = Counter()
     for name, status in statuses.items():
@@ -318,8 +322,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(create, ranks))
         creates = time.monotonic() - started
-        settled(kube, replicas, args.timeout)
-        running = time.monotonic() - started  # from the first create
+        running = creates + settled(kube, replicas, args.timeout)  # from the first create
         first = placement(kube)
         result: dict[str, float | int] = {
             "running_s": running,
