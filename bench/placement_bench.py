@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import random
+import shlex
 import sys
 import tempfile
 import time
@@ -296,7 +297,7 @@ def run(policy: str, args: argparse.Namespace, work: Path) -> dict[str, float | 
     try:
         for i in range(args.pods):
             fleet.add(f"pod-{i:02d}")
-        controller = kube.start_controller()
+        controller = kube.start_controller(*shlex.split(args.controller_args))
         ranks = {f"lora-{i:04d}": rng.choice(RANKS) for i in range(args.adapters)}
         replicas = {name: rng.randint(1, 3) for name in ranks}
         weights = [1 / (k + 1) ** args.skew for k in range(args.adapters)]
@@ -415,6 +416,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait after a pod joins or leaves")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--settle-only", action="store_true", help="stop after the first placement has settled")
+    parser.add_argument("--controller-args", default="", help="more arguments for aibrix_controller, one string")
     parser.add_argument("--controller-log", type=Path, help="write the controller's log here (policy appended)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="placement-bench-"))

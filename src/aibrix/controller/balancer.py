@@ -33,6 +33,7 @@ class BalanceOptions:
     threshold: float = 0.25  # a pod more than 25 % above the mean demand sheds an adapter
     moves: int = 10  # moves per plan at most
     settle: float = 60.0  # an adapter moved is not moved again for this long
+    half_life: float = 30.0  # seconds over which the demand estimate halves the weight of a sample
 
 
 class Balancer:
@@ -43,6 +44,7 @@ class Balancer:
         self._mismatched: set[str] = set()  # pod uids whose engine contradicted their arguments (said once)
 
     async def run(self) -> None:
+        self.fleet.demand.half_life = self.options.half_life  # the estimate is fed by this loop only
         rounds = 0
         while True:
             await asyncio.sleep(self.options.interval)

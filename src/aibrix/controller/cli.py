@@ -124,6 +124,12 @@ def parser() -> argparse.ArgumentParser:
         "--balance-threshold", type=float, default=0.25, help="a pod this far above the reachable floor sheds adapters"
     )
     p.add_argument("--balance-moves", type=int, default=10, help="adapters moved per plan at most")
+    p.add_argument(
+        "--balance-half-life-seconds",
+        type=_positive,
+        default=30.0,
+        help="how fast the demand estimate forgets: longer is steadier under sparse traffic, slower to follow a shift",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     return p
@@ -240,7 +246,10 @@ def controller_config(args: argparse.Namespace) -> ControllerConfig:
         deletion_timeout=args.deletion_timeout,
     )
     balance = BalanceOptions(
-        interval=args.balance_interval_seconds, threshold=args.balance_threshold, moves=args.balance_moves
+        interval=args.balance_interval_seconds,
+        threshold=args.balance_threshold,
+        moves=args.balance_moves,
+        half_life=args.balance_half_life_seconds,
     )
     return ControllerConfig(
         namespace=args.namespace,
