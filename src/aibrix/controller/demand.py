@@ -186,28 +186,31 @@ class _Plan:
     def best(self, source: str, swaps: bool) -> list[Move]:
         """The move off ``source`` that leaves the higher of the two pods lowest, if any improves on ``source``;
         among equal results the adapter with the least demand moves (less traffic disturbed), and a pod with a free
-        slot comes before a full one of the same demand (a swap disturbs an idle adapter too)."""
+        slot comes before a full one of the same demand (a swap disturbs a second adapter)."""
         demand = self.demand
+        targets = sorted(demand, key=lambda n: (demand[n], self.free[n] == 0))  # the same for every adapter
+        partners: dict[str, tuple[str, float] | None] = {}  # full target -> its side of a swap with ``source``
         best: tuple[float, list[Move]] | None = None
         for adapter, share in sorted(self.movable[source].items(), key=lambda item: (item[1], item[0])):
             if share <= 0:
                 continue
-            for target in sorted(demand, key=lambda n: (demand[n], self.free[n] == 0)):
+            for target in targets:
                 if target == source or adapter in self.holds[target] or not self.fits(adapter, target):
                     continue
-                found = self.partner(target, source) if self.free[target] == 0 else None
-                if self.free[target] == 0 and (found is None or not swaps):
-                    continue
+                found = None
+                if self.free[target] == 0:
+                    if target not in partners:
+                        partners[target] = self.partner(target, source) if swaps else None
+                    found = partners[target]
+                    if found is None:
+                        continue
                 partner, theirs = found or (None, 0.0)
                 peak = max(demand[source] - share + theirs, demand[target] + share - theirs)
                 if peak < demand[source] and (best is None or peak < best[0]):
-                    if partner is None:
-                        best = (peak, [Move(adapter, source, target)])
-                    else:
-                        best = (
-                            peak,
-                            [Move(adapter, source, target, partner), Move(partner, target, source, adapter, True)],
-                        )
+                    moves = [Move(adapter, source, target, partner)]
+                    if partner is not None:
+                        moves.append(Move(partner, target, source, adapter, vacate=True))
+                    best = (peak, moves)
                 break  # the least busy pod that can take it is the best target for this adapter
         return [] if best is None else best[1]
 

@@ -72,10 +72,9 @@ class MoveSteps(StatusKeeper):
             return []
         held = {p.name for p in self.instances} | {p.name for p in chosen} | set(self.retries)
         target = seen.by_name.get(move.target)
-        usable = target is not None and (target in seen.candidates or move.target in seen.unfit)
         if (
             target is None
-            or not usable
+            or (target not in seen.candidates and move.target not in seen.unfit)  # not eligible now
             or seen.unfit.get(move.target) == Unfit.RANK_TOO_HIGH
             or move.target in held
             or not (move.vacate or move.source in held)
