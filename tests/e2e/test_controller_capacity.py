@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -188,6 +189,51 @@ def test_an_overloaded_fleet_and_api_server_leave_adapters_pending_never_failed(
     assert "busy-0" in adapters_on(frozen_sim.url)
 
 
+def _busy_until_apart(
+    kube: FakeKube,
+    sims: dict,
+    busy: list[str],
+    watched: Sequence[str],
+    model: Callable[[str], str],
+    each: Callable[[], None] = lambda: None,
+) -> list[str]:
+    """Two clients per ``busy`` adapter send completions to the pod its status names, until the two busy adapters
+    are on different pods and each ``watched`` adapter on one (30 s at most), then 2 s more (six more plans: the
+    pods are even, nothing moves again). ``each`` runs at every check. Returns the adapters a client found without
+    a pod."""
+    stop = threading.Event()
+    gaps: list[str] = []
+
+    def load(adapter: str) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                instances = status(kube.adapter(adapter)).get("instances") or []
+                if not instances:
+                    gaps.append(adapter)
+                    time.sleep(0.05)
+                    continue
+                body = {"model": model(adapter), "prompt": "x", "max_tokens": 10}
+                client.post(f"{sims[instances[0]].url}/v1/completions", json=body)
+
+    workers = [threading.Thread(target=load, args=(name,)) for name in busy for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            each()
+            places = {name: status(kube.adapter(name)).get("instances") for name in watched}
+            if places[busy[0]] != places[busy[1]] and all(len(p or []) == 1 for p in places.values()):
+                break
+            time.sleep(0.1)
+        time.sleep(2)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=15)
+    return gaps
+
+
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_the_balanced_policy_moves_an_adapter_off_a_busy_pod_without_a_gap(
     kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path, engine: str
@@ -209,36 +255,8 @@ def test_the_balanced_policy_moves_an_adapter_off_a_busy_pod_without_a_gap(
     shared = next(pod for pod in sims if list(held.values()).count(pod) == 2)
     busy = sorted(name for name, pod in held.items() if pod == shared)
 
-    stop = threading.Event()
-    gaps: list[str] = []
-
-    def load(adapter: str) -> None:
-        with httpx.Client(timeout=10) as client:
-            while not stop.is_set():
-                instances = status(kube.adapter(adapter)).get("instances") or []
-                if not instances:
-                    gaps.append(adapter)
-                    time.sleep(0.05)
-                    continue
-                url = sims[instances[0]].url
-                model = adapter if engine == "vllm" else f"{BASE}:{adapter}"  # SGLang's bare name: base model
-                client.post(f"{url}/v1/completions", json={"model": model, "prompt": "x", "max_tokens": 10})
-
-    workers = [threading.Thread(target=load, args=(name,)) for name in busy for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            places = {name: status(kube.adapter(name)).get("instances") for name in busy}
-            if places[busy[0]] != places[busy[1]] and all(len(p or []) == 1 for p in places.values()):
-                break
-            time.sleep(0.2)
-        time.sleep(2)  # six more plans: the pods are even now, nothing moves again
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=15)
+    model = (lambda name: name) if engine == "vllm" else (lambda name: f"{BASE}:{name}")  # SGLang: base:adapter
+    gaps = _busy_until_apart(kube, sims, busy, busy, model)
     places = {name: status(kube.adapter(name))["instances"] for name in busy}
     assert places[busy[0]] != places[busy[1]], places
     events = [e for e in kube.items("/api/v1/namespaces/default/events") if e["reason"] == "Moved"]
@@ -267,38 +285,13 @@ def test_two_full_pods_trade_a_busy_adapter_for_an_idle_one_without_a_gap_or_an_
     held = {name: status(kube.adapter(name))["instances"][0] for name in names}
     busy = sorted(name for name, pod in held.items() if pod == held["w"])
     assert len(busy) == 2, held  # two slots a pod, four adapters: two on each
-
-    stop = threading.Event()
-    gaps: list[str] = []
     most: dict[str, int] = {}
 
-    def load(adapter: str) -> None:
-        with httpx.Client(timeout=10) as client:
-            while not stop.is_set():
-                instances = status(kube.adapter(adapter)).get("instances") or []
-                if not instances:
-                    gaps.append(adapter)
-                    time.sleep(0.05)
-                    continue
-                client.post(f"{sims[instances[0]].url}/v1/completions", json={"model": adapter, "prompt": "x"})
+    def count_adapters() -> None:
+        for pod, sim in sims.items():
+            most[pod] = max(most.get(pod, 0), len(adapters_on(sim.url)))
 
-    workers = [threading.Thread(target=load, args=(name,)) for name in busy for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for pod, sim in sims.items():
-                most[pod] = max(most.get(pod, 0), len(adapters_on(sim.url)))
-            places = {name: status(kube.adapter(name)).get("instances") for name in names}
-            if places[busy[0]] != places[busy[1]] and all(len(p or []) == 1 for p in places.values()):
-                break
-            time.sleep(0.1)
-        time.sleep(2)  # six more plans: the pods are even now, nothing moves again
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=15)
+    gaps = _busy_until_apart(kube, sims, busy, names, lambda name: name, count_adapters)
     places = {name: status(kube.adapter(name))["instances"] for name in names}
     assert places[busy[0]] != places[busy[1]], places
     assert sorted(len(adapters_on(sim.url)) for sim in sims.values()) == [2, 2]
