@@ -25,6 +25,24 @@ def test_a_pods_requests_are_split_over_the_adapters_active_there_and_fade_when_
     assert est.of_adapter("ns", "a") == 0.0
 
 
+def test_a_hot_adapter_active_beside_a_cold_one_gets_the_larger_share_once_the_estimate_knows_it() -> None:
+    """vLLM names the active adapters only. Split evenly, a hot adapter (5 requests) that shares a pod with a cold
+    one (half a request on average) looks like 4 and 1.5; weighted by what the estimate already knows, like 5 and
+    0.5, and the balancer moves by these numbers."""
+    assert split({"a", "b"}, 1.0, {"a": 5.0}) == {"a": 1.0, "b": 1.0}  # each active one has one at least
+    shares = split({"hot", "cold"}, 10.0, {"hot": 8.0, "cold": 0.1})
+    assert shares["hot"] > 8.5 and shares["cold"] < 1.1 and sum(shares.values()) == pytest.approx(10.0)
+    estimates = {}
+    for weighted in (False, True):
+        est, pod_ = DemandEstimator(half_life=10.0), ("ns", "p")
+        for t in range(60):  # the cold one is active in every other sample, with one request
+            active, requests = ({"hot", "cold"}, 6.0) if t % 2 else ({"hot"}, 5.0)
+            est.sample(pod_, split(active, requests, est.on_pod(pod_) if weighted else None), now=float(t))
+        estimates[weighted] = est.on_pod(pod_)
+    assert estimates[False]["hot"] < 4.0 and estimates[False]["cold"] > 1.5
+    assert estimates[True]["hot"] > 4.7 and estimates[True]["cold"] < 0.8
+
+
 def test_the_active_adapters_come_from_the_newest_vllm_series_or_the_runtimes_gauge() -> None:
     vllm = (
         'vllm:lora_requests_info{max_lora="4",running_lora_adapters="a,b",waiting_lora_adapters="a,b"} 100.0\n'
@@ -90,11 +108,9 @@ def test_moves_per_plan_are_bounded() -> None:
     assert len(plan_moves([hot, *colds], {}, 0.25, 10)) == 6  # then the busiest pod is within 25 % of the mean
 
 
-def test_a_pod_held_up_by_one_hot_adapter_keeps_the_rest_when_within_reach_of_it() -> None:
-    """One adapter's share is a floor no move can lower: a pod within 25 % of it is as balanced as it gets."""
+def test_a_pod_held_up_by_one_hot_adapter_sheds_the_others_and_keeps_the_hot_one() -> None:
+    """No move can lower one adapter's share: its pod gives away the rest, and the hot one stays."""
     pods = [pod("hot", {"big": 8.0, "small": 1.5}), pod("a", {"x": 1.0}), pod("b", {})]
-    assert plan_moves(pods, {}, 0.25, 5) == []
-    pods = [pod("hot", {"big": 8.0, "small": 3.0}), pod("a", {"x": 1.0}), pod("b", {})]
     assert plan_moves(pods, {}, 0.25, 5) == [Move("small", "hot", "b")]
 
 
@@ -146,7 +162,7 @@ def test_a_swap_keeps_the_hard_constraints_and_disturbs_no_traffic(quiet: PodSta
 
 
 def test_a_pod_held_up_by_one_hot_adapter_leaves_the_next_busiest_pod_to_shed() -> None:
-    """The hot adapter's share is the floor of its own pod only: the other pods still even out below it."""
+    """A pod that no move can lower does not stop the others from evening out below it."""
     pods = [pod("hot", {"big": 9.0}), pod("busy", {"x": 2.0, "y": 2.0, "z": 2.0}), pod("a", {}), pod("b", {})]
     # the mean is 3.75; after one move busy carries 4, within 25 % of it (a floor of 9 for all would move nothing)
     assert plan_moves(pods, {}, 0.25, 5) == [Move("x", "busy", "a")]

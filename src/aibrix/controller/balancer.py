@@ -30,7 +30,7 @@ BALANCED = "balanced"
 class BalanceOptions:
     interval: float = 2.0  # seconds between samples of every pod
     plan_every: int = 3  # samples between two move plans
-    threshold: float = 0.25  # a pod more than 25 % above the mean demand sheds an adapter
+    threshold: float = 0.2  # a pod more than 20 % above the mean demand sheds an adapter
     moves: int = 10  # moves per plan at most
     settle: float = 60.0  # an adapter moved is not moved again for this long
     half_life: float = 30.0  # seconds over which the demand estimate halves the weight of a sample
@@ -77,9 +77,9 @@ class Balancer:
             self.cross_check(pod, page)
             requests = load_of(pod.engine, page)[0]
             placed = self.fleet.placements.names_on(pod.namespace, pod.name)
-            shares = reading(
-                active_adapters(page), 0.0 if math.isinf(requests) else requests, sglang_pool_used(page), placed
-            )
+            prior = self.fleet.expected_demand(pod.namespace, pod.name)
+            count = 0.0 if math.isinf(requests) else requests
+            shares = reading(active_adapters(page), count, sglang_pool_used(page), placed, prior)
             if shares is not None:
                 self.fleet.demand.sample((pod.namespace, pod.name), shares, now)
 
@@ -146,7 +146,6 @@ class Balancer:
             free_slots=None if slots is None else max(0, slots - len(placed)),
             adapters={name: demand.get(name, 0.0) for name in placed & movable},  # the least used ones swap
             holds=frozenset(placed),
-            largest=max(demand.values(), default=0.0),
             elsewhere=frozenset(n for n in placed if len(self.fleet.placements.pods_of((namespace, n))) > 1),
         )
 

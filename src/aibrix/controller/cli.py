@@ -121,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
         help="how often pods' demand is sampled for schedulerName: balanced (moves are planned every third sample)",
     )
     p.add_argument(
-        "--balance-threshold", type=float, default=0.25, help="a pod this far above the reachable floor sheds adapters"
+        "--balance-threshold", type=float, default=0.2, help="a pod this far above the mean demand sheds adapters"
     )
     p.add_argument("--balance-moves", type=int, default=10, help="adapters moved per plan at most")
     p.add_argument(

@@ -22,6 +22,7 @@ than the sampling interval are seen by chance.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -76,21 +77,44 @@ class DemandEstimator:
         return self._totals.get((namespace, name), 0.0)
 
 
-def split(active: Collection[str], requests: float) -> dict[str, float]:
-    """vLLM names the adapters with requests in flight, not their counts: the pod's requests split evenly over
-    them, at least one each."""
-    return {name: max(requests, float(len(active))) / len(active) for name in active}
+def split(active: Collection[str], requests: float, prior: Mapping[str, float] | None = None) -> dict[str, float]:
+    """vLLM names the adapters with requests in flight, not their counts. Each active adapter has at least one;
+    the rest of the pod's requests go to them in proportion to how many more each is expected to have, given its
+    ``prior`` mean count on the pod (the smoothed estimate so far): an adapter with a mean of m requests, seen
+    active, has m / (1 - e^-m) on average (a Poisson count given it is not zero), so one extra beyond the first.
+    With no prior the split is even. An even split alone would give a hot adapter active beside cold ones the
+    same share as each of them, whatever the real counts: the busier a pod, the flatter the estimate."""
+    if not active:
+        return {}
+    extra = max(0.0, requests - len(active))
+    weights = {name: _beyond_one((prior or {}).get(name, 0.0)) for name in active}
+    total = sum(weights.values())
+    if total <= 0:
+        return {name: 1.0 + extra / len(active) for name in active}
+    return {name: 1.0 + extra * weight / total for name, weight in weights.items()}
+
+
+def _beyond_one(mean: float) -> float:
+    """E[N | N >= 1] - 1 for a Poisson count N of the given mean: what an active adapter has beyond its first."""
+    if mean <= 1e-6:
+        return 0.0
+    return mean / -math.expm1(-mean) - 1.0
 
 
 def reading(
-    active: Collection[str] | None, requests: float, pool_used: int | None, placed: Collection[str]
+    active: Collection[str] | None,
+    requests: float,
+    pool_used: int | None,
+    placed: Collection[str],
+    prior: Mapping[str, float] | None = None,
 ) -> dict[str, float] | None:
     """Requests per adapter from one metrics page, or None when the page says nothing of adapters. vLLM's page
-    names the active adapters (``active``). SGLang's says only how many adapters its running batch holds
-    (``pool_used``: sglang:lora_pool_slots_used); then the pod's requests are split over every adapter placed
-    there, and a batch with none of them is base-model traffic that counts for no adapter."""
+    names the active adapters (``active``), split by ``split`` with the pod's ``prior``. SGLang's says only how
+    many adapters its running batch holds (``pool_used``: sglang:lora_pool_slots_used); then the pod's requests
+    are split over every adapter placed there, and a batch with none of them is base-model traffic that counts
+    for no adapter."""
     if active:
-        return split(active, requests)
+        return split(active, requests, prior)
     if pool_used is None:
         return None if active is None else {}
     if pool_used <= 0 or not placed:
@@ -109,7 +133,6 @@ class PodState:
     free_slots: int | None  # None: no declared slots
     adapters: Mapping[str, float]  # movable adapters here -> their demand on this pod
     holds: frozenset[str]  # every adapter placed here, movable or not
-    largest: float = 0.0  # the largest one adapter's demand here, movable or not
     elsewhere: frozenset[str] = frozenset()  # adapters here that another pod holds too
 
 
@@ -124,12 +147,11 @@ class Move:
 
 def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], threshold: float, limit: int) -> list[Move]:
     """At most ``limit`` moves, each taking one adapter off the busiest pod whose demand is more than ``threshold``
-    (0.25: 25 %) above its floor, onto the least busy pod that can hold it, and only when the move leaves both pods
-    below the source's demand (hysteresis: a move that only trades places never happens). A pod's floor is the mean,
-    or more when one adapter's share on it is larger (moves do not split an adapter's traffic further): a pod held
-    up by one hot adapter leaves the next busiest to shed. A full target takes the adapter in a swap: one of its
-    less used adapters comes the other way (``_Plan.partner``), and the pair counts as two moves. Ties go to the pod
-    listed first: the same readings always plan the same moves."""
+    (0.2: 20 %) above the mean, onto the least busy pod that can hold it, and only when the move leaves both pods
+    below the source's demand (hysteresis: a move that only trades places never happens). A pod held up by one hot
+    adapter sheds the others until no move lowers it, and then the next busiest sheds. A full target takes the
+    adapter in a swap: one of its less used adapters comes the other way (``_Plan.partner``), and the pair counts
+    as two moves. Ties go to the pod listed first: the same readings always plan the same moves."""
     if not pods:
         return []
     plan = _Plan(pods, ranks)
@@ -139,7 +161,7 @@ def plan_moves(pods: Sequence[PodState], ranks: Mapping[str, int | None], thresh
     while mean > 0 and len(moves) < limit:
         planned: list[Move] = []
         for source in sorted(demand, key=lambda n: -demand[n]):
-            if demand[source] <= (1 + threshold) * max(mean, plan.largest[source]):
+            if demand[source] <= (1 + threshold) * mean:
                 continue
             planned = plan.best(source, swaps=len(moves) + 2 <= limit)
             if planned:
@@ -163,7 +185,6 @@ class _Plan:
         self.movable = {p.name: dict(p.adapters) for p in pods}
         self.limit = {p.name: p.max_rank for p in pods}
         self.elsewhere = {p.name: p.elsewhere for p in pods}
-        self.largest = {p.name: max([p.largest, *p.adapters.values()]) for p in pods}  # one adapter's share, at most
 
     def fits(self, adapter: str, pod: str) -> bool:
         rank, limit = self.ranks.get(adapter), self.limit[pod]
@@ -206,7 +227,9 @@ class _Plan:
                         continue
                 partner, theirs = found or (None, 0.0)
                 peak = max(demand[source] - share + theirs, demand[target] + share - theirs)
-                if peak < demand[source] and (best is None or peak < best[0]):
+                if peak >= demand[source]:
+                    continue  # a swap that gives back too much: a busier pod with a quieter partner may do
+                if best is None or peak < best[0]:
                     moves = [Move(adapter, source, target, partner)]
                     if partner is not None:
                         moves.append(Move(partner, target, source, adapter, vacate=True))
@@ -218,7 +241,6 @@ class _Plan:
         share = self.movable[move.source].pop(move.adapter)
         self.demand[move.source] -= share
         self.demand[move.target] += share
-        self.largest[move.target] = max(self.largest[move.target], share)
         self.holds[move.source].discard(move.adapter)
         self.holds[move.target].add(move.adapter)
         free = self.free[move.target]
