@@ -188,3 +188,38 @@ def test_a_free_slot_is_taken_before_a_swap_with_a_pod_as_quiet() -> None:
     hot = pod("hot", {"a": 6.0, "b": 4.0}, free=0)
     full, free = pod("full", {"i": 0.0}, free=0), pod("free", {}, free=1)
     assert plan_moves([hot, full, free], {}, 0.25, 1) == [Move("b", "hot", "free")]
+
+
+def test_an_idle_fleet_is_sampled_less_often_until_a_request_is_seen() -> None:
+    """Each sample scrapes every pod; while no adapter is active anywhere (a fleet being set up), the wait doubles
+    up to 8 x the interval, and one active adapter brings it back."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from aibrix.controller.balancer import Balancer, pause
+    from aibrix.controller.engine_args import pod_limits
+    from aibrix.controller.pods import Pod
+
+    values = {"name": "p", "namespace": "ns", "uid": "u", "labels": {}, "ip": "10.0.0.1", "ready_since": 0.0}
+    engine = Pod(
+        **values, terminating=False, engine_port=8000, runtime_port=None, engine="vllm", limits=pod_limits("vllm", [])
+    )
+    page = 'vllm:lora_requests_info{{max_lora="1",running_lora_adapters="{0}",waiting_lora_adapters=""}} 1.0\n'
+    pages = [page.format(""), page.format("a")]
+
+    async def pod_metrics(pod: Pod) -> str:
+        return pages[0]
+
+    estimate = DemandEstimator()
+    fleet = SimpleNamespace(
+        all_pods=lambda: [engine],
+        pod_metrics=pod_metrics,
+        placements=SimpleNamespace(names_on=lambda namespace, pod: {"a"}),
+        expected_demand=lambda namespace, pod: {},
+        demand=estimate,
+    )
+    balancer = Balancer(fleet)  # type: ignore[arg-type]  # sample reads only these
+    assert asyncio.run(balancer.sample()) is False and not estimate.any_seen()
+    pages.pop(0)
+    assert asyncio.run(balancer.sample()) is True and estimate.of_adapter("ns", "a") == 0.5  # two samples' mean
+    assert [pause(2.0, quiet) for quiet in range(6)] == [2.0, 4.0, 8.0, 16.0, 16.0, 16.0]

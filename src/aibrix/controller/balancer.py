@@ -1,7 +1,7 @@
-"""Demand balancing for adapters placed by the ``balanced`` policy: sample every pod's metrics page on a fixed
-interval into the demand estimate, and every few samples plan a bounded number of moves (controller/demand.py) and
-wake the adapters to make them. A move loads the adapter on its new pod before it leaves the old one; a swap between
-two full pods has the less used adapter leave first (controller/moving.py).
+"""Demand balancing for adapters placed by the ``balanced`` policy: sample every pod's metrics page on an interval
+(longer while no adapter is active anywhere) into the demand estimate, and every few samples plan a bounded number
+of moves (controller/demand.py) and wake the adapters to make them. A move loads the adapter on its new pod before
+it leaves the old one; a swap between two full pods has the less used adapter leave first (controller/moving.py).
 
 Nothing runs while no adapter asks for ``balanced``: a fleet that does not use it pays no scrapes.
 """
@@ -45,14 +45,14 @@ class Balancer:
 
     async def run(self) -> None:
         self.fleet.demand.half_life = self.options.half_life  # the estimate is fed by this loop only
-        rounds = 0
+        rounds = quiet = 0
         while True:
-            await asyncio.sleep(self.options.interval)
+            await asyncio.sleep(pause(self.options.interval, quiet))
             balanced = self._balanced()
             if not balanced:
                 continue
             try:
-                await self.sample()
+                quiet = 0 if await self.sample() else quiet + 1
                 rounds += 1
                 if rounds % self.options.plan_every == 0:
                     for move in self.plan(balanced):
@@ -67,10 +67,12 @@ class Balancer:
             if (obj.get("spec") or {}).get("schedulerName") == BALANCED
         }
 
-    async def sample(self) -> None:
+    async def sample(self) -> bool:
+        """Read every pod's page into the estimate; whether any adapter was active on any pod."""
         pods = [p for p in self.fleet.all_pods() if p.alive()]
         pages = await asyncio.gather(*(self.fleet.pod_metrics(pod) for pod in pods))
         now = time.monotonic()
+        active = False
         for pod, page in zip(pods, pages, strict=True):
             if page is None:
                 continue
@@ -82,6 +84,8 @@ class Balancer:
             shares = reading(active_adapters(page), count, sglang_pool_used(page), placed, prior)
             if shares is not None:
                 self.fleet.demand.sample((pod.namespace, pod.name), shares, now)
+                active = active or bool(shares)
+        return active
 
     def cross_check(self, pod: Pod, page: str) -> None:
         """Limits come from the engine's arguments; vLLM reports its --max-loras back in lora_requests_info. When
@@ -148,6 +152,14 @@ class Balancer:
             holds=frozenset(placed),
             elsewhere=frozenset(n for n in placed if len(self.fleet.placements.pods_of((namespace, n))) > 1),
         )
+
+
+def pause(interval: float, quiet: int) -> float:
+    """The wait before the next sample: the interval, doubled for each sample in a row that saw no adapter active,
+    up to 8 times. A fleet being set up, or idle, is scraped a few times a minute, not every two seconds (each
+    scrape costs the pod's runtime and engine a rendering of their metrics); the first request seen brings the
+    interval back."""
+    return interval * float(2 ** min(quiet, 3))
 
 
 def _say_plan(namespace: str, states: list[PodState], moves: list[Move]) -> None:
