@@ -165,11 +165,14 @@ def test_per_adapter_metrics_follow_loads_failures_and_unloads(procs, client, ad
 
 
 def test_per_adapter_demand_comes_from_vllms_newest_lora_requests_info(procs, client):
-    """vLLM keeps one series per state the adapter lists have been in; the newest is now (value: when it was set)."""
+    """vLLM keeps one series per state the adapter lists have been in, for ever; the newest is now (value: when it
+    was set). The runtime serves only that one: the others would make the page grow as long as the engine serves."""
     info = (
         "# HELP vllm:lora_requests_info Running stats on lora requests.\n# TYPE vllm:lora_requests_info gauge\n"
         'vllm:lora_requests_info{max_lora="2",running_lora_adapters="old",waiting_lora_adapters=""} 1.79e+09\n'
         'vllm:lora_requests_info{max_lora="2",running_lora_adapters="a,b",waiting_lora_adapters="c"} 1.7961e+09\n'
+        'vllm:lora_requests_info{max_lora="2",running_lora_adapters="older",waiting_lora_adapters=""} 1.78e+09\n'
+        "vllm:num_requests_running 3.0\n"
     )
     with PayloadServer({"/metrics": info}) as engine:
         runtime = procs.runtime("vllm", engine.url)
@@ -177,7 +180,9 @@ def test_per_adapter_demand_comes_from_vllms_newest_lora_requests_info(procs, cl
     active = families["aibrix:lora_adapter_requests_active"]["samples"]
     found = {dict(labels)["lora_name"] + "/" + dict(labels)["state"] for _, labels in active}
     assert found == {"a/running", "b/running", "c/waiting"}
-    assert families["vllm:lora_requests_info"]["samples"]  # the engine's own family passes through unchanged
+    (newest,) = families["vllm:lora_requests_info"]["samples"]  # the engine's family, its current series only
+    assert dict(newest[1])["running_lora_adapters"] == "a,b"
+    assert families["vllm:num_requests_running"]["samples"]  # the rest of the page passes through
 
 
 def test_metrics_served_on_another_port_are_scraped_there(procs, client):

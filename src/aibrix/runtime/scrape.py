@@ -9,7 +9,7 @@ import time
 from aibrix.engines import Engine, EngineClient
 from aibrix.engines.errors import EngineError
 from aibrix.metrics import Standardizer
-from aibrix.metrics.lora import vllm_lora_activity
+from aibrix.metrics.lora import newest_lora_info, vllm_lora_activity
 from aibrix.runtime.telemetry import Telemetry
 
 log = logging.getLogger("aibrix.runtime")
@@ -66,10 +66,10 @@ class MetricsScraper:
             response, problem = None, exc.message
         if response is not None and problem is None:
             self.telemetry.engine_up.set(1)
-            payload = response.content
+            payload = newest_lora_info(response.content) if self.transform else response.content
             parts.append(payload if payload.endswith(b"\n") or not payload else payload + b"\n")
             if self.transform:
-                text = response.text
+                text = payload.decode("utf-8", errors="replace")
                 self._adapter_demand(text)
                 parts.append(self._standard_families(text))
         else:
