@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--plan-every", type=int, default=3)
     parser.add_argument("--half-life", type=float, default=30.0)
-    parser.add_argument("--threshold", type=float, default=0.25)
+    parser.add_argument("--threshold", type=float, default=0.2)
     parser.add_argument("--moves", type=int, default=10)
     parser.add_argument("--settle", type=float, default=60.0)
     parser.add_argument("--estimate", choices=["names", "oracle"], default="names")
