@@ -18,7 +18,7 @@ INTRO = """# Metrics
 
 `GET /metrics` on the runtime answers, in Prometheus text format 0.0.4:
 
-1. the engine's own payload, byte for byte;
+1. the engine's own payload, byte for byte but for vLLM's superseded `vllm:lora_requests_info` series (below);
 2. the standard `aibrix:` families below, each fed by the engine metric the tables name (same type, labels,
    values, and every `_bucket`/`_sum`/`_count` sample of a histogram) — unless `METRICS_RAW_PASSTHROUGH_MODE=1`
    or `METRICS_ENABLE_TRANSFORMATION=0` (the latter wins over everything);
