@@ -223,3 +223,15 @@ def test_an_idle_fleet_is_sampled_less_often_until_a_request_is_seen() -> None:
     pages.pop(0)
     assert asyncio.run(balancer.sample()) is True and estimate.of_adapter("ns", "a") == 0.5  # two samples' mean
     assert [pause(2.0, quiet) for quiet in range(6)] == [2.0, 4.0, 8.0, 16.0, 16.0, 16.0]
+
+
+def test_a_swap_that_gives_back_too_much_on_the_least_busy_pod_is_sought_on_the_next() -> None:
+    """The least busy full pod's only partner is as busy as the adapter leaving: the next pod, a little busier but
+    with an idle adapter to trade, takes the move (until this measurement the search stopped at the first pod)."""
+    hot = PodState("hot", 10.0, 64, 0, {"b": 4.0}, frozenset("ab"))
+    first = PodState("first", 5.0, 64, 0, {"p": 5.0}, frozenset("p"), elsewhere=frozenset("p"))
+    second = PodState("second", 5.5, 64, 0, {"q": 0.0, "r": 5.5}, frozenset("qr"))
+    assert plan_moves([hot, first, second], {}, 0.25, 2) == [
+        Move("b", "hot", "second", partner="q"),
+        Move("q", "second", "hot", partner="b", vacate=True),
+    ]
