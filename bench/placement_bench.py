@@ -47,6 +47,8 @@ from tests.helpers.kube import ADAPTERS, FakeKube  # noqa: E402
 from tests.helpers.procs import HOST, Proc, start_runtime, start_sim  # noqa: E402
 from tests.helpers.real_kube import ControlPlane, RealKube, pod_ip  # noqa: E402
 
+from aibrix.engines.transport import HTTPClient, TransportError  # noqa: E402
+
 RANKS = (8, 16, 64)
 SLOTS = "adapter.model.aibrix.ai/max-adapters"
 
@@ -131,48 +133,14 @@ def _table(places: dict[str, list[str]], demand: dict[str, float]) -> tuple[list
     return names, list(itertools.accumulate(demand[n] for n in names))
 
 
-class Connections:
-    """Kept-alive HTTP/1.1 connections to the pods, a few lines of asyncio: httpx spends about 1.3 ms of CPU on a
-    request, more than the simulator that answers it, and with hundreds of clients its pool's bookkeeping capped
-    the traffic on this machine well below what the pods could take."""
-
-    def __init__(self) -> None:
-        self.idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
-
-    async def post(self, url: str, body: bytes) -> int:
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        idle = self.idle.setdefault(url, [])
-        reader, writer = idle.pop() if idle else await asyncio.open_connection(host, int(port))
-        head = f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        try:
-            status = int((await reader.readline()).split()[1])
-            length = None
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if length is None:
-                raise ConnectionError("no Content-Length: the connection cannot be kept")
-            await reader.readexactly(length)
-        except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
-            writer.close()
-            raise ConnectionError(url) from None
-        idle.append((reader, writer))
-        return status
-
-    def close(self) -> None:
-        for idle in self.idle.values():
-            for _, writer in idle:
-                writer.close()
-
-
 async def _traffic(fleet: Fleet, kube: FakeKube, demand: dict[str, float], args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.traffic
     urls = {pod: procs[0].url for pod, procs in fleet.procs.items()}
     places = placement(kube)
     current = (places, *_table(places, demand))
-    connections = Connections()
+    # the project's own kept-alive HTTP/1.1 client: httpx spent about 1.3 ms of CPU per request, more than the
+    # simulator answering it, and its pool capped the traffic near 100 requests a second on this machine
+    clients = {url: HTTPClient(url, timeout=30, max_idle=args.workers) for url in urls.values()}
 
     async def refresh() -> None:
         nonlocal current
@@ -190,10 +158,10 @@ async def _traffic(fleet: Fleet, kube: FakeKube, demand: dict[str, float], args:
             if url is None:
                 await asyncio.sleep(0.01)
                 continue
-            body = json.dumps({"model": name, "prompt": "x", "max_tokens": args.max_tokens}).encode()
+            body = {"model": name, "prompt": "x", "max_tokens": args.max_tokens}
             try:
-                sent += await connections.post(url, body) == 200
-            except ConnectionError:
+                sent += (await clients[url].request("POST", "/v1/completions", json=body)).status_code == 200
+            except TransportError:
                 await asyncio.sleep(0.01)  # a pod that left, or a kept-alive connection the server closed
         return sent
 
@@ -202,7 +170,7 @@ async def _traffic(fleet: Fleet, kube: FakeKube, demand: dict[str, float], args:
         sent = await asyncio.gather(*(worker(seed) for seed in range(args.workers)))
     finally:
         await updates
-        connections.close()
+        await asyncio.gather(*(client.aclose() for client in clients.values()))
     return sum(sent)
 
 
