@@ -263,6 +263,19 @@ def test_a_pods_occupancy_follows_arrivals_departures_and_priority_changes() -> 
     assert places.occupancy("ns", "p") == (0, 0)
 
 
+def test_a_restarted_controller_counts_no_slot_for_a_pod_given_up_on() -> None:
+    """The placements are seeded from the statuses: a pod with attempts left is being tried and keeps its slot; a
+    pod whose attempts are spent (it refused the rank) holds nothing and must not look full to the next adapter."""
+    from aibrix.controller.metrics import ControllerMetrics
+    from aibrix.controller.placements import Placements
+
+    retries = [{"pod": "refused", "attempts": 5}, {"pod": "trying", "attempts": 2}]
+    places = Placements(ControllerMetrics())
+    places.seed({("ns", "a"): {"status": {"instances": ["held"], "retries": retries}}}, max_retries=5)
+    assert places.pods_of(("ns", "a")) == {"held", "trying"}
+    assert places.occupancy("ns", "refused") == (0, 0)
+
+
 @pytest.mark.parametrize(
     "rank, limits, need",
     [

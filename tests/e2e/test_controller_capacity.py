@@ -92,6 +92,29 @@ def test_a_pod_refusing_the_rank_is_followed_in_the_same_pass_by_one_that_fits(
     assert name in adapters_on(wide.url)
 
 
+def test_a_pod_that_refused_a_rank_keeps_its_slot_for_an_adapter_that_fits(
+    kube: FakeKube, engines: Engines, controller: Controllers, tmp_path: Path
+) -> None:
+    """Two pods of one slot each: the wide adapter is refused by the rank-8 pod and lands on the rank-64 one; the
+    refusal, kept in its status, takes no slot, so the narrow adapter after it gets the rank-8 pod's."""
+    one_slot = {"adapter.model.aibrix.ai/max-adapters": "1"}
+    pods = {}
+    for name, rank in (("rank-8", 8), ("rank-64", 64)):
+        sim = pods[name] = engines.sim("--max-lora-rank", str(rank))
+        args = ["--enable-lora", "--max-lora-rank", str(rank)]
+        kube.add_pod(name, runtime=engines.runtime(sim), engine=sim, args=args, annotations=one_slot)
+    controller("--retry-base-seconds", "5")  # the refusal is kept for the default cool-down: 160 s
+    wide = next(f"wide-{i}" for i in range(100) if _first_choice(f"wide-{i}", list(pods)) == "rank-8")
+    kube.add_adapter(wide, artifactURL=str(_adapter(tmp_path / "wide", 64)), replicas=1)
+    done = kube.wait_adapter(wide, running, timeout=20)
+    assert status(done)["instances"] == ["rank-64"] and [r["pod"] for r in status(done)["retries"]] == ["rank-8"]
+
+    kube.add_adapter("narrow", artifactURL=str(_adapter(tmp_path / "narrow", 8)), replicas=1)
+    placed = kube.wait_adapter("narrow", running, timeout=20)
+    assert status(placed)["instances"] == ["rank-8"]
+    assert adapters_on(pods["rank-8"].url) == {"narrow"} and adapters_on(pods["rank-64"].url) == {wide}
+
+
 def _first_choice(adapter: str, pods: list[str]) -> str:
     """The pod the default policy (rendezvous hashing, controller/schedulers.py) tries first."""
     return min(pods, key=lambda pod: hashlib.blake2b(f"{adapter}/{pod}".encode(), digest_size=8).digest())

@@ -147,9 +147,8 @@ class AdapterPass(MoveSteps):
         elif now_due:  # say Loading while a load takes its time (a download)
             fatal = await self.shown_while(Phase.LOADING, seen, self.load(spec, now_due))
         await self.finish_move(spec, pending)
-        self.fleet.placements.assign(
-            self.key, {p.name for p in self.instances} | {n for n in self.retries if n in seen.by_name}
-        )
+        trying = {n for n, e in self.retries.items() if n in seen.by_name and not e.spent(self.options.max_retries)}
+        self.fleet.placements.assign(self.key, {p.name for p in self.instances} | trying)
         bound = condition(self.conditions, ConditionType.BOUND)
         if self.instances or (bound is not None and bound["status"] == ConditionStatus.TRUE):
             await self.expose(spec, seen)  # with no instances left, the slice is emptied: no traffic to pods without it

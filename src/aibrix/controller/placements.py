@@ -21,12 +21,12 @@ class Placements:
         self._held_back: set[Key] = set()  # adapters with a replica, short of slots for more
         self._lowest: dict[tuple[str, str], int] = {}  # (namespace, pod) -> lowest priority, until it changes
 
-    def seed(self, adapters: Mapping[Key, Obj]) -> None:
+    def seed(self, adapters: Mapping[Key, Obj], max_retries: int) -> None:
         """Count placements from the cached statuses, so least-adapters is right from the first reconcile."""
         for key, obj in adapters.items():
             status = obj.get("status") or {}
             priority = (obj.get("spec") or {}).get("priority", 0)
-            self.assign(key, claimed_pods(status), priority if isinstance(priority, int) else 0)
+            self.assign(key, claimed_pods(status, max_retries), priority if isinstance(priority, int) else 0)
             self.set_phase(key, status.get("phase"))
 
     def assign(self, key: Key, pods: set[str], priority: int | None = None) -> None:

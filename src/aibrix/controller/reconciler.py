@@ -31,7 +31,7 @@ class Reconciler:
 
     def seed(self) -> None:
         """Count placements from the cached statuses, so least-adapters is right from the first reconcile."""
-        self.fleet.placements.seed(self.adapters.objects)
+        self.fleet.placements.seed(self.adapters.objects, self.options.max_retries)
 
     def forget(self, key: Key) -> None:
         self.fleet.forget(key)
