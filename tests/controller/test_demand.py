@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aibrix.controller.demand import DemandEstimator, Move, PodState, plan_moves, reading, split
-from aibrix.metrics.lora import active_adapters, sglang_pool_used
+from aibrix.metrics.lora import active_adapters, newest_lora_info, sglang_pool_used
 
 
 def test_a_pods_requests_are_split_over_the_adapters_active_there_and_fade_when_they_stop() -> None:
@@ -50,6 +50,12 @@ def test_the_active_adapters_come_from_the_newest_vllm_series_or_the_runtimes_ga
         'vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 50.0\n'
     )
     assert active_adapters(vllm) == {"c"}
+    # a page with exposition timestamps after the values (a federating scrape): still the newest value, and the
+    # runtime keeps the same series when it drops the others
+    stamped = "".join(line + " 1700000000000\n" for line in vllm.splitlines())
+    assert active_adapters(stamped) == {"c"}
+    kept = newest_lora_info(stamped.encode()).decode()
+    assert kept.count("lora_requests_info") == 1 and 'running_lora_adapters="c"' in kept
     runtime = (
         "# TYPE aibrix:lora_adapter_requests_active gauge\n"
         'aibrix:lora_adapter_requests_active{lora_name="x",state="running"} 1\n'

@@ -39,6 +39,12 @@ def number(text: str) -> float:
         return 0.0
 
 
+def stamp(line: str) -> float:
+    """The value of one ``vllm:lora_requests_info`` sample (the time its series was last current), an exposition
+    timestamp after it ignored."""
+    return number(line.rpartition("} ")[2].split(" ")[0])
+
+
 def newest_lora_info(payload: bytes) -> bytes:
     """The page with only the newest ``vllm:lora_requests_info`` series. vLLM never drops the others: after a
     thousand requests over 30 adapters a simulator's page held 1,510 of them (300 KB), and a real engine's grows as
@@ -48,11 +54,7 @@ def newest_lora_info(payload: bytes) -> bytes:
     if payload.count(b"\n" + marker) + payload.startswith(marker) <= 1:
         return payload
     lines = payload.split(b"\n")
-    found = [
-        (number(line.rpartition(b"} ")[2].split(b" ")[0].decode("latin-1")), i)
-        for i, line in enumerate(lines)
-        if line.startswith(marker)
-    ]
+    found = [(stamp(line.decode("latin-1")), i) for i, line in enumerate(lines) if line.startswith(marker)]
     keep = max(found)[1]  # the newest; among equal stamps the last, as vllm_lora_activity reads it
     drop = {i for _, i in found if i != keep}
     return b"\n".join(line for i, line in enumerate(lines) if i not in drop)
@@ -63,10 +65,9 @@ def vllm_lora_activity(text: str) -> dict[str, frozenset[str]] | None:
     ``max_lora`` under the key "max_lora" when present; None when the page has no such series."""
     newest: tuple[float, str] | None = None
     for line in lines_starting(text, LORA_INFO):
-        labels, _, value = line[len(LORA_INFO) :].rpartition("} ")
-        stamp = number(value)
-        if newest is None or stamp >= newest[0]:
-            newest = (stamp, labels)
+        when = stamp(line)
+        if newest is None or when >= newest[0]:
+            newest = (when, line[len(LORA_INFO) :].rpartition("} ")[0])
     if newest is None:
         return None
     found = dict(_LABEL.findall(newest[1]))
