@@ -69,6 +69,10 @@ def start(argv: list[str], env: dict[str, str], logs: object) -> subprocess.Pope
     return subprocess.Popen(argv, env={**os.environ, **env}, stdout=logs, stderr=logs, start_new_session=True)  # type: ignore[arg-type]
 
 
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL for whatever of the group is left after ``grace`` seconds (a busy vLLM can take longer)."""
     try:
@@ -196,9 +200,14 @@ def main() -> None:
         except KeyboardInterrupt:
             pass
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
+                signal.signal(sig, signal.SIG_IGN)
             stop.set()
+            gone = procs[0].poll()
             for proc in reversed(procs):
                 stop_group(proc)
+            if gone is not None:  # it died under the demo: say why, from its own words
+                print(f"\ndemo: the engine exited with code {gone}; the end of the log:\n{tail(work / 'logs.txt')}")
             print("\ndemo: runtime and engine stopped")
 
 
