@@ -97,11 +97,8 @@ def claimed_pods(status: Obj, max_retries: int | None = None) -> set[str]:
     """Pods that hold the adapter or are being loaded with it, by name, as the status records them. With
     ``max_retries``, a pod whose attempts are spent (given up on: it refused the rank, or kept failing) is not
     counted: it holds nothing and takes no slot, though an unload after a deletion still goes there."""
-    retried = {
-        r["pod"]
-        for r in status.get("retries") or []
-        if r.get("pod") and (max_retries is None or int(r.get("attempts") or 0) < max_retries)
-    }
+    entries = [Retry.from_status(raw) for raw in status.get("retries") or []]
+    retried = {e.pod for e in entries if e.pod and (max_retries is None or not e.spent(max_retries))}
     return set(status.get("instances") or []) | retried
 
 
