@@ -240,13 +240,11 @@ def test_a_pod_that_cannot_be_reached_is_named_as_what_it_is(via_runtime: bool) 
     """A runtime's transport failure reads as the runtime's, an engine's as the engine's (no text rewriting)."""
     import asyncio
     import dataclasses
-    import socket
 
     from aibrix.controller.loader import Loader
+    from tests.helpers.procs import free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed once the block ends: connections are refused
+    port = free_port()  # this worker's own block: nothing listens there, so connections are refused
     target = dataclasses.replace(
         pod_from_object(pod("p")), ip="127.0.0.1", engine_port=port, runtime_port=port if via_runtime else None
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,12 +17,36 @@ import httpx
 HOST = "127.0.0.1"
 
 
+# Ports handed to child processes come from below the kernel's ephemeral range (32768-60999 on Linux), one block
+# per pytest-xdist worker. Between free_port() and the child's bind the port is unheld: a server another worker binds
+# to port 0 (the ephemeral range) or a free_port() of another worker could take it, and the child's failed start
+# would go unseen while the other server answered its health check.
+_FIRST_PORT, _BLOCK = 20000, 700
+_next_offset = random.randrange(_BLOCK)
+
+
+def _block_start() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 17  # 17: not under xdist
+    return _FIRST_PORT + (index % 18) * _BLOCK
+
+
 def free_port(host: str = HOST) -> int:
-    """A port nothing listens on at ``host``: checked on the address the server will bind (a port free on
-    127.0.0.1 may be taken on a pod address, and a new server there would fail while the old one answered)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on at ``host``, from this worker's own block: checked on the address the server will
+    bind (a port free on 127.0.0.1 may be taken on a pod address, and a new server there would fail while the old
+    one answered)."""
+    global _next_offset
+    start = _block_start()
+    for _ in range(_BLOCK):
+        port = start + _next_offset
+        _next_offset = (_next_offset + 1) % _BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{start + _BLOCK - 1} on {host}")
 
 
 class Proc:
