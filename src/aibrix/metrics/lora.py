@@ -67,10 +67,10 @@ def vllm_lora_activity(text: str) -> dict[str, frozenset[str]] | None:
     for line in lines_starting(text, LORA_INFO):
         when = stamp(line)
         if newest is None or when >= newest[0]:
-            newest = (when, line[len(LORA_INFO) :].rpartition("} ")[0])
+            newest = (when, line)
     if newest is None:
         return None
-    found = dict(_LABEL.findall(newest[1]))
+    found = dict(_LABEL.findall(newest[1][len(LORA_INFO) :].rpartition("} ")[0]))
     activity = {
         state: frozenset(filter(None, (n.strip() for n in found.get(f"{state}_lora_adapters", "").split(","))))
         for state in ("running", "waiting")
