@@ -21,14 +21,15 @@ HOST = "127.0.0.1"
 # per pytest-xdist worker. Between free_port() and the child's bind the port is unheld: a server another worker binds
 # to port 0 (the ephemeral range) or a free_port() of another worker could take it, and the child's failed start
 # would go unseen while the other server answered its health check.
-_FIRST_PORT, _BLOCK = 20000, 700
+_FIRST_PORT, _EPHEMERAL_FIRST, _BLOCK = 20000, 32768, 700
+_BLOCKS = (_EPHEMERAL_FIRST - _FIRST_PORT) // _BLOCK  # 18: the last one for a process not under xdist
 _next_offset = random.randrange(_BLOCK)
 
 
 def _block_start() -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 17  # 17: not under xdist
-    return _FIRST_PORT + (index % 18) * _BLOCK
+    index = int(worker[2:]) % (_BLOCKS - 1) if worker.startswith("gw") and worker[2:].isdigit() else _BLOCKS - 1
+    return _FIRST_PORT + index * _BLOCK
 
 
 def free_port(host: str = HOST) -> int:
